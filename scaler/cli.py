@@ -1,0 +1,89 @@
+"""Command line: ``scaler serve`` and ``scaler validate-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+
+from scaler.config import ConfigError, ServiceConfig, describe, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    result: int = args.run(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scaler", description="Predictive KEDA external scaler for LLM inference.")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the KEDA external scaler (gRPC + HTTP)")
+    serve.add_argument("--config", metavar="PATH", help="YAML settings file (default: built-in)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
+    serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
+    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    serve.set_defaults(run=_serve)
+
+    validate = commands.add_parser(
+        "validate-config", help="check a settings file; exit 1 naming each bad key")
+    validate.add_argument("path")
+    validate.set_defaults(run=_validate)
+
+    tryout = commands.add_parser(
+        "try", help="emulated vLLM pods + the scaler + a KEDA-like client, on this machine")
+    tryout.set_defaults(run=_try)
+
+    settings = commands.add_parser("settings", help="list every setting with default and unit")
+    settings.set_defaults(run=_settings)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config) if args.config else ServiceConfig()
+    except ConfigError as exc:
+        print(f"scaler: {exc}", file=sys.stderr)
+        return 1
+    overrides = {k: v for k, v in (("grpc_port", args.grpc_port), ("http_port", args.http_port),
+                                   ("host", args.host)) if v is not None}
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+    from scaler.app import serve  # imported here: grpc start-up cost only for `serve`
+
+    asyncio.run(serve(config))
+    return 0
+
+
+def _try(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    from scaler.tryout import run_tryout
+
+    return asyncio.run(run_tryout())
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        load_config(args.path)
+    except ConfigError as exc:
+        print(f"scaler: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK")
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    for key, default, doc in describe():
+        print(f"{key} = {default}\n    {doc}")
+    return 0

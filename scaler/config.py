@@ -1,0 +1,222 @@
+"""Service settings: one dataclass per concern, every field with unit, default and why.
+
+The file form is YAML with one section per dataclass (``server``, ``scrape``,
+``workloads``). Loading validates the whole document and reports *every* bad
+key at once with its dotted path, so a user fixes a ConfigMap in one go::
+
+    scrape.interval_s: -1 is out of range: must be > 0 (seconds between scrapes)
+    scrape.intreval_s: unknown key; known keys in 'scrape': interval_s, timeout_s, ...
+
+A config that fails validation is never partly applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Check = Callable[[Any], str | None]
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def _port(value: Any) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a TCP port, 0-65535 (0 = pick a free one)"
+
+
+def _setting(default: Any, doc: str, check: Check | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "check": check})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = _setting("0.0.0.0", "Address both servers listen on.")
+    grpc_port: int = _setting(9090, "KEDA external scaler gRPC port.", _port)
+    http_port: int = _setting(
+        8080, "HTTP port: /metrics, /healthz, /readyz and the metrics-api JSON.", _port
+    )
+    grace_s: float = _setting(
+        5.0, "Seconds in-flight RPCs get to finish on shutdown.", _non_negative
+    )
+
+
+@dataclass(frozen=True)
+class ScrapeSettings:
+    interval_s: float = _setting(
+        5.0,
+        "Seconds between two scrapes of one workload's pods. KEDA polls every 15-30 s; "
+        "scraping faster keeps every answer fresh without scraping inside an RPC.",
+        _positive,
+    )
+    timeout_s: float = _setting(
+        2.0, "Per-request timeout of one metrics page, seconds.", _positive
+    )
+    max_concurrency: int = _setting(
+        64, "Most metrics requests in flight at once, across all workloads.", _positive
+    )
+    stale_after_s: float = _setting(
+        15.0,
+        "A pod whose last good page is older than this counts as missing; a workload with "
+        "no pod fresher than this answers UNAVAILABLE so KEDA's fallback applies. "
+        "Default: 3 scrape intervals.",
+        _positive,
+    )
+    rate_window_s: float = _setting(
+        60.0,
+        "Window, seconds, over which counters become rates and histograms quantiles "
+        "(as PromQL rate(x[60s])).",
+        _positive,
+    )
+
+
+@dataclass(frozen=True)
+class WorkloadSettings:
+    idle_timeout_s: float = _setting(
+        600.0,
+        "A workload KEDA has not asked about for this long is dropped and no longer scraped. "
+        "Must exceed the ScaledObject pollingInterval (default 30 s).",
+        _positive,
+    )
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
+    workloads: WorkloadSettings = field(default_factory=WorkloadSettings)
+
+
+class ConfigError(ValueError):
+    """A config document with one or more bad keys; ``problems`` names each one."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listed = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{listed}")
+
+
+def load_config(path: str | Path) -> ServiceConfig:
+    """Read and validate a YAML config file; raise ConfigError naming every bad key."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from exc
+    return parse_config(text, source=source)
+
+
+def parse_config(text: str, *, source: str = "<config>") -> ServiceConfig:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML: {exc}"]) from exc
+    if document is None:
+        return ServiceConfig()
+    if not isinstance(document, Mapping):
+        raise ConfigError(source, [f"the top level must be a mapping, not {_kind(document)}"])
+    problems: list[str] = []
+    config: ServiceConfig = _build(ServiceConfig, document, "", problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _build(cls: type[Any], values: Mapping[str, Any], path: str, problems: list[str]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            where = f"'{path.rstrip('.')}'" if path else "the top level"
+            known = ", ".join(fields)
+            problems.append(f"{path}{key}: unknown key; known keys in {where}: {known}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in values:
+            continue
+        value = values[name]
+        section = _section_class(f)
+        if section is not None:
+            kwargs[name] = _section(section, value, f"{path}{name}.", problems)
+        else:
+            converted = _scalar(f, value, f"{path}{name}", problems)
+            if converted is not None:
+                kwargs[name] = converted
+    return cls(**kwargs)
+
+
+def _section_class(f: dataclasses.Field[Any]) -> type[Any] | None:
+    """The settings dataclass of a section field (one built by default_factory), else None."""
+    factory: Any = f.default_factory
+    if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+        return factory
+    return None
+
+
+def _section(section_cls: type[Any], value: Any, path: str, problems: list[str]) -> Any:
+    if value is None:
+        return section_cls()
+    if not isinstance(value, Mapping):
+        problems.append(f"{path.rstrip('.')}: must be a mapping of keys, not {_kind(value)}")
+        return section_cls()
+    return _build(section_cls, value, path, problems)
+
+
+def _scalar(f: dataclasses.Field[Any], value: Any, path: str, problems: list[str]) -> Any:
+    expected = f.type if isinstance(f.type, str) else f.type.__name__
+    converted = _convert(expected, value)
+    if converted is None:
+        problems.append(f"{path}: {value!r} is not {_article(expected)} ({f.metadata['doc']})")
+        return None
+    check: Check | None = f.metadata.get("check")
+    reason = check(converted) if check else None
+    if reason:
+        problems.append(f"{path}: {value!r} is out of range: {reason} ({f.metadata['doc']})")
+        return None
+    return converted
+
+
+def _convert(expected: str, value: Any) -> Any:
+    if isinstance(value, bool):
+        return value if expected == "bool" else None
+    if expected == "int":
+        return value if isinstance(value, int) else None
+    if expected == "float":
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        return float(value) if ok else None
+    if expected == "str":
+        return value if isinstance(value, str) else None
+    return None
+
+
+def _article(type_name: str) -> str:
+    return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false"}[
+        type_name
+    ]
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def describe(cls: type[Any] = ServiceConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc) for every setting, for docs and `--help`."""
+    rows: list[tuple[str, str, str]] = []
+    for f in dataclasses.fields(cls):
+        section = _section_class(f)
+        if section is not None:
+            rows += describe(section, f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", repr(f.default), f.metadata["doc"]))
+    return rows

@@ -1,0 +1,258 @@
+"""ScaledObject trigger metadata -> a typed, validated ``WorkloadSpec``.
+
+KEDA passes the trigger's ``metadata`` map (all strings) as ``scalerMetadata``
+on every RPC. As in KEDA's own scalers, each key is declared once (name,
+default, parser, doc); parsing fills a frozen dataclass and collects every
+problem, so one INVALID_ARGUMENT names all bad keys with the accepted form.
+The table in ``METADATA_KEYS`` is also the README's reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, get_args
+from urllib.parse import urlsplit
+
+from adapters.vllm import Server
+
+SERVERS: tuple[str, ...] = get_args(Server)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One pod's metrics URL; ``pod`` names it (for GPU metrics and logs)."""
+
+    pod: str
+    url: str
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    endpoints: tuple[Endpoint, ...]
+    gpu_endpoints: tuple[str, ...]
+    server: Server
+    model_name: str | None
+    metric_name: str
+    target_queue_per_replica: float
+    target_kv_cache_usage: float
+    target_running_per_replica: float
+    target_ttft_s: float
+    tolerance: float
+    min_replicas: int
+    max_replicas: int
+    activation_threshold: float
+
+
+class MetadataError(ValueError):
+    """Bad trigger metadata; each problem names the key, the value and the accepted form."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+Parser = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class MetadataKey:
+    name: str
+    field: str
+    default: str | None  # None = required
+    parse: Parser
+    accepted: str
+    doc: str
+
+
+def _float_in(low: float, high: float, *, low_open: bool = False) -> Parser:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        below = value <= low if low_open else value < low
+        if not math.isfinite(value) or below or value > high:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _int_at_least(low: int) -> Parser:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < low:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError
+    parts.port  # noqa: B018 - raises ValueError on a bad port
+    return raw
+
+
+def _endpoints(raw: str) -> tuple[Endpoint, ...]:
+    endpoints = []
+    for item in _items(raw):
+        pod, sep, url = item.partition("=")
+        if not sep:
+            pod, url = "", item
+        url = _url(url.strip())
+        endpoints.append(Endpoint(pod=pod.strip() or _pod_from_url(url), url=url))
+    if not endpoints:
+        raise ValueError
+    if len({e.url for e in endpoints}) != len(endpoints):
+        raise ValueError
+    return tuple(endpoints)
+
+
+def _pod_from_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def _urls(raw: str) -> tuple[str, ...]:
+    return tuple(_url(item) for item in _items(raw))
+
+
+def _items(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _choice(options: tuple[str, ...]) -> Parser:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError
+        return raw
+
+    return parse
+
+
+def _metric_name(raw: str) -> str:
+    if not raw or len(raw) > 100 or not all(c.isalnum() or c in "-_." for c in raw):
+        raise ValueError
+    return raw
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw or None
+
+
+METADATA_KEYS: tuple[MetadataKey, ...] = (
+    MetadataKey(
+        "endpoints", "endpoints", None, _endpoints,
+        "comma-separated http(s) URLs, each optionally 'pod=URL', no duplicates",
+        "The workload's pod metrics URLs (static discovery; also for bare metal outside "
+        "Kubernetes). Each is one replica. Name a pod (`vllm-0=http://10.0.0.7:8000/metrics`) "
+        "to match its GPUs in dcgm-exporter by `pod` label.",
+    ),
+    MetadataKey(
+        "gpuEndpoints", "gpu_endpoints", "", _urls,
+        "comma-separated http(s) URLs of dcgm-exporter pages",
+        "dcgm-exporter pages to read GPU load from. GPUs whose `pod` label names one of the "
+        "endpoints count for that pod; pages without pod labels (bare metal) count whole.",
+    ),
+    MetadataKey(
+        "server", "server", "vllm", _choice(SERVERS), "one of: " + ", ".join(SERVERS),
+        "Inference server whose metric names to read.",
+    ),
+    MetadataKey(
+        "modelName", "model_name", "", _optional_text, "a model name as in the model_name label",
+        "Count only series with this `model_name` label (default: all models on the pod).",
+    ),
+    MetadataKey(
+        "metricName", "metric_name", "desired-replicas", _metric_name,
+        "1-100 characters of letters, digits, '-', '_', '.'",
+        "Metric name in GetMetricSpec. Give each trigger of this scaler in one ScaledObject "
+        "its own name.",
+    ),
+    MetadataKey(
+        "targetQueuePerReplica", "target_queue_per_replica", "5", _float_in(0, 1e6, low_open=True),
+        "a number > 0, e.g. '5'",
+        "Waiting requests per replica to aim for (llm-d's saturation point is 5).",
+    ),
+    MetadataKey(
+        "targetKvCacheUsage", "target_kv_cache_usage", "0.8", _float_in(0, 1, low_open=True),
+        "a fraction in (0, 1], e.g. '0.8'",
+        "KV-cache use per replica to aim for, 0-1 (vLLM preempts requests near 1).",
+    ),
+    MetadataKey(
+        "targetRunningPerReplica", "target_running_per_replica", "0", _float_in(0, 1e6),
+        "a number >= 0; 0 turns it off",
+        "Running (batched) requests per replica to aim for; 0 = not used.",
+    ),
+    MetadataKey(
+        "targetTtftSeconds", "target_ttft_s", "0", _float_in(0, 3600),
+        "seconds >= 0, e.g. '2'; 0 turns it off",
+        "Time-to-first-token SLO: when the p95 TTFT over the rate window exceeds it, scale up "
+        "in proportion (never used to scale down); 0 = not used.",
+    ),
+    MetadataKey(
+        "tolerance", "tolerance", "0.1", _float_in(0, 1),
+        "a fraction in [0, 1], e.g. '0.1'",
+        "No change while every signal is within this fraction of its target (HPA's 10%).",
+    ),
+    MetadataKey(
+        "minReplicas", "min_replicas", "0", _int_at_least(0), "an integer >= 0",
+        "Fewest replicas the scaler asks for while active.",
+    ),
+    MetadataKey(
+        "maxReplicas", "max_replicas", "100", _int_at_least(1), "an integer >= 1",
+        "Most replicas the scaler asks for (KEDA's maxReplicaCount still applies).",
+    ),
+    MetadataKey(
+        "activationThreshold", "activation_threshold", "0", _float_in(0, 1e9),
+        "a number >= 0, e.g. '0'",
+        "IsActive is true when waiting + running requests exceed this.",
+    ),
+)
+
+_KEYS_BY_NAME = {key.name: key for key in METADATA_KEYS}
+# Keys KEDA itself reads from the trigger metadata of an external scaler.
+_KEDA_KEYS = frozenset(
+    {"scalerAddress", "tlsCertFile", "caCert", "tlsClientCert", "tlsClientKey", "unsafeSsl"}
+)
+
+
+def parse_metadata(metadata: Mapping[str, str]) -> WorkloadSpec:
+    """Parse KEDA's scalerMetadata; raise MetadataError naming every bad or unknown key."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for key in METADATA_KEYS:
+        raw = metadata.get(key.name, key.default)
+        if raw is None:
+            problems.append(f"scalerMetadata key '{key.name}' is required: {key.accepted}")
+            continue
+        try:
+            values[key.field] = key.parse(raw.strip())
+        except ValueError:
+            problems.append(
+                f"scalerMetadata key '{key.name}' has value {raw!r}: expected {key.accepted}"
+            )
+    for name in metadata:
+        if name not in _KEYS_BY_NAME and name not in _KEDA_KEYS:
+            problems.append(
+                f"scalerMetadata key '{name}' is not known; known keys: "
+                + ", ".join(_KEYS_BY_NAME)
+            )
+    if not problems and values["min_replicas"] > values["max_replicas"]:
+        problems.append(
+            f"scalerMetadata key 'minReplicas' ({values['min_replicas']}) is greater than "
+            f"'maxReplicas' ({values['max_replicas']})"
+        )
+    if problems:
+        raise MetadataError(problems)
+    return WorkloadSpec(**values)
+
+
+def reference_table() -> str:
+    """The metadata reference as a Markdown table (kept in the README)."""
+    rows = ["| key | default | accepted | meaning |", "| --- | --- | --- | --- |"]
+    for key in METADATA_KEYS:
+        default = "required" if key.default is None else f"`{key.default}`" if key.default else ""
+        rows.append(f"| `{key.name}` | {default} | {key.accepted} | {key.doc} |")
+    return "\n".join(rows)

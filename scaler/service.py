@@ -1,0 +1,266 @@
+"""The scaler service: background scraping into memory, decisions out of memory.
+
+One asyncio task per workload scrapes its pods every ``scrape.interval_s``
+(through one shared, concurrency-bounded fetcher), updates the workload's
+state and re-runs the policy. RPCs and HTTP requests only read that state, so
+an answer costs microseconds and never waits on a slow pod.
+
+Errors are answered, not invented: bad metadata raises ``MetadataError``
+(INVALID_ARGUMENT), a workload with no data yet or only stale data raises
+``Unavailable`` (UNAVAILABLE), so KEDA applies the ScaledObject's fallback.
+Scrape problems are logged once when they start and once when they end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from adapters.dcgm import gpu_load_all, gpu_load_by_pod, read_dcgm
+from adapters.promtext import PageError
+from adapters.scrape import PageFetcher, ScrapeError
+from adapters.vllm import read_page
+from scaler.clock import Clock, SystemClock
+from scaler.config import ServiceConfig
+from scaler.metadata import MetadataError, WorkloadSpec, parse_metadata
+from scaler.policy import Decision, NoData, decide
+from scaler.telemetry import Telemetry
+from scaler.workloads import Workload, WorkloadKey, WorkloadRegistry
+
+log = logging.getLogger("scaler.service")
+
+_METADATA_CACHE_SIZE = 4096
+
+
+class Unavailable(Exception):
+    """No trustworthy decision right now; the message says why and what to check."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    workload: Workload
+    decision: Decision
+    data_age_s: float
+
+
+class ScalerService:
+    def __init__(self, config: ServiceConfig | None = None, *, clock: Clock | None = None,
+                 background: bool = True) -> None:
+        self.config = config or ServiceConfig()
+        self.clock = clock or SystemClock()
+        self.background = background
+        self.telemetry = Telemetry()
+        self.registry = WorkloadRegistry(
+            idle_timeout_s=self.config.workloads.idle_timeout_s,
+            rate_window_s=self.config.scrape.rate_window_s,
+        )
+        self.telemetry.watch(lambda: self.registry, self.clock.monotonic,
+                             self.config.scrape.stale_after_s)
+        self._specs: dict[frozenset[tuple[str, str]], WorkloadSpec | MetadataError] = {}
+        self._tasks: dict[WorkloadKey, asyncio.Task[None]] = {}
+        self._changed: dict[WorkloadKey, asyncio.Event] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._fetcher: PageFetcher | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        scrape = self.config.scrape
+        connector = aiohttp.TCPConnector(limit=scrape.max_concurrency, ttl_dns_cache=60)
+        self._session = aiohttp.ClientSession(connector=connector)
+        self._fetcher = PageFetcher(session=self._session, timeout_s=scrape.timeout_s,
+                                    max_concurrency=scrape.max_concurrency)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await asyncio.shield(self._session.close())
+            self._session = None
+
+    @property
+    def ready(self) -> bool:
+        return self._fetcher is not None
+
+    # -- what RPCs call ----------------------------------------------------------------------
+
+    def resolve(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload:
+        """The workload an RPC is about, registered (and its scraping started) if new."""
+        spec = self.spec_for(metadata)
+        key = WorkloadKey(namespace, name, spec.metric_name)
+        workload, is_new = self.registry.touch(key, spec, self.clock.monotonic())
+        if is_new:
+            log.info("workload %s registered: %d endpoint(s)", key, len(spec.endpoints))
+            self._changed[key] = asyncio.Event()
+            if self.background:
+                self._tasks[key] = asyncio.create_task(self._scrape_loop(workload),
+                                                       name=f"scrape {key}")
+        return workload
+
+    def spec_for(self, metadata: Mapping[str, str]) -> WorkloadSpec:
+        cache_key = frozenset(metadata.items())
+        cached = self._specs.get(cache_key)
+        if cached is None:
+            try:
+                cached = parse_metadata(metadata)
+            except MetadataError as exc:
+                cached = exc
+            if len(self._specs) >= _METADATA_CACHE_SIZE:
+                self._specs.clear()
+            self._specs[cache_key] = cached
+        if isinstance(cached, MetadataError):
+            raise cached
+        return cached
+
+    def answer(self, workload: Workload) -> Answer:
+        """The latest decision, or Unavailable when there is none worth acting on."""
+        now = self.clock.monotonic()
+        stale_after = self.config.scrape.stale_after_s
+        if workload.scrapes_completed == 0:
+            raise Unavailable(
+                f"workload {workload.key}: no scrape has completed yet (registered "
+                f"{now - workload.registered_s:.1f} s ago); KEDA will retry"
+            )
+        freshest = workload.freshest_s()
+        if freshest is None or now - freshest > stale_after:
+            age = "no good page yet" if freshest is None else f"newest {now - freshest:.0f} s old"
+            raise Unavailable(
+                f"workload {workload.key}: metrics are stale ({age}, limit "
+                f"scrape.stale_after_s={stale_after:g}): " + _joined(workload.problems())
+            )
+        if workload.decision is None:
+            raise Unavailable(f"workload {workload.key}: {workload.no_decision_reason}")
+        return Answer(workload, workload.decision, now - freshest)
+
+    def change_event(self, workload: Workload) -> asyncio.Event:
+        """An event set at the next decision of this workload (for StreamIsActive)."""
+        return self._changed.setdefault(workload.key, asyncio.Event())
+
+    # -- scraping ----------------------------------------------------------------------------
+
+    async def _scrape_loop(self, workload: Workload) -> None:
+        interval = self.config.scrape.interval_s
+        while self.registry.get(workload.key) is workload:
+            started = self.clock.monotonic()
+            if self.registry.is_idle(workload, started):
+                self._drop(workload)
+                return
+            await self.scrape(workload)
+            elapsed = self.clock.monotonic() - started
+            await asyncio.sleep(max(0.0, interval - elapsed))
+
+    def _drop(self, workload: Workload) -> None:
+        log.info("workload %s dropped: KEDA has not asked about it for %.0f s",
+                 workload.key, self.registry.idle_timeout_s)
+        self.registry.remove(workload.key)
+        self._tasks.pop(workload.key, None)
+        self._changed.pop(workload.key, None)
+        self.telemetry.workloads_dropped.inc()
+
+    async def scrape(self, workload: Workload) -> None:
+        """One round: every pod page and GPU page, then a new decision."""
+        if self._fetcher is None:
+            raise RuntimeError("ScalerService.start() must be awaited before scraping")
+        spec = workload.spec
+        await asyncio.gather(
+            *(self._scrape_pod(workload, spec, e.url) for e in spec.endpoints),
+            self._scrape_gpus(workload, spec),
+        )
+        self._decide(workload)
+
+    async def _scrape_pod(self, workload: Workload, spec: WorkloadSpec, url: str) -> None:
+        assert self._fetcher is not None
+        labels = (workload.key.namespace, workload.key.name, "inference")
+        timer = self.telemetry.scrape_duration.labels("inference").time()
+        try:
+            with timer:
+                text = await self._fetcher.fetch(url)
+                snapshot = read_page(text, server=spec.server, model_name=spec.model_name)
+        except (ScrapeError, PageError) as exc:
+            kind = exc.kind if isinstance(exc, ScrapeError) else "bad_page"
+            self.telemetry.scrape_errors.labels(*labels, kind).inc()
+            if url in workload.pods and workload.record_failure(url, f"{url}: {exc}"):
+                log.warning("workload %s: pod %s: %s", workload.key,
+                            workload.pods[url].endpoint.pod, exc)
+            return
+        if url not in workload.pods:  # endpoints changed while the page was in flight
+            return
+        if snapshot.bad_lines:
+            self.telemetry.bad_lines.labels(*labels).inc(snapshot.bad_lines)
+        cleared = workload.record_page(url, self.clock.monotonic(), snapshot)
+        if cleared:
+            log.info("workload %s: pod %s recovered (was: %s)", workload.key,
+                     workload.pods[url].endpoint.pod, cleared)
+
+    async def _scrape_gpus(self, workload: Workload, spec: WorkloadSpec) -> None:
+        if not spec.gpu_endpoints:
+            return
+        assert self._fetcher is not None
+        pods = {e.pod for e in spec.endpoints}
+        loads = {}
+        for url in spec.gpu_endpoints:
+            try:
+                with self.telemetry.scrape_duration.labels("gpu").time():
+                    readings = read_dcgm(await self._fetcher.fetch(url))
+            except (ScrapeError, PageError) as exc:
+                kind = exc.kind if isinstance(exc, ScrapeError) else "bad_page"
+                self.telemetry.scrape_errors.labels(
+                    workload.key.namespace, workload.key.name, "gpu", kind).inc()
+                self._note_gpu_problem(workload, url, str(exc))
+                continue
+            self._note_gpu_problem(workload, url, None)
+            by_pod = gpu_load_by_pod(readings, workload.key.namespace)
+            matched = {pod: load for pod, load in by_pod.items() if pod in pods}
+            loads.update(matched or {url: gpu_load_all(readings)})
+        workload.gpu_by_pod = loads
+
+    def _note_gpu_problem(self, workload: Workload, url: str, problem: str | None) -> None:
+        previous = workload.gpu_problems.pop(url, None)
+        if problem is not None:
+            workload.gpu_problems[url] = problem
+            if problem != previous:
+                log.warning("workload %s: GPU metrics %s: %s", workload.key, url, problem)
+        elif previous is not None:
+            log.info("workload %s: GPU metrics %s recovered", workload.key, url)
+
+    def _decide(self, workload: Workload) -> None:
+        now = self.clock.monotonic()
+        observation = workload.observation(now, self.config.scrape.stale_after_s)
+        previous = workload.decision
+        try:
+            workload.decision = decide(observation, workload.spec)
+            workload.no_decision_reason = None
+        except NoData as exc:
+            workload.decision = None
+            workload.no_decision_reason = str(exc)
+        workload.decided_s = now
+        workload.scrapes_completed += 1
+        if workload.decision and (previous is None or
+                                  previous.desired_replicas != workload.decision.desired_replicas):
+            log.info("workload %s: %s", workload.key, workload.decision.reason)
+        event = self._changed.pop(workload.key, None)
+        self._changed[workload.key] = asyncio.Event()
+        if event is not None:
+            event.set()
+
+
+def _joined(problems: list[str]) -> str:
+    if not problems:
+        return "no page received yet"
+    shown = problems[:3]
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(shown) + more
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,156 @@
+"""What the service knows about each workload, between scrapes and RPCs.
+
+A workload is one ScaledObject trigger: (namespace, ScaledObject name, metric
+name). It is registered by its first RPC, scraped in the background from then
+on and dropped when KEDA stops asking. Its state is plain data with no I/O and
+no asyncio: the scrape loop writes pages and failures into it; RPCs read the
+latest decision out of it. Time is passed in (monotonic seconds) so staleness
+and expiry are tested with a hand-moved clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from adapters.dcgm import GpuLoad
+from adapters.vllm import VllmSnapshot
+from adapters.window import PodWindow
+from scaler.metadata import Endpoint, WorkloadSpec
+from scaler.policy import Decision, FleetObservation, PodLoad
+
+
+class WorkloadKey(NamedTuple):
+    namespace: str
+    name: str
+    metric_name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}/{self.metric_name}"
+
+
+@dataclass
+class PodState:
+    endpoint: Endpoint
+    window: PodWindow
+    snapshot: VllmSnapshot | None = None
+    last_ok_s: float | None = None
+    problem: str | None = None
+    bad_lines: int = 0
+
+    def is_fresh(self, now_s: float, stale_after_s: float) -> bool:
+        return self.last_ok_s is not None and now_s - self.last_ok_s <= stale_after_s
+
+
+@dataclass
+class Workload:
+    key: WorkloadKey
+    spec: WorkloadSpec
+    registered_s: float
+    last_asked_s: float
+    rate_window_s: float
+    pods: dict[str, PodState] = field(default_factory=dict)
+    gpu_by_pod: dict[str, GpuLoad] = field(default_factory=dict)
+    gpu_problems: dict[str, str] = field(default_factory=dict)
+    decision: Decision | None = None
+    decided_s: float | None = None
+    no_decision_reason: str | None = None
+    scrapes_completed: int = 0
+
+    def __post_init__(self) -> None:
+        self._sync_pods()
+
+    def update_spec(self, spec: WorkloadSpec) -> bool:
+        """Apply new metadata; pods whose URL stays keep their history. True if changed."""
+        if spec == self.spec:
+            return False
+        self.spec = spec
+        self._sync_pods()
+        return True
+
+    def _sync_pods(self) -> None:
+        wanted = {e.url: e for e in self.spec.endpoints}
+        self.pods = {
+            url: self.pods.get(url) or PodState(endpoint, PodWindow(self.rate_window_s))
+            for url, endpoint in wanted.items()
+        }
+        for url, endpoint in wanted.items():
+            self.pods[url].endpoint = endpoint
+
+    def record_page(self, url: str, now_s: float, snapshot: VllmSnapshot) -> str | None:
+        """Store a good page; returns the problem it clears, if any (for a recovery log)."""
+        pod = self.pods[url]
+        pod.snapshot = snapshot
+        pod.last_ok_s = now_s
+        pod.bad_lines = snapshot.bad_lines
+        pod.window.add(now_s, snapshot)
+        cleared, pod.problem = pod.problem, None
+        return cleared
+
+    def record_failure(self, url: str, problem: str) -> bool:
+        """Store a failed scrape; True when the problem is new (log once per change)."""
+        pod = self.pods[url]
+        changed = pod.problem != problem
+        pod.problem = problem
+        return changed
+
+    def observation(self, now_s: float, stale_after_s: float) -> FleetObservation:
+        loads: dict[str, PodLoad | None] = {}
+        for url, pod in self.pods.items():
+            snap = pod.snapshot
+            fresh = snap is not None and pod.is_fresh(now_s, stale_after_s)
+            loads[url] = (
+                PodLoad(snap.waiting, snap.running, snap.kv_cache_usage)
+                if fresh and snap is not None
+                else None
+            )
+        return FleetObservation(pods=loads, ttft_p95_s=self.fleet_ttft_quantile(0.95))
+
+    def fleet_ttft_quantile(self, q: float) -> float | None:
+        """Worst pod's TTFT quantile over the rate window (conservative fleet view)."""
+        values = [v for pod in self.pods.values() if (v := pod.window.quantile("ttft", q))
+                  is not None]
+        return max(values) if values else None
+
+    def freshest_s(self) -> float | None:
+        times = [p.last_ok_s for p in self.pods.values() if p.last_ok_s is not None]
+        return max(times) if times else None
+
+    def problems(self) -> list[str]:
+        return [p.problem for p in self.pods.values() if p.problem]
+
+
+class WorkloadRegistry:
+    """Workloads by key; registration on first contact, expiry when KEDA stops asking."""
+
+    def __init__(self, *, idle_timeout_s: float, rate_window_s: float) -> None:
+        self.idle_timeout_s = idle_timeout_s
+        self.rate_window_s = rate_window_s
+        self._workloads: dict[WorkloadKey, Workload] = {}
+
+    def __iter__(self) -> Iterator[Workload]:
+        return iter(list(self._workloads.values()))
+
+    def __len__(self) -> int:
+        return len(self._workloads)
+
+    def get(self, key: WorkloadKey) -> Workload | None:
+        return self._workloads.get(key)
+
+    def touch(self, key: WorkloadKey, spec: WorkloadSpec, now_s: float) -> tuple[Workload, bool]:
+        """The workload for an RPC, registered if new; (workload, is_new)."""
+        workload = self._workloads.get(key)
+        if workload is None:
+            workload = Workload(key, spec, now_s, now_s, self.rate_window_s)
+            self._workloads[key] = workload
+            return workload, True
+        workload.last_asked_s = now_s
+        workload.update_spec(spec)
+        return workload, False
+
+    def is_idle(self, workload: Workload, now_s: float) -> bool:
+        return now_s - workload.last_asked_s > self.idle_timeout_s
+
+    def remove(self, key: WorkloadKey) -> None:
+        self._workloads.pop(key, None)

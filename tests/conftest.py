@@ -1,0 +1,77 @@
+"""Shared test parts: emulated vLLM pods, a service on a hand-moved clock, KEDA's gRPC client."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from scaler.app import RunningApp, start_app
+from scaler.clock import ManualClock
+from scaler.config import ServiceConfig
+from scaler.emulation.pod_server import EmulatedVllmPod
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.service import ScalerService
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FIXTURES = SHARED / "fixtures" / "metrics"
+
+
+def make_config(**scrape: float) -> ServiceConfig:
+    """Loopback, free ports, the given scrape settings."""
+    config = ServiceConfig()
+    return dataclasses.replace(
+        config,
+        server=dataclasses.replace(config.server, host="127.0.0.1", grpc_port=0, http_port=0,
+                                   grace_s=0),
+        scrape=dataclasses.replace(config.scrape, **scrape),
+    )
+
+
+@pytest.fixture
+async def pods() -> AsyncIterator[Callable[[], Awaitable[EmulatedVllmPod]]]:
+    """Factory of started emulated vLLM pods, all stopped at the end."""
+    started: list[EmulatedVllmPod] = []
+
+    async def make() -> EmulatedVllmPod:
+        pod = EmulatedVllmPod()
+        await pod.start()
+        started.append(pod)
+        return pod
+
+    yield make
+    for pod in started:
+        await pod.stop()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def app(clock: ManualClock) -> AsyncIterator[RunningApp]:
+    """The real gRPC and HTTP servers over a service whose scrapes the test triggers."""
+    config = make_config(timeout_s=1.0)
+    service = ScalerService(config, clock=clock, background=False)
+    running = await start_app(config, service)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def keda(app: RunningApp) -> AsyncIterator[pb_grpc.ExternalScalerStub]:
+    """A client generated from the same proto, as KEDA's."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        yield pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+
+
+async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait for an effect of a background task; the timeout is a guard, not a timing claim."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():  # noqa: ASYNC110 - the effect has no event to await
+            await asyncio.sleep(0.005)

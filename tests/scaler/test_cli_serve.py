@@ -1,0 +1,71 @@
+"""`scaler serve` as a user runs it: a real process, real ports, a clean SIGTERM exit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+
+import aiohttp
+import grpc
+
+from scaler.emulation.vllm_metrics import EngineState
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_serve_answers_keda_and_stops_on_sigterm(pods, tmp_path):
+    pod = await pods()
+    pod.engines = [EngineState(waiting=11)]
+    config = tmp_path / "scaler.yaml"
+    config.write_text("scrape:\n  interval_s: 0.2\n")
+    grpc_port, http_port = free_port(), free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scaler", "serve", "--config", str(config), "--host", "127.0.0.1",
+        "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        await _wait_http(f"http://127.0.0.1:{http_port}/readyz")
+        request = pb.ScaledObjectRef(name="so", namespace="ns",
+                                     scalerMetadata={"endpoints": pod.url})
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            keda = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+            await keda.GetMetricSpec(request)
+            value = await _first_value(keda, request)
+        assert value == 3  # 11 waiting / 5 per replica
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, output.decode()
+    assert b"shutting down" in output
+
+
+async def _wait_http(url: str) -> None:
+    async with asyncio.timeout(20), aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def _first_value(keda, request) -> int:
+    """Poll as KEDA does until the first scrape has landed (UNAVAILABLE before)."""
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                reply = await keda.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=request))
+                return int(reply.metricValues[0].metricValue)
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                await asyncio.sleep(0.05)
