@@ -99,8 +99,8 @@ def _endpoints(raw: str) -> tuple[Endpoint, ...]:
     endpoints = []
     for item in _items(raw):
         pod, sep, url = item.partition("=")
-        if not sep:
-            pod, url = "", item
+        if not sep or not url.strip().startswith(("http://", "https://")):
+            pod, url = "", item  # a bare URL (it may have '=' in its query string)
         url = _url(url.strip())
         endpoints.append(Endpoint(pod=pod.strip() or _pod_from_url(url), url=url))
     if not endpoints:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -147,7 +148,13 @@ class ScalerService:
     # -- scraping ----------------------------------------------------------------------------
 
     async def _scrape_loop(self, workload: Workload) -> None:
+        """Scrape at once (a new workload needs data), then every interval at a random phase.
+
+        The phase spreads workloads registered together (a KEDA restart registers all of
+        them within one poll) so their scrapes do not all land in the same instant.
+        """
         interval = self.config.scrape.interval_s
+        phase = random.uniform(0.0, interval)
         while self.registry.get(workload.key) is workload:
             started = self.clock.monotonic()
             if self.registry.is_idle(workload, started):
@@ -155,7 +162,8 @@ class ScalerService:
                 return
             await self.scrape(workload)
             elapsed = self.clock.monotonic() - started
-            await asyncio.sleep(max(0.0, interval - elapsed))
+            await asyncio.sleep(max(0.0, interval - elapsed + phase))
+            phase = 0.0
 
     def _drop(self, workload: Workload) -> None:
         log.info("workload %s dropped: KEDA has not asked about it for %.0f s",

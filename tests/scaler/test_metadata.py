@@ -28,6 +28,12 @@ def test_named_endpoints_and_spaces():
     assert [e.pod for e in spec.endpoints] == ["vllm-0", "10.0.0.8:8000"]
 
 
+def test_urls_with_query_strings_are_not_taken_for_pod_names():
+    spec = parse_metadata({"endpoints": "http://10.0.0.7:8000/metrics?a=b,p1=http://h/m?x=1"})
+    assert [(e.pod, e.url) for e in spec.endpoints] == [
+        ("10.0.0.7:8000", "http://10.0.0.7:8000/metrics?a=b"), ("p1", "http://h/m?x=1")]
+
+
 def test_keda_own_keys_are_accepted():
     parse_metadata({"endpoints": URL, "scalerAddress": "scaler:9090", "caCert": "x"})
 
