@@ -27,12 +27,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
 from adapters.vllm import HistogramSnapshot, VllmSnapshot
 
-__all__ = ["PodWindow", "histogram_quantile"]
+__all__ = ["HistogramIncrease", "PodWindow", "histogram_quantile", "merged_quantile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,9 @@ class _Point:
 
 
 @dataclass(frozen=True, slots=True)
-class _HistIncrease:
+class HistogramIncrease:
+    """A histogram's per-bucket increase over a window (cumulative across buckets)."""
+
     bounds: tuple[float, ...]
     cumulative: tuple[float, ...]
     sum: float
@@ -138,7 +141,8 @@ class PodWindow:
             elapsed += b.t_s - a.t_s
         return increase / elapsed if elapsed > 0 else None
 
-    def _increase(self, histogram: str) -> _HistIncrease | None:
+    def increase(self, histogram: str) -> HistogramIncrease | None:
+        """Reset-aware increase of every bucket over the window; None with under 2 points."""
         if len(self._points) < 2:
             return None
         latest = self._points[-1].snap.histograms.get(histogram)
@@ -161,20 +165,35 @@ class PodWindow:
                 buckets[i] += c - p
             total += cur.sum - base.sum
             count += cur.count - base.count
-        return _HistIncrease(bounds, tuple(buckets), total, count) if used else None
+        return HistogramIncrease(bounds, tuple(buckets), total, count) if used else None
 
     def quantile(self, histogram: str, q: float) -> float | None:
         """The q-quantile of the observations made during the window; None if there were none."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"q must be within [0, 1], got {q!r}")
-        increase = self._increase(histogram)
+        increase = self.increase(histogram)
         if increase is None:
             return None
         return histogram_quantile(q, increase.bounds, increase.cumulative)
 
     def mean(self, histogram: str) -> float | None:
         """Mean observation during the window (increase of sum / increase of count)."""
-        increase = self._increase(histogram)
+        increase = self.increase(histogram)
         if increase is None or not increase.count > 0 or not math.isfinite(increase.sum):
             return None
         return increase.sum / increase.count
+
+
+def merged_quantile(windows: Iterable[PodWindow], histogram: str, q: float) -> float | None:
+    """The q-quantile over several pods, as ``histogram_quantile(q, sum by (le) (rate(...)))``.
+
+    Bucket increases are summed across pods whose bucket bounds equal the first pod's (a pod on
+    other bounds, e.g. mid-upgrade, is left out rather than mixed in wrongly).
+    """
+    increases = [inc for w in windows if (inc := w.increase(histogram)) is not None]
+    if not increases:
+        return None
+    bounds = increases[0].bounds
+    same = [inc.cumulative for inc in increases if inc.bounds == bounds]
+    summed = tuple(sum(column) for column in zip(*same, strict=True))
+    return histogram_quantile(q, bounds, summed)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from adapters.dcgm import GpuLoad
 from adapters.vllm import VllmSnapshot
-from adapters.window import PodWindow
+from adapters.window import PodWindow, merged_quantile
 from scaler.metadata import Endpoint, WorkloadSpec
 from scaler.policy import Decision, FleetObservation, PodLoad
 
@@ -108,10 +108,8 @@ class Workload:
         return FleetObservation(pods=loads, ttft_p95_s=self.fleet_ttft_quantile(0.95))
 
     def fleet_ttft_quantile(self, q: float) -> float | None:
-        """Worst pod's TTFT quantile over the rate window (conservative fleet view)."""
-        values = [v for pod in self.pods.values() if (v := pod.window.quantile("ttft", q))
-                  is not None]
-        return max(values) if values else None
+        """TTFT quantile of all requests the pods finished within the rate window."""
+        return merged_quantile((pod.window for pod in self.pods.values()), "ttft", q)
 
     def freshest_s(self) -> float | None:
         times = [p.last_ok_s for p in self.pods.values() if p.last_ok_s is not None]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.vllm import HistogramSnapshot, VllmSnapshot, read_vllm
-from adapters.window import PodWindow, histogram_quantile
+from adapters.window import PodWindow, histogram_quantile, merged_quantile
 from scaler.emulation.vllm_metrics import EngineState, render_page
 
 INF = math.inf
@@ -222,3 +222,18 @@ def test_quantiles_equal_real_prometheus(tmp_path: Path) -> None:
     result = subprocess.run(["promtool", "test", "rules", "test.yml"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_merged_quantile_sums_bucket_increases_across_pods() -> None:
+    fast, slow, other_bounds = PodWindow(60.0), PodWindow(60.0), PodWindow(60.0)
+    fast.add(0.0, snap(hist=hist((0.0, 0.0, 0.0, 0.0), 0.0)))
+    fast.add(10.0, snap(hist=hist((8.0, 8.0, 8.0, 8.0), 0.4)))  # 8 requests <= 0.1 s
+    slow.add(0.0, snap(hist=hist((0.0, 0.0, 0.0, 0.0), 0.0)))
+    slow.add(10.0, snap(hist=hist((0.0, 0.0, 2.0, 2.0), 1.6)))  # 2 requests in (0.5, 1]
+    other_bounds.add(0.0, snap(hist=hist((0.0, 0.0), 0.0, bounds=(5.0, INF))))
+    other_bounds.add(10.0, snap(hist=hist((0.0, 9.0), 90.0, bounds=(5.0, INF))))
+    # Merged: 10 requests; q=0.9 -> rank 9 in (0.5, 1.0] holding ranks 9-10: 0.5 + 0.5 * 1/2.
+    merged = merged_quantile([fast, slow, other_bounds], "ttft", 0.9)
+    assert merged == pytest.approx(0.75)
+    assert fast.quantile("ttft", 0.9) == pytest.approx(0.1 * 7.2 / 8)  # each pod alone differs
+    assert merged_quantile([PodWindow(60.0)], "ttft", 0.9) is None

@@ -201,3 +201,24 @@ async def test_rpc_metrics_are_counted(app, keda, pods):
         assert registry.get_sample_value(
             "scaler_rpc_requests_total", {"method": method, "code": "OK"}) == (
             2 if method == "GetMetricSpec" else 1)
+
+
+async def test_ttft_over_slo_scales_up_from_the_histogram(app, keda, pods, clock: ManualClock):
+    pod = await pods()
+    engine = EngineState(running=10, kv_cache_usage=0.8)
+    pod.engines = [engine]
+    request = ref(pod.url, targetTtftSeconds="2")
+    await keda.GetMetricSpec(request)
+    await scrape_all(app)
+    assert (await poll(keda, request))[1].metricValue == 1
+    for _ in range(20):  # 20 requests, each 6 s to first token, within the rate window
+        engine.record_request(prompt_tokens=500, generation_tokens=50, queue_s=5.5,
+                              ttft_s=6.0, e2e_s=8.0)
+    clock.advance(10)
+    await scrape_all(app)
+    _, value, _ = await poll(keda, request)
+    # p95 TTFT lands in the (5, 7.5] bucket: ratio to the 2 s SLO is 2.5-3.75 -> 3 or 4.
+    assert value.metricValue in (3, 4)
+    (workload,) = app.service.registry
+    assert workload.decision is not None
+    assert workload.decision.reason.startswith("1 -> ") and "ttft p95" in workload.decision.reason
