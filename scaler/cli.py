@@ -40,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("path")
     validate.set_defaults(run=_validate)
 
+    from scaler.replay.flags import add_replay_arguments
+
+    replay = commands.add_parser(
+        "replay", help="what-if: play a trace through a simulated fleet under one policy")
+    add_replay_arguments(replay, bench=False)
+    replay.set_defaults(run=_replay)
+
+    bench = commands.add_parser(
+        "bench", help="cost at SLO: sweep each policy's knob on a trace, compare to the oracle")
+    add_replay_arguments(bench, bench=True)
+    bench.set_defaults(run=_bench)
+
     tryout = commands.add_parser(
         "try", help="emulated vLLM pods + the scaler + a KEDA-like client, on this machine")
     tryout.set_defaults(run=_try)
@@ -64,6 +76,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     asyncio.run(serve(config))
     return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from scaler.replay.commands import run_replay
+
+    return run_replay(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from scaler.replay.commands import run_bench
+
+    return run_bench(args)
 
 
 def _try(args: argparse.Namespace) -> int:
