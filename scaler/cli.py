@@ -56,6 +56,17 @@ def _parser() -> argparse.ArgumentParser:
         "try", help="emulated vLLM pods + the scaler + a KEDA-like client, on this machine")
     tryout.set_defaults(run=_try)
 
+    demo = commands.add_parser(
+        "demo", help="the service scaling emulated vLLM pods via KEDA + HPA, an hour in a minute")
+    demo.add_argument("--seconds", type=float, default=60.0,
+                      help="wall-clock seconds to run (default 60)")
+    demo.add_argument("--speed", type=float, default=60.0,
+                      help="simulated seconds per wall second (default 60: an hour a minute)")
+    demo.add_argument("--seed", type=int, default=0, help="synthetic workload seed (default 0)")
+    demo.add_argument("--out", default="out/demo", metavar="DIR",
+                      help="output directory (default out/demo)")
+    demo.set_defaults(run=_demo)
+
     settings = commands.add_parser("settings", help="list every setting with default and unit")
     settings.set_defaults(run=_settings)
     return parser
@@ -95,6 +106,24 @@ def _try(args: argparse.Namespace) -> int:
     from scaler.tryout import run_tryout
 
     return asyncio.run(run_tryout())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    from pathlib import Path
+
+    from scaler.demo import run_demo
+
+    try:
+        asyncio.run(run_demo(wall_s=args.seconds, speed=args.speed, seed=args.seed,
+                             out=Path(args.out)))
+    except ValueError as exc:
+        print(f"scaler demo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scaler demo: interrupted; pods and service stopped", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -90,8 +90,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                 yield pb.IsActiveResponse(result=active)
                 sent = active
             await changed.wait()
-            workload = self.service.resolve(request.namespace, request.name,
-                                            request.scalerMetadata)
+            workload = self.service.keep_alive(workload, request.scalerMetadata)
 
     def _current_activity(self, workload: Workload) -> bool | None:
         try:

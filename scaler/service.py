@@ -106,6 +106,19 @@ class ScalerService:
                                                        name=f"scrape {key}")
         return workload
 
+    def keep_alive(self, workload: Workload, metadata: Mapping[str, str]) -> Workload:
+        """A held stream counts as KEDA asking, but never rolls the spec back.
+
+        A stream keeps the metadata it was opened with; RPCs made since may carry newer
+        metadata (the ScaledObject changed), which must win. Only a workload dropped in
+        the meantime is registered again, from the stream's metadata.
+        """
+        current = self.registry.get(workload.key)
+        if current is None:
+            return self.resolve(workload.key.namespace, workload.key.name, metadata)
+        current.last_asked_s = self.clock.monotonic()
+        return current
+
     def spec_for(self, metadata: Mapping[str, str]) -> WorkloadSpec:
         cache_key = frozenset(metadata.items())
         cached = self._specs.get(cache_key)

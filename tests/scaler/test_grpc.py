@@ -222,3 +222,19 @@ async def test_ttft_over_slo_scales_up_from_the_histogram(app, keda, pods, clock
     (workload,) = app.service.registry
     assert workload.decision is not None
     assert workload.decision.reason.startswith("1 -> ") and "ttft p95" in workload.decision.reason
+
+
+async def test_a_held_stream_never_rolls_newer_metadata_back(app, keda, pods):
+    old, new = await pods(), await pods()
+    stream = keda.StreamIsActive(ref(old.url))
+    first = asyncio.ensure_future(stream.read())
+    await wait_until(lambda: len(app.service.registry) == 1)
+    await scrape_all(app)
+    await asyncio.wait_for(first, 5)
+    await keda.GetMetricSpec(ref(new.url))  # the ScaledObject now lists another pod
+    for _ in range(3):
+        await scrape_all(app)
+        await asyncio.sleep(0)
+    (workload,) = app.service.registry
+    assert list(workload.pods) == [new.url]
+    stream.cancel()
