@@ -43,7 +43,7 @@ class ReplaySettings:
     decision_interval_s: float = 15.0  # the HPA sync period reading KEDA's metric
     fluid_tick_s: float = 5.0
     request_tick_s: float = 0.1
-    oracle_bin_s: float = 60.0  # time bins of the oracle's need (request traces)
+    oracle_bin_s: float = 5.0  # time bins of the oracle's need (request traces: bursts of seconds)
     drain_s: float = 600.0  # request traces: keep serving this long after the last arrival
 
 

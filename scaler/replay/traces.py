@@ -16,11 +16,10 @@ module and numpy only (the 8.8k-row Azure file loads in tens of milliseconds).
 
 Scaling (``scale``): a rate trace has its rates multiplied. A request trace keeps its time
 axis; for a factor below 1 each request is kept with probability ``factor`` (seeded RNG), for
-a factor above 1 every request is kept and ``factor - 1`` extra copies per request are added
-(the integer part always, the fractional part by a seeded coin), each copy keeping the
-lengths and shifted by a seeded uniform jitter of +/- half the trace's mean inter-arrival
-gap. Copies therefore keep the minute-scale burst structure while the sub-second spacing
-is smoothed.
+a factor above 1 every request is kept and ``factor - 1`` extra copies of the whole trace are
+superposed, each shifted circularly in time by a seeded offset (the last one thinned to the
+fractional part): independent streams with the trace's own burst structure, rather than
+copies clumped around each request, which would multiply every burst by the factor.
 
 Synthetic workloads are seeded and sized for a ~10-replica fleet of the default 8B profile
 (peak ~400 req/s, ShareGPT-like lengths ~600 prompt / ~200 output tokens): a diurnal
@@ -346,13 +345,21 @@ def _scale_requests(trace: RequestTrace, factor: float, name: str,
         keep = rng.random(n) < factor
         return RequestTrace(name, trace.arrival_s[keep], trace.prompt_tokens[keep],
                             trace.output_tokens[keep])
+    # Superpose independent streams: each extra copy is the trace shifted circularly by a
+    # seeded offset (the last copy thinned to the fractional part). Copies near their source
+    # would multiply every burst by the factor; shifted ones keep the burst structure.
     extra = factor - 1.0
-    copies = np.full(n, math.floor(extra), dtype=np.int64)
-    copies += rng.random(n) < (extra - math.floor(extra))
-    source = np.repeat(np.arange(n), copies)
-    gap = trace.duration_s / max(n - 1, 1)
-    jitter = (rng.random(source.size) - 0.5) * gap
-    arrival = np.clip(trace.arrival_s[source] + jitter, 0.0, trace.duration_s)
+    duration = max(trace.duration_s, 1e-9)
+    sources, arrivals = [], []
+    for k in range(math.ceil(extra)):
+        share = min(1.0, extra - k)
+        picked = np.flatnonzero(rng.random(n) < share)
+        offset = rng.uniform(0.0, duration)
+        sources.append(picked)
+        arrivals.append((trace.arrival_s[picked] - trace.arrival_s[0] + offset) % duration
+                        + trace.arrival_s[0])
+    source = np.concatenate(sources) if sources else np.empty(0, dtype=np.int64)
+    arrival = np.concatenate(arrivals) if arrivals else np.empty(0)
     all_arrival = np.concatenate([trace.arrival_s, arrival])
     all_source = np.concatenate([np.arange(n), source])
     order = np.argsort(all_arrival, kind="stable")

@@ -192,7 +192,7 @@ def test_scale_down_thins_deterministically() -> None:
     assert np.isin(a.arrival_s, trace.arrival_s).all()
 
 
-def test_scale_up_replicates_with_jitter() -> None:
+def test_scale_up_superposes_shifted_copies() -> None:
     trace = small_requests()
     up = scale(trace, 2.5)
     assert isinstance(up, RequestTrace)
@@ -202,6 +202,10 @@ def test_scale_up_replicates_with_jitter() -> None:
     assert np.isin(trace.arrival_s, up.arrival_s).all()  # originals kept
     # Copies keep lengths: same token totals per copy on average.
     assert up.prompt_tokens.mean() == pytest.approx(trace.prompt_tokens.mean(), rel=0.05)
+    # Copies are shifted streams, not clumps around their source: bursts do not multiply.
+    per_second = np.bincount(up.arrival_s.astype(np.int64))
+    original = np.bincount(trace.arrival_s.astype(np.int64))
+    assert per_second.max() < 2.5 * original.max()
 
 
 def test_scale_rejects_bad_factor() -> None:
