@@ -735,14 +735,14 @@ class FluidFleet:
         batch, step_s = self._batch(per_replica, mean_prompt, mean_output)
         base = self.profile.prefill_s(mean_prompt) + step_s
         wait = self._wait(rate, capacity, backlog0, ready_replicas)
-        slo = wait.cdf(self.slo_ttft_s - base) if self.slo_ttft_s >= base else 0.0
+        slo = min(1.0, wait.cdf(self.slo_ttft_s - base)) if self.slo_ttft_s >= base else 0.0
         self._slo_met += arrivals * slo
         self._history.append((arrivals, base, wait.fluid, wait.lo, wait.hi, wait.pw, wait.theta))
         return FluidTick(
             arrivals=arrivals,
             served=served,
             backlog=self.backlog,
-            utilisation=served / (capacity * tick) if capacity > 0 else 0.0,
+            utilisation=min(1.0, served / (capacity * tick)) if capacity > 0 else 0.0,
             ttft_p50_s=base + wait.quantile(0.50),
             ttft_p95_s=base + wait.quantile(0.95),
             ttft_p99_s=base + wait.quantile(0.99),
