@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from scaler.capacity import CapacityModel
 from scaler.policy import PodLoad
 from scaler.replay.cluster import Cluster
 from scaler.replay.fleet import FluidFleet, ReplicaLoad, RequestFleet
@@ -55,7 +56,9 @@ def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,
         prompts, outputs = trace.mean_prompt, trace.mean_output
     else:
         starts, rates, prompts, outputs = _binned(trace, settings.oracle_bin_s)
-    needs = [_fewest_replicas(r, p, o, settings, profile)
+    capacity = CapacityModel(profile, slo_ttft_s=settings.slo_ttft_s,
+                             slo_target=settings.slo_target)
+    needs = [capacity.replicas_for(r, p, o)
              for r, p, o in zip(rates, prompts, outputs, strict=True)]
     return np.asarray(starts, dtype=float), np.asarray(needs, dtype=np.int64)
 
@@ -72,29 +75,6 @@ def _binned(trace: RequestTrace, bin_s: float) -> tuple[npt.NDArray[np.float64],
         mean_o = np.where(arrivals > 0, output / arrivals, 0.0)
     starts = np.arange(count, dtype=np.float64) * bin_s
     return starts, arrivals / bin_s, mean_p.astype(np.float64), mean_o.astype(np.float64)
-
-
-def _fewest_replicas(rate: float, prompt: float, output: float, settings: ReplaySettings,
-                     profile: ReplicaProfile) -> int:
-    if rate <= 0:
-        return 0
-    prompt, output = max(prompt, 1.0), max(output, 1.0)
-    mu = profile.saturated_request_rate(prompt, output)
-    n = max(1, math.ceil(rate / mu))
-    while _slo_fraction(rate, prompt, output, n, settings, profile) < settings.slo_target:
-        n += 1
-    return n
-
-
-def _slo_fraction(rate: float, prompt: float, output: float, replicas: int,
-                  settings: ReplaySettings, profile: ReplicaProfile) -> float:
-    """Steady-state share of requests within the SLO at ``replicas`` (0 when overloaded:
-    a backlog then grows without bound, whatever one tick shows)."""
-    if rate >= replicas * profile.saturated_request_rate(prompt, output):
-        return 0.0
-    fleet = FluidFleet(profile, tick_s=settings.fluid_tick_s, slo_ttft_s=settings.slo_ttft_s)
-    return fleet.step(rate=rate, mean_prompt=prompt, mean_output=output,
-                      ready_replicas=replicas).slo_fraction
 
 
 def initial_replicas(trace: RequestTrace | RateTrace, settings: ReplaySettings,

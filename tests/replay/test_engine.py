@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from scaler.capacity import CapacityModel
 from scaler.replay.engine import ReplaySettings, make_oracle, oracle_needs, replay
 from scaler.replay.policies import ReactivePolicy, StaticPolicy
 from scaler.replay.profile import default_profile
@@ -62,13 +63,12 @@ def test_oracle_needs_are_the_fewest_replicas_meeting_the_slo():
     times, needs = oracle_needs(trace, SETTINGS, PROFILE)
     assert list(times) == [0, 600, 1200, 1800, 2400, 3000]
     assert needs[4] == 0
-    from scaler.replay.engine import _slo_fraction
-
+    capacity = CapacityModel(PROFILE)
     for rate, n in zip(trace.rate, needs, strict=True):
         if n == 0:
             continue
-        assert _slo_fraction(rate, 600, 200, int(n), SETTINGS, PROFILE) >= SETTINGS.slo_target
-        assert _slo_fraction(rate, 600, 200, int(n) - 1, SETTINGS, PROFILE) < SETTINGS.slo_target
+        assert capacity.slo_fraction(rate, 600, 200, int(n)) >= SETTINGS.slo_target
+        assert capacity.slo_fraction(rate, 600, 200, int(n) - 1) < SETTINGS.slo_target
 
 
 def test_the_oracle_meets_the_slo_and_a_cheaper_static_fleet_does_not():
