@@ -15,19 +15,24 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from scaler.capacity import CapacityModel
+from scaler.forecast import DemandForecaster
+from scaler.predictive import PlannerSettings
 from scaler.replay.engine import ReplaySettings, make_oracle, replay
 from scaler.replay.flags import POLICIES
-from scaler.replay.policies import Policy, ReactivePolicy, StaticPolicy
+from scaler.replay.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
 from scaler.replay.profile import ReplicaProfile, default_profile, load_profile
 from scaler.replay.report import write_comparison, write_outputs
 from scaler.replay.results import ReplayResult
 from scaler.replay.traces import RateTrace, RequestTrace, TraceError, read_trace, scale
 from scaler.replay.traces import synthetic_workload as builtin_workload
 
+FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every 15 s, trends move slower
 # The main knob of each policy and the values `scaler bench` tries, cheapest-looking first.
 SWEEPS: dict[str, tuple[float, ...]] = {
     "reactive": (0.8, 0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02,
                  0.015, 0.01, 0.007, 0.005, 0.003, 0.002),
+    "predictive": (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0),
 }
 
 
@@ -138,6 +143,18 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
         # maxReplicaCount as an operator sets it: twice the peak the fleet ever needs.
         return ReactivePolicy(knob_value=0.8 if knob is None else knob,
                               max_replicas=2 * oracle.peak_replicas)
+    if name == "predictive":
+        return PredictivePolicy(
+            knob_value=1.0 if knob is None else knob,
+            capacity=CapacityModel(profile, slo_ttft_s=settings.slo_ttft_s,
+                                   slo_target=settings.slo_target),
+            forecaster=DemandForecaster(step_s=FORECAST_STEP_S),
+            settings=PlannerSettings(
+                pod_startup_s=settings.pod_startup_s, node_startup_s=settings.node_startup_s,
+                decision_interval_s=settings.decision_interval_s, min_replicas=1,
+                max_replicas=2 * oracle.peak_replicas,
+                gpus_per_replica=settings.gpus_per_replica,
+                gpus_per_node=settings.gpus_per_node))
     if name == "static":
         if knob is None:
             knob = float(oracle.peak_replicas)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-POLICIES = ("reactive", "static", "oracle")
+POLICIES = ("reactive", "predictive", "static", "oracle")
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> None:
@@ -28,4 +28,4 @@ def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> Non
     if not bench:
         parser.add_argument("--knob", type=float,
                             help="the policy's main knob (reactive: targetKvCacheUsage, "
-                                 "static: replicas)")
+                                 "predictive: headroom, static: replicas)")

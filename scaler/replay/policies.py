@@ -15,6 +15,7 @@ cluster-autoscaler does: nodes for pending pods, empty nodes removed after 10 mi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ import numpy as np
 import numpy.typing as npt
 
 from scaler import keda
+from scaler.capacity import CapacityModel
+from scaler.forecast import DemandForecaster
 from scaler.metadata import parse_metadata
 from scaler.policy import FleetObservation, NoData, PodLoad, decide
+from scaler.predictive import FleetState, PlannerSettings, PredictivePlanner
 from scaler.replay.cluster import Cluster
 from scaler.replay.hpa import HorizontalPodAutoscaler
 
@@ -91,6 +95,31 @@ class ReactivePolicy:
         replicas = self.hpa.desired(view.now_s, current_replicas=max(view.replicas, 1),
                                     metric_value=value, target_value=target)
         return PolicyDecision(replicas)
+
+
+class PredictivePolicy:
+    """The forecast-driven planner (``scaler.predictive``), as the service runs it."""
+
+    name = "predictive"
+    knob = "headroom"
+
+    def __init__(self, *, knob_value: float = 1.0, capacity: CapacityModel,
+                 forecaster: DemandForecaster, settings: PlannerSettings) -> None:
+        self.knob_value = knob_value
+        self.planner = PredictivePlanner(dataclasses.replace(settings, headroom=knob_value),
+                                         capacity, forecaster)
+
+    def decide(self, view: ClusterView) -> PolicyDecision:
+        state = FleetState(
+            now_s=view.now_s, replicas=view.replicas,
+            starting_replicas=view.starting_replicas + view.pending_replicas,
+            nodes=view.nodes, ready_nodes=view.ready_nodes,
+            pending_replicas=view.pending_replicas, observed_rate=view.observed_rate,
+            backlog=sum(p.waiting for p in view.pods.values()),
+            mean_prompt_tokens=view.mean_prompt_tokens,
+            mean_output_tokens=view.mean_output_tokens)
+        plan = self.planner.plan(state)
+        return PolicyDecision(plan.replicas, plan.nodes, plan.forecast_mean)
 
 
 class StaticPolicy:

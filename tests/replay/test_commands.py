@@ -57,9 +57,9 @@ def test_bench_picks_the_cheapest_knob_meeting_the_slo(tmp_path):
     assert main(["bench", "--trace", str(trace_file(tmp_path)), "--out", str(out)]) == 0
     bench = json.loads((out / "bench.json").read_text())
     policies = bench["policies"]
-    assert set(policies) == {"reactive", "static", "oracle"}
+    assert set(policies) == {"reactive", "predictive", "static", "oracle"}
     assert policies["oracle"]["gpu_hours_vs_oracle"] == 1.0
-    for name in ("reactive", "static"):
+    for name in ("reactive", "predictive", "static"):
         row = policies[name]
         assert set(row) >= {"knob_value", "gpu_hours", "node_hours", "slo_attainment",
                             "gpu_hours_vs_oracle"}

@@ -1,0 +1,190 @@
+"""The predictive plan: replicas for when a pod started now is ready, nodes for when a node is.
+
+Pure (no I/O, no clock, no asyncio); the service and the replay both call it once per
+decision with a ``FleetState`` and get a ``Plan``. The rules, in the order they apply:
+
+1. Demand now is the observed arrival rate plus the backlog drained within
+   ``drain_s``. ``need_now`` = the fewest replicas meeting the TTFT SLO at that demand
+   (``CapacityModel``): the reactive floor.
+2. ``need_ahead`` = the fewest replicas meeting the SLO at the forecast's upper bound
+   (times ``headroom``), taken as the largest over every forecast step up to one pod
+   lead time (start-up plus one decision interval): a replica asked for now serves then.
+3. The target is ``max(need_now, need_ahead)``: the forecast only ever adds capacity.
+4. Scale-down follows observed load only: it waits while any replica is still
+   starting (its capacity is not proven yet), and takes the largest target of the last
+   ``scale_down_window_s``; since ``need_now`` is computed by simulating the SLO at
+   that count, N-1 replicas are never chosen unless they would still meet it.
+5. Scale to zero only when nothing is in flight and the forecast's upper bound over
+   the pod lead time is zero (less than half a request expected within it); ``active``
+   turns true as soon as it is not, i.e. before a predicted ramp, so KEDA can start
+   the first pod one lead time early.
+6. Nodes: the replicas needed at the node lead time (node provisioning + pod start-up
+   + one interval) x GPUs per replica / GPUs per node, rounded up, plus spare; never
+   fewer than the replica target needs now, never fewer than now while pods are pending
+   or nodes are joining, and down only after ``node_scale_down_window_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from scaler.capacity import CapacityModel
+from scaler.forecast import DemandForecaster
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    pod_startup_s: float = 180.0
+    node_startup_s: float = 900.0
+    decision_interval_s: float = 15.0
+    headroom: float = 1.0  # multiplier on the forecast's upper bound
+    drain_s: float = 60.0  # a backlog should be gone within this, seconds
+    scale_down_window_s: float = 300.0
+    node_scale_down_window_s: float = 1800.0  # a bare-metal node takes 15+ min to get back
+    min_replicas: int = 0
+    max_replicas: int = 1000
+    gpus_per_replica: int = 1
+    gpus_per_node: int = 8
+    spare_nodes: int = 0
+    min_nodes: int = 0
+    max_nodes: int = 10_000
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """What the planner sees at one decision: counts and the last interval's demand."""
+
+    now_s: float
+    replicas: int  # the Deployment's replica count
+    starting_replicas: int  # asked for but not serving yet (pending or starting)
+    nodes: int
+    ready_nodes: int
+    pending_replicas: int
+    observed_rate: float  # arrivals over the last interval, requests/s
+    backlog: float  # requests waiting, fleet-wide
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    replicas: int
+    nodes: int
+    active: bool
+    need_now: int
+    need_ahead: int
+    forecast_mean: float  # requests/s at one pod lead time
+    forecast_upper: float
+    reason: str
+
+
+class PredictivePlanner:
+    def __init__(self, settings: PlannerSettings, capacity: CapacityModel,
+                 forecaster: DemandForecaster) -> None:
+        self.settings = settings
+        self.capacity = capacity
+        self.forecaster = forecaster
+        self._targets: deque[tuple[float, int]] = deque()
+        self._node_targets: deque[tuple[float, int]] = deque()
+        self._lengths = (512.0, 128.0)  # until requests are seen: vLLM-bench-like lengths
+        self._step_start: float | None = None
+        self._last_fed_s: float | None = None  # time of the last step mean fed
+        self._step_sum = 0.0
+        self._step_count = 0
+
+    def warm_started(self, last_time_s: float) -> None:
+        """The forecaster was warm-started with history up to ``last_time_s``."""
+        self._last_fed_s = last_time_s
+        self._step_start = last_time_s + self.forecaster.step_s
+
+    def plan(self, state: FleetState) -> Plan:
+        self._observe(state.now_s, state.observed_rate)
+        s = self.settings
+        if state.observed_rate > 0 and state.mean_prompt_tokens > 0:
+            self._lengths = (state.mean_prompt_tokens, max(state.mean_output_tokens, 1.0))
+        lengths = self._lengths
+        need_now = self.capacity.replicas_for(
+            state.observed_rate + state.backlog / s.drain_s, *lengths)
+        pod_lead = s.pod_startup_s + s.decision_interval_s
+        mean, upper = self._forecast_peak(state.now_s, pod_lead)
+        need_ahead = self.capacity.replicas_for(upper * s.headroom, *lengths)
+        target, why = self._replicas(state, max(need_now, need_ahead), need_now, need_ahead)
+        idle = state.observed_rate <= 0 and state.backlog <= 0
+        quiet = upper * pod_lead < 0.5  # not even one request expected within the lead time
+        if idle and quiet and s.min_replicas == 0:
+            target, why = 0, "idle, and no request forecast within one pod lead time"
+        nodes = self._nodes(state, target, lengths)
+        return Plan(target, nodes, active=not (idle and quiet), need_now=need_now,
+                    need_ahead=need_ahead, forecast_mean=mean, forecast_upper=upper,
+                    reason=why)
+
+    def _observe(self, now_s: float, rate: float) -> None:
+        """Feed the forecaster one mean per forecaster step (decisions come faster)."""
+        step = self.forecaster.step_s
+        if self._step_start is None:
+            self._step_start = now_s
+        while now_s >= self._step_start + step:
+            if self._step_count:
+                self.forecaster.observe(self._step_start, self._step_sum / self._step_count)
+                self._last_fed_s = self._step_start
+            self._step_start += step
+            self._step_sum, self._step_count = 0.0, 0
+        self._step_sum += rate
+        self._step_count += 1
+
+    def _forecast_peak(self, now_s: float, horizon_s: float) -> tuple[float, float]:
+        """Largest mean and upper bound over every forecast step from now to now + horizon.
+
+        Forecast horizons count from the forecaster's last observation, which lags ``now``
+        by up to a step (and more right after a warm start that ended earlier).
+        """
+        step = self.forecaster.step_s
+        lag = now_s - self._last_fed_s if self._last_fed_s is not None else 0.0
+        end = max(1, math.ceil((horizon_s + lag) / step))
+        start = max(1, math.floor(lag / step))
+        horizons = [step * k for k in range(start, end + 1)]
+        forecasts = [self.forecaster.forecast(h) for h in horizons]
+        return max(f.mean for f in forecasts), max(f.upper for f in forecasts)
+
+    def _replicas(self, state: FleetState, wanted: int, need_now: int,
+                  need_ahead: int) -> tuple[int, str]:
+        s = self.settings
+        source = "forecast" if need_ahead > need_now else "observed load"
+        why = f"{source}: now {need_now}, at +{s.pod_startup_s:g}s {need_ahead}"
+        self._remember(self._targets, state.now_s, wanted, s.scale_down_window_s)
+        target = wanted
+        if wanted < state.replicas:
+            if state.starting_replicas > 0:
+                target, why = state.replicas, why + "; hold: replicas still starting"
+            else:
+                target = max(t for _, t in self._targets)
+                if target > wanted:
+                    why += f"; scale-down stabilised over {s.scale_down_window_s:g}s"
+        bounded = min(max(target, s.min_replicas), s.max_replicas)
+        if bounded != target:
+            why += f"; bounded to [{s.min_replicas}, {s.max_replicas}]"
+        return bounded, why
+
+    def _nodes(self, state: FleetState, replicas: int, lengths: tuple[float, float]) -> int:
+        s = self.settings
+        node_lead = s.node_startup_s + s.pod_startup_s + s.decision_interval_s
+        _, upper = self._forecast_peak(state.now_s, node_lead)
+        ahead = self.capacity.replicas_for(upper * s.headroom, *lengths)
+        per_node = s.gpus_per_node / s.gpus_per_replica
+        wanted = math.ceil(max(ahead, replicas) / per_node)
+        wanted = wanted + s.spare_nodes if wanted else 0
+        self._remember(self._node_targets, state.now_s, wanted, s.node_scale_down_window_s)
+        if wanted < state.nodes:
+            joining = state.nodes > state.ready_nodes
+            wanted = state.nodes if state.pending_replicas or joining else max(
+                t for _, t in self._node_targets)
+        return min(max(wanted, s.min_nodes), s.max_nodes)
+
+    @staticmethod
+    def _remember(history: deque[tuple[float, int]], now_s: float, value: int,
+                  window_s: float) -> None:
+        history.append((now_s, value))
+        while history and history[0][0] <= now_s - window_s:
+            history.popleft()

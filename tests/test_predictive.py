@@ -1,0 +1,113 @@
+"""The predictive planner, rule by rule."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from scaler.capacity import CapacityModel
+from scaler.forecast import DemandForecaster
+from scaler.predictive import FleetState, PlannerSettings, PredictivePlanner
+from scaler.replay.profile import default_profile
+
+STEP = 300.0
+DAY = 86400.0
+CAPACITY = CapacityModel(default_profile())
+
+
+def planner(history: np.ndarray | None = None, **settings: float) -> PredictivePlanner:
+    """A planner whose forecaster has seen ``history`` (one value per step from t=0)."""
+    forecaster = DemandForecaster(step_s=STEP)
+    p = PredictivePlanner(dataclasses.replace(PlannerSettings(), **settings), CAPACITY,
+                          forecaster)
+    if history is not None:
+        times = np.arange(len(history)) * STEP
+        forecaster.warm_start(times, history)
+        p.warm_started(float(times[-1]))
+    return p
+
+
+def state(now_s: float, *, rate: float, replicas: int = 4, starting: int = 0,
+          nodes: int = 1, ready_nodes: int = 1, pending: int = 0,
+          backlog: float = 0.0) -> FleetState:
+    return FleetState(now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=nodes,
+                      ready_nodes=ready_nodes, pending_replicas=pending, observed_rate=rate,
+                      backlog=backlog, mean_prompt_tokens=600, mean_output_tokens=200)
+
+
+def office_hours(days: float, *, low: float, high: float) -> np.ndarray:
+    """A daily square wave: ``high`` from 09:00 to 17:00, ``low`` otherwise."""
+    t = np.arange(int(days * DAY / STEP)) * STEP
+    hour = (t % DAY) / 3600
+    return np.where((hour >= 9) & (hour < 17), high, low)
+
+
+def test_a_predicted_ramp_is_met_one_lead_time_early():
+    before_ramp = 7 * DAY + 9 * 3600 - 150  # 08:57:30 on day 8
+    p = planner(office_hours(before_ramp / DAY, low=20, high=300))
+    plan = p.plan(state(before_ramp, rate=20, replicas=1))
+    assert plan.need_now <= 2
+    assert plan.need_ahead >= plan.need_now + 2  # more replicas before the load shows
+    assert plan.replicas == plan.need_ahead
+    assert plan.reason.startswith("forecast")
+
+
+def test_idle_until_a_predicted_ramp_then_active_before_it():
+    p = planner(office_hours(7 + 3 / 24, low=0, high=200))
+    night = p.plan(state(7 * DAY + 3 * 3600, rate=0, replicas=0, nodes=0, ready_nodes=0))
+    assert (night.replicas, night.active) == (0, False)
+    early = p.plan(state(7 * DAY + 9 * 3600 - 150, rate=0, replicas=0, nodes=0, ready_nodes=0))
+    assert early.active is True and early.replicas > 0  # pre-warm before any request
+
+
+def test_min_replicas_holds_an_idle_workload():
+    p = planner(np.zeros(300), min_replicas=1)
+    assert p.plan(state(300 * STEP, rate=0, replicas=1)).replicas == 1
+
+
+def test_no_scale_down_while_replicas_are_starting():
+    p = planner()
+    plan = p.plan(state(0, rate=5, replicas=10, starting=2))
+    assert plan.replicas == 10 and "still starting" in plan.reason
+
+
+def test_scale_down_waits_for_the_window_then_keeps_the_slo():
+    p = planner()
+    busy = p.plan(state(0, rate=200, replicas=4)).replicas
+    assert busy == CAPACITY.replicas_for(200, 600, 200)
+    low = 40.0
+    t = 15.0
+    while t < 300:  # within the 300 s window the busy target still stands
+        assert p.plan(state(t, rate=low, replicas=busy)).replicas == busy
+        t += 15
+    plan = None
+    for _ in range(60):  # past the window, the forecast learns the new level and lets go
+        plan = p.plan(state(t, rate=low, replicas=busy))
+        t += 15
+    assert plan is not None and plan.replicas < busy
+    # N-1 is never chosen unless it still meets the SLO at the observed demand.
+    assert CAPACITY.slo_fraction(low, 600, 200, plan.replicas) >= CAPACITY.slo_target
+    assert plan.replicas >= CAPACITY.replicas_for(low, 600, 200)
+
+
+def test_a_backlog_is_demand_to_drain():
+    p = planner()
+    calm = p.plan(state(0, rate=50)).need_now
+    queued = planner().plan(state(0, rate=50, backlog=3000)).need_now
+    assert queued > calm
+
+
+def test_nodes_are_planned_one_node_lead_time_ahead():
+    lead = 900 + 180 + 15
+    now = 7 * DAY + 9 * 3600 - lead + 60
+    p = planner(office_hours(now / DAY, low=20, high=600))
+    plan = p.plan(state(now, rate=20, replicas=1))
+    # Nodes for the ramp's replicas are ordered before the replicas themselves are needed.
+    assert plan.nodes >= 2 and plan.nodes > -(-plan.replicas // 8)
+
+
+def test_nodes_never_shrink_while_pods_are_pending_or_nodes_joining():
+    p = planner()
+    assert p.plan(state(0, rate=10, replicas=1, nodes=3, ready_nodes=3, pending=1)).nodes == 3
+    assert p.plan(state(15, rate=10, replicas=1, nodes=3, ready_nodes=2)).nodes == 3
