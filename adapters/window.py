@@ -114,6 +114,18 @@ class PodWindow:
         """Seconds between the oldest and the newest snapshot kept (0 with fewer than two)."""
         return self._points[-1].t_s - self._points[0].t_s if len(self._points) > 1 else 0.0
 
+    def in_flight_change_per_s(self) -> float | None:
+        """Change of waiting + running requests per second over the window (None: < 2 points).
+
+        Arrivals = completions + growth of what is in flight: with the completion rate
+        (``rate("request_success")``) this gives the arrival rate vLLM does not export.
+        """
+        if len(self._points) < 2 or self.span_s <= 0:
+            return None
+        first, last = self._points[0].snap, self._points[-1].snap
+        grown = (last.waiting + last.running) - (first.waiting + first.running)
+        return grown / self.span_s
+
     def add(self, t_s: float, snap: VllmSnapshot) -> None:
         """Append a snapshot taken at monotonic time ``t_s``; drop the ones out of the window.
 

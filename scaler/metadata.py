@@ -16,6 +16,7 @@ from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from adapters.vllm import Server
+from scaler.replay.profile import PROFILES_DIR
 
 SERVERS: tuple[str, ...] = get_args(Server)
 
@@ -43,6 +44,15 @@ class WorkloadSpec:
     min_replicas: int
     max_replicas: int
     activation_threshold: float
+    policy: str
+    profile: str
+    slo_ttft_s: float
+    headroom: float
+    pod_startup_s: float
+    node_startup_s: float
+    gpus_per_replica: int
+    gpus_per_node: int
+    spare_nodes: int
 
 
 class MetadataError(ValueError):
@@ -142,6 +152,12 @@ def _optional_text(raw: str) -> str | None:
     return raw or None
 
 
+def _profile_name(raw: str) -> str:
+    if not raw or not (PROFILES_DIR / f"{raw}.yaml").is_file():
+        raise ValueError
+    return raw
+
+
 METADATA_KEYS: tuple[MetadataKey, ...] = (
     MetadataKey(
         "endpoints", "endpoints", None, _endpoints,
@@ -211,6 +227,50 @@ METADATA_KEYS: tuple[MetadataKey, ...] = (
     ),
 )
 
+POLICIES = ("predictive", "reactive")
+
+METADATA_KEYS += (
+    MetadataKey(
+        "policy", "policy", "predictive", _choice(POLICIES), "one of: " + ", ".join(POLICIES),
+        "`predictive`: the larger of the reactive answer and the replicas the demand forecast "
+        "needs one pod start-up ahead; `reactive`: the HPA-style answer alone.",
+    ),
+    MetadataKey(
+        "profile", "profile", "llama-8b-h100", _profile_name,
+        "a profile name from scaler/profiles (without .yaml)",
+        "Replica performance profile the capacity model starts from (corrected online).",
+    ),
+    MetadataKey(
+        "sloTtftSeconds", "slo_ttft_s", "2", _float_in(0.01, 3600),
+        "seconds > 0, e.g. '2'",
+        "TTFT SLO (for 99% of requests) the predictive capacity model sizes for.",
+    ),
+    MetadataKey(
+        "headroom", "headroom", "1.0", _float_in(0.5, 10), "a factor in [0.5, 10], e.g. '1.1'",
+        "Multiplier on the forecast's 95% upper bound when sizing ahead.",
+    ),
+    MetadataKey(
+        "podStartupSeconds", "pod_startup_s", "180", _float_in(0, 86400), "seconds >= 0",
+        "Time from asking for a replica to it serving: how far ahead replicas are planned.",
+    ),
+    MetadataKey(
+        "nodeStartupSeconds", "node_startup_s", "900", _float_in(0, 86400), "seconds >= 0",
+        "Time from ordering a node to it being ready (bare metal: 10-30 min).",
+    ),
+    MetadataKey(
+        "gpusPerReplica", "gpus_per_replica", "1", _int_at_least(1), "an integer >= 1",
+        "GPUs one replica uses (tensor parallel size), for the node plan.",
+    ),
+    MetadataKey(
+        "gpusPerNode", "gpus_per_node", "8", _int_at_least(1), "an integer >= 1",
+        "GPUs one node of the pool holds, for the node plan.",
+    ),
+    MetadataKey(
+        "spareNodes", "spare_nodes", "0", _int_at_least(0), "an integer >= 0",
+        "Nodes kept beyond the plan.",
+    ),
+)
+
 _KEYS_BY_NAME = {key.name: key for key in METADATA_KEYS}
 # Keys KEDA itself reads from the trigger metadata of an external scaler.
 _KEDA_KEYS = frozenset(
@@ -239,6 +299,10 @@ def parse_metadata(metadata: Mapping[str, str]) -> WorkloadSpec:
                 f"scalerMetadata key '{name}' is not known; known keys: "
                 + ", ".join(_KEYS_BY_NAME)
             )
+    if not problems and values["gpus_per_replica"] > values["gpus_per_node"]:
+        problems.append(
+            f"scalerMetadata key 'gpusPerReplica' ({values['gpus_per_replica']}) is greater "
+            f"than 'gpusPerNode' ({values['gpus_per_node']})")
     if not problems and values["min_replicas"] > values["max_replicas"]:
         problems.append(
             f"scalerMetadata key 'minReplicas' ({values['min_replicas']}) is greater than "

@@ -64,6 +64,7 @@ class Decision:
     active: bool
     reason: str
     proposals: tuple[Proposal, ...]
+    desired_nodes: int | None = None  # the predictive node plan, when there is one
 
 
 class NoData(Exception):

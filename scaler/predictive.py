@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from scaler.capacity import CapacityModel
 from scaler.forecast import DemandForecaster
 
+FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every few seconds, demand
+# trends move slower, and a 5-minute step keeps a week of seasonal state small.
+
 
 @dataclass(frozen=True)
 class PlannerSettings:
@@ -78,6 +81,28 @@ class Plan:
     forecast_mean: float  # requests/s at one pod lead time
     forecast_upper: float
     reason: str
+    observed_rate: float = 0.0  # requests/s, as given
+    replica_capacity: float = 0.0  # saturated requests/s of one replica at current lengths
+
+
+@dataclass
+class ForecastScore:
+    """How the one-step-ahead forecast has done lately (exponentially weighted)."""
+
+    weight: float = 0.02  # ~50 steps of memory
+    abs_error: float = math.nan  # requests/s
+    coverage: float = math.nan  # share of steps at or under the upper bound
+    samples: int = 0
+
+    def add(self, actual: float, mean: float, upper: float) -> None:
+        error, covered = abs(actual - mean), float(actual <= upper)
+        if self.samples == 0:
+            self.abs_error, self.coverage = error, covered
+        else:
+            w = self.weight
+            self.abs_error += w * (error - self.abs_error)
+            self.coverage += w * (covered - self.coverage)
+        self.samples += 1
 
 
 class PredictivePlanner:
@@ -93,6 +118,14 @@ class PredictivePlanner:
         self._last_fed_s: float | None = None  # time of the last step mean fed
         self._step_sum = 0.0
         self._step_count = 0
+        self.score = ForecastScore()
+
+    def adopt(self, old: PredictivePlanner) -> None:
+        """Carry the step clock, recent targets and score over from a replaced planner."""
+        self._targets, self._node_targets = old._targets, old._node_targets
+        self._step_start, self._last_fed_s = old._step_start, old._last_fed_s
+        self._step_sum, self._step_count = old._step_sum, old._step_count
+        self._lengths, self.score = old._lengths, old.score
 
     def warm_started(self, last_time_s: float) -> None:
         """The forecaster was warm-started with history up to ``last_time_s``."""
@@ -118,7 +151,8 @@ class PredictivePlanner:
         nodes = self._nodes(state, target, lengths)
         return Plan(target, nodes, active=not (idle and quiet), need_now=need_now,
                     need_ahead=need_ahead, forecast_mean=mean, forecast_upper=upper,
-                    reason=why)
+                    reason=why, observed_rate=state.observed_rate,
+                    replica_capacity=self.capacity.per_replica_rate(*lengths))
 
     def _observe(self, now_s: float, rate: float) -> None:
         """Feed the forecaster one mean per forecaster step (decisions come faster)."""
@@ -127,12 +161,18 @@ class PredictivePlanner:
             self._step_start = now_s
         while now_s >= self._step_start + step:
             if self._step_count:
-                self.forecaster.observe(self._step_start, self._step_sum / self._step_count)
-                self._last_fed_s = self._step_start
+                self._feed(self._step_start, self._step_sum / self._step_count)
             self._step_start += step
             self._step_sum, self._step_count = 0.0, 0
         self._step_sum += rate
         self._step_count += 1
+
+    def _feed(self, t_s: float, value: float) -> None:
+        if self._last_fed_s is not None and t_s - self._last_fed_s <= self.forecaster.step_s:
+            prior = self.forecaster.forecast(self.forecaster.step_s)
+            self.score.add(value, prior.mean, prior.upper)
+        self.forecaster.observe(t_s, value)
+        self._last_fed_s = t_s
 
     def _forecast_peak(self, now_s: float, horizon_s: float) -> tuple[float, float]:
         """Largest mean and upper bound over every forecast step from now to now + horizon.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,10 +27,14 @@ from adapters.dcgm import gpu_load_all, gpu_load_by_pod, read_dcgm
 from adapters.promtext import PageError
 from adapters.scrape import PageFetcher, ScrapeError
 from adapters.vllm import read_page
+from scaler.capacity import CapacityModel
 from scaler.clock import Clock, SystemClock
 from scaler.config import ServiceConfig
+from scaler.forecast import DemandForecaster
 from scaler.metadata import MetadataError, WorkloadSpec, parse_metadata
-from scaler.policy import Decision, NoData, decide
+from scaler.policy import Decision, NoData, Proposal, decide
+from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
+from scaler.replay.profile import PROFILES_DIR, load_profile
 from scaler.telemetry import Telemetry
 from scaler.workloads import Workload, WorkloadKey, WorkloadRegistry
 
@@ -98,6 +103,7 @@ class ScalerService:
         spec = self.spec_for(metadata)
         key = WorkloadKey(namespace, name, spec.metric_name)
         workload, is_new = self.registry.touch(key, spec, self.clock.monotonic())
+        self._sync_planner(workload)
         if is_new:
             log.info("workload %s registered: %d endpoint(s)", key, len(spec.endpoints))
             self._changed[key] = asyncio.Event()
@@ -173,7 +179,12 @@ class ScalerService:
             if self.registry.is_idle(workload, started):
                 self._drop(workload)
                 return
-            await self.scrape(workload)
+            try:
+                await self.scrape(workload)
+                await self.refit_forecast(workload)
+            except Exception:  # a bug must not end this workload's scraping for good
+                log.exception("workload %s: scrape round failed; retrying next interval",
+                              workload.key)
             elapsed = self.clock.monotonic() - started
             await asyncio.sleep(max(0.0, interval - elapsed + phase))
             phase = 0.0
@@ -252,12 +263,50 @@ class ScalerService:
         elif previous is not None:
             log.info("workload %s: GPU metrics %s recovered", workload.key, url)
 
+    def _sync_planner(self, workload: Workload) -> None:
+        """Give a predictive workload a planner matching its spec; keep what it learnt."""
+        spec = workload.spec
+        if spec.policy != "predictive":
+            workload.planner = None
+            return
+        settings = PlannerSettings(
+            pod_startup_s=spec.pod_startup_s, node_startup_s=spec.node_startup_s,
+            decision_interval_s=self.config.scrape.interval_s, headroom=spec.headroom,
+            min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
+            gpus_per_replica=spec.gpus_per_replica, gpus_per_node=spec.gpus_per_node,
+            spare_nodes=spec.spare_nodes)
+        old = workload.planner
+        if old is not None and old.settings == settings and _capacity_matches(old, spec):
+            return
+        capacity = old.capacity if old is not None and _capacity_matches(old, spec) else (
+            CapacityModel(load_profile(PROFILES_DIR / f"{spec.profile}.yaml"),
+                          slo_ttft_s=spec.slo_ttft_s))
+        forecaster = old.forecaster if old is not None else DemandForecaster(FORECAST_STEP_S)
+        workload.planner = PredictivePlanner(settings, capacity, forecaster)
+        if old is not None:
+            workload.planner.adopt(old)
+
+    async def refit_forecast(self, workload: Workload) -> None:
+        """Refit the forecaster's parameters on a copy, in a thread, off the event loop."""
+        planner = workload.planner
+        if planner is None or not planner.forecaster.needs_refit:
+            return
+        copy = DemandForecaster.from_dict(planner.forecaster.to_dict())
+        params = await asyncio.to_thread(copy.fit_params)
+        planner.forecaster.set_params(params)
+
     def _decide(self, workload: Workload) -> None:
         now = self.clock.monotonic()
         observation = workload.observation(now, self.config.scrape.stale_after_s)
         previous = workload.decision
         try:
-            workload.decision = decide(observation, workload.spec)
+            reactive = decide(observation, workload.spec)
+            if workload.planner is not None:
+                state = workload.fleet_state(now, self.config.scrape.stale_after_s)
+                workload.plan = workload.planner.plan(state)
+                reactive = _with_plan(reactive, workload.plan, workload.spec.max_replicas,
+                                      len(workload.pods))
+            workload.decision = reactive
             workload.no_decision_reason = None
         except NoData as exc:
             workload.decision = None
@@ -271,6 +320,26 @@ class ScalerService:
         self._changed[workload.key] = asyncio.Event()
         if event is not None:
             event.set()
+
+
+def _capacity_matches(planner: PredictivePlanner, spec: WorkloadSpec) -> bool:
+    capacity = planner.capacity
+    return (capacity.profile.name == spec.profile  # profile files are named after their name
+            and capacity.slo_ttft_s == spec.slo_ttft_s)
+
+
+def _with_plan(reactive: Decision, plan: Plan, max_replicas: int, current: int) -> Decision:
+    """The forecast only adds: the larger of the reactive answer and the plan."""
+    desired = min(max(reactive.desired_replicas, plan.replicas), max_replicas)
+    if plan.replicas > reactive.desired_replicas:
+        reason = f"{current} -> {desired}: {plan.reason}"
+    else:
+        reason = reactive.reason
+    proposals = (*reactive.proposals,
+                 Proposal("capacity_now", plan.need_now, math.nan, "SLO capacity at demand now"),
+                 Proposal("forecast", plan.need_ahead, math.nan,
+                          f"forecast upper {plan.forecast_upper:.3g} req/s one lead time ahead"))
+    return Decision(desired, reactive.active or plan.active, reason, proposals, plan.nodes)
 
 
 def _joined(problems: list[str]) -> str:

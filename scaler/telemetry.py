@@ -93,6 +93,7 @@ class WorkloadCollector(Collector):
             "scaler_workload_data_age_seconds",
             "Age of the freshest good metrics page (absent before the first).", labels=labels)
         total = GaugeMetricFamily("scaler_workloads", "Workloads registered.")
+        predictive = _PredictiveFamilies(labels)
         now = self._now_s()
         count = 0
         for w in self._workloads():
@@ -108,11 +109,68 @@ class WorkloadCollector(Collector):
             fresh = sum(p.is_fresh(now, self._stale_after_s) for p in w.pods.values())
             pods.add_metric([*key, "fresh"], fresh)
             pods.add_metric([*key, "missing"], len(w.pods) - fresh)
+            predictive.add(w, key)
             freshest = w.freshest_s()
             if freshest is not None:
                 age.add_metric(key, now - freshest)
         total.add_metric([], count)
         yield from (signal, desired, proposal, active, pods, age, total)
+        yield from predictive.families()
+
+
+class _PredictiveFamilies:
+    """Per-workload forecast, plan and forecast-quality gauges (predictive workloads only)."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.forecast = GaugeMetricFamily(
+            "scaler_workload_forecast_requests_per_second",
+            "Demand forecast one pod lead time ahead: mean and the 95% upper bound.",
+            labels=[*labels, "bound"])
+        self.observed = GaugeMetricFamily(
+            "scaler_workload_observed_requests_per_second",
+            "Arrival rate now (completions plus growth of requests in flight).", labels=labels)
+        self.needed = GaugeMetricFamily(
+            "scaler_workload_needed_replicas",
+            "Replicas meeting the TTFT SLO: at the demand now, and at the forecast one pod "
+            "lead time ahead.", labels=[*labels, "horizon"])
+        self.nodes = GaugeMetricFamily(
+            "scaler_workload_desired_nodes",
+            "Nodes the plan wants one node lead time ahead (advisory without an actuator).",
+            labels=labels)
+        self.capacity = GaugeMetricFamily(
+            "scaler_workload_replica_capacity_requests_per_second",
+            "Saturated requests/s of one replica at current lengths (profile x correction).",
+            labels=labels)
+        self.correction = GaugeMetricFamily(
+            "scaler_workload_capacity_correction",
+            "Observed over profiled throughput at saturation (1 = the profile).", labels=labels)
+        self.error = GaugeMetricFamily(
+            "scaler_workload_forecast_abs_error_requests_per_second",
+            "Recent absolute error of the one-step-ahead forecast (EWMA).", labels=labels)
+        self.coverage = GaugeMetricFamily(
+            "scaler_workload_forecast_coverage",
+            "Recent share of steps at or under the upper bound (EWMA; aim: 0.95).",
+            labels=labels)
+
+    def add(self, w: Workload, key: list[str]) -> None:
+        plan, planner = w.plan, w.planner
+        if plan is None or planner is None:
+            return
+        self.forecast.add_metric([*key, "mean"], plan.forecast_mean)
+        self.forecast.add_metric([*key, "upper"], plan.forecast_upper)
+        self.observed.add_metric(key, plan.observed_rate)
+        self.needed.add_metric([*key, "now"], plan.need_now)
+        self.needed.add_metric([*key, "lead"], plan.need_ahead)
+        self.nodes.add_metric(key, plan.nodes)
+        self.capacity.add_metric(key, plan.replica_capacity)
+        self.correction.add_metric(key, planner.capacity.correction)
+        if planner.score.samples:
+            self.error.add_metric(key, planner.score.abs_error)
+            self.coverage.add_metric(key, planner.score.coverage)
+
+    def families(self) -> Iterator[Metric]:
+        yield from (self.forecast, self.observed, self.needed, self.nodes, self.capacity,
+                    self.correction, self.error, self.coverage)
 
 
 def fleet_signals(workload: Workload, now_s: float, stale_after_s: float) -> dict[str, float]:

@@ -19,6 +19,7 @@ from adapters.vllm import VllmSnapshot
 from adapters.window import PodWindow, merged_quantile
 from scaler.metadata import Endpoint, WorkloadSpec
 from scaler.policy import Decision, FleetObservation, PodLoad
+from scaler.predictive import FleetState, Plan, PredictivePlanner
 
 
 class WorkloadKey(NamedTuple):
@@ -57,6 +58,8 @@ class Workload:
     decided_s: float | None = None
     no_decision_reason: str | None = None
     scrapes_completed: int = 0
+    planner: PredictivePlanner | None = None
+    plan: Plan | None = None
 
     def __post_init__(self) -> None:
         self._sync_pods()
@@ -110,6 +113,26 @@ class Workload:
     def fleet_ttft_quantile(self, q: float) -> float | None:
         """TTFT quantile of all requests the pods finished within the rate window."""
         return merged_quantile((pod.window for pod in self.pods.values()), "ttft", q)
+
+    def fleet_state(self, now_s: float, stale_after_s: float) -> FleetState:
+        """What the predictive planner needs, from the pods' fresh windows.
+
+        Arrivals are not exported by vLLM: they are completions plus the growth of what is
+        in flight. Static endpoints say nothing of nodes: the node plan is advisory here.
+        """
+        fresh = [p for p in self.pods.values()
+                 if p.snapshot is not None and p.is_fresh(now_s, stale_after_s)]
+        done = sum(r for p in fresh if (r := p.window.rate("request_success")) is not None)
+        grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
+        prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
+        output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
+        never_seen = sum(1 for p in self.pods.values() if p.last_ok_s is None)
+        return FleetState(
+            now_s=now_s, replicas=len(self.pods), starting_replicas=never_seen, nodes=0,
+            ready_nodes=0, pending_replicas=0, observed_rate=max(0.0, done + grown),
+            backlog=sum(p.snapshot.waiting for p in fresh if p.snapshot is not None),
+            mean_prompt_tokens=prompt / done if done > 0 else 0.0,
+            mean_output_tokens=output / done if done > 0 else 0.0)
 
     def freshest_s(self) -> float | None:
         times = [p.last_ok_s for p in self.pods.values() if p.last_ok_s is not None]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from scaler.capacity import CapacityModel
 from scaler.forecast import DemandForecaster
-from scaler.predictive import PlannerSettings
+from scaler.predictive import FORECAST_STEP_S, PlannerSettings
 from scaler.replay.engine import ReplaySettings, make_oracle, replay
 from scaler.replay.flags import POLICIES
 from scaler.replay.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
@@ -27,7 +27,6 @@ from scaler.replay.results import ReplayResult
 from scaler.replay.traces import RateTrace, RequestTrace, TraceError, read_trace, scale
 from scaler.replay.traces import synthetic_workload as builtin_workload
 
-FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every 15 s, trends move slower
 # The main knob of each policy and the values `scaler bench` tries, cheapest-looking first.
 SWEEPS: dict[str, tuple[float, ...]] = {
     "reactive": (0.8, 0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02,

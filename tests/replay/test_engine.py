@@ -101,3 +101,17 @@ def test_an_overloaded_fleet_misses_and_says_where():
     assert result.slo_attainment < 0.9
     misses_at = [r.time_s for r in result.decisions if r.slo_misses > 0]
     assert min(misses_at) >= 1200 - SETTINGS.decision_interval_s
+
+
+def test_predictive_beats_reactive_on_the_builtin_synthetic_workload():
+    from scaler.replay.commands import make_policy
+    from scaler.replay.traces import synthetic_workload
+
+    trace = synthetic_workload()
+    # Each at the cheapest knob that meets the 99% SLO (from `scaler bench`).
+    reactive = replay(trace, make_policy("reactive", 0.08, trace, SETTINGS, PROFILE))
+    predictive = replay(trace, make_policy("predictive", 1.15, trace, SETTINGS, PROFILE))
+    assert reactive.slo_attainment >= 0.99
+    assert predictive.slo_attainment >= 0.99
+    assert predictive.gpu_hours <= 0.8 * reactive.gpu_hours
+    assert predictive.node_hours <= reactive.node_hours

@@ -1,0 +1,106 @@
+"""The service's predictive policy on emulated pods: arrivals, capacity, metrics, opt-out."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from scaler.capacity import CapacityModel
+from scaler.clock import ManualClock
+from scaler.emulation.vllm_metrics import EngineState
+from scaler.replay.profile import default_profile
+from scaler.service import ScalerService
+from tests.conftest import make_config
+
+
+@pytest.fixture
+async def service():
+    svc = ScalerService(make_config(), clock=ManualClock(), background=False)
+    await svc.start()
+    yield svc
+    await svc.stop()
+
+
+async def serve_traffic(service, pod, workload, *, rate: float, seconds: float = 10) -> None:
+    """Requests finish at ``rate``/s (600-token prompts, 200-token outputs), then a scrape."""
+    engine: EngineState = pod.engines[0]
+    done = rate * seconds
+    engine.request_success["stop"] += done
+    engine.prompt_tokens += 600 * done
+    engine.generation_tokens += 200 * done
+    service.clock.advance(seconds)
+    await service.scrape(workload)
+
+
+async def test_arrivals_seen_in_counters_size_the_fleet_for_the_slo(service, pods):
+    pod = await pods()
+    pod.engines = [EngineState(running=40, kv_cache_usage=0.1)]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    reactive = service.resolve("ns", "so-r", {"endpoints": pod.url, "policy": "reactive"})
+    await service.scrape(workload)
+    await service.scrape(reactive)
+    for _ in range(7):  # past the 60 s rate window: the rate is 120 req/s throughout
+        await serve_traffic(service, pod, workload, rate=120)
+        await service.scrape(reactive)
+    needed = CapacityModel(default_profile()).replicas_for(120, 600, 200)
+    assert needed >= 4
+    decision = service.answer(workload).decision
+    assert decision.desired_replicas == needed
+    assert "observed load" in decision.reason
+    # The same pod under the reactive policy: KV-cache 0.1 and no queue ask for 1.
+    assert service.answer(reactive).decision.desired_replicas == 1
+
+
+async def test_forecast_and_plan_are_exposed_as_metrics(service, pods):
+    pod = await pods()
+    pod.engines = [EngineState(running=10, kv_cache_usage=0.1)]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url, "gpusPerNode": "4"})
+    await service.scrape(workload)
+    for _ in range(70):  # 700 s: the 300 s forecaster steps get fed
+        await serve_traffic(service, pod, workload, rate=50)
+    page = generate_latest(service.telemetry.registry).decode()
+    samples = {(s.name, s.labels.get("bound") or s.labels.get("horizon") or ""): s.value
+               for f in text_string_to_metric_families(page) for s in f.samples
+               if s.name.startswith("scaler_workload_")}
+    assert samples[("scaler_workload_observed_requests_per_second", "")] == pytest.approx(50)
+    assert samples[("scaler_workload_forecast_requests_per_second", "mean")] == pytest.approx(
+        50, rel=0.1)
+    assert (samples[("scaler_workload_forecast_requests_per_second", "upper")]
+            >= samples[("scaler_workload_forecast_requests_per_second", "mean")])
+    assert samples[("scaler_workload_needed_replicas", "now")] >= 2
+    assert samples[("scaler_workload_desired_nodes", "")] >= 1
+    assert samples[("scaler_workload_replica_capacity_requests_per_second", "")] > 0
+    assert samples[("scaler_workload_capacity_correction", "")] == 1.0
+
+
+async def test_metadata_changes_keep_what_the_forecaster_learnt(service, pods):
+    pod = await pods()
+    pod.engines = [EngineState()]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    await service.scrape(workload)
+    planner = workload.planner
+    assert planner is not None
+    service.resolve("ns", "so", {"endpoints": pod.url, "headroom": "1.3"})
+    assert workload.planner is not None and workload.planner is not planner
+    assert workload.planner.forecaster is planner.forecaster
+    assert workload.planner.settings.headroom == 1.3
+    service.resolve("ns", "so", {"endpoints": pod.url, "policy": "reactive"})
+    assert workload.planner is None
+
+
+async def test_a_refit_runs_off_the_event_loop_and_only_swaps_parameters(service, pods):
+    pod = await pods()
+    pod.engines = [EngineState(running=10)]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    await service.scrape(workload)
+    assert workload.planner is not None
+    forecaster = workload.planner.forecaster
+    for i in range(3 * 288):  # three days of 5-minute steps
+        forecaster.observe(i * forecaster.step_s, 40.0 + 10 * (i % 288 > 144))
+    assert forecaster.needs_refit
+    before = forecaster.forecast(300).mean
+    await service.refit_forecast(workload)
+    assert not forecaster.needs_refit
+    assert forecaster.forecast(300).mean == pytest.approx(before, rel=0.2)
+
