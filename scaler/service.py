@@ -286,6 +286,32 @@ class ScalerService:
         if old is not None:
             workload.planner.adopt(old)
 
+    def _learn_capacity(self, workload: Workload, now_s: float) -> None:
+        """Correct the capacity model from saturated pods; report broken ones once."""
+        assert workload.planner is not None
+        stale_after = self.config.scrape.stale_after_s
+        for pod in workload.pods.values():
+            if not pod.is_fresh(now_s, stale_after):
+                continue
+            health = workload.pod_health(pod)
+            if (health == "unhealthy") != pod.unhealthy:
+                pod.unhealthy = health == "unhealthy"
+                if pod.unhealthy:
+                    log.warning("workload %s: pod %s is unhealthy: its queue grows while its "
+                                "GPU idles; not counted as demand (check the engine and GPU)",
+                                workload.key, pod.endpoint.pod)
+                else:
+                    log.info("workload %s: pod %s is healthy again", workload.key,
+                             pod.endpoint.pod)
+            if health != "saturated":
+                continue
+            served = pod.window.rate("request_success")
+            prompt, output = pod.window.rate("prompt_tokens"), pod.window.rate(
+                "generation_tokens")
+            if served and prompt is not None and output is not None:
+                workload.planner.capacity.observe_saturated(served, prompt / served,
+                                                            output / served)
+
     async def refit_forecast(self, workload: Workload) -> None:
         """Refit the forecaster's parameters on a copy, in a thread, off the event loop."""
         planner = workload.planner
@@ -302,6 +328,7 @@ class ScalerService:
         try:
             reactive = decide(observation, workload.spec)
             if workload.planner is not None:
+                self._learn_capacity(workload, now)
                 state = workload.fleet_state(now, self.config.scrape.stale_after_s)
                 workload.plan = workload.planner.plan(state)
                 reactive = _with_plan(reactive, workload.plan, workload.spec.max_replicas,

@@ -109,6 +109,7 @@ class WorkloadCollector(Collector):
             fresh = sum(p.is_fresh(now, self._stale_after_s) for p in w.pods.values())
             pods.add_metric([*key, "fresh"], fresh)
             pods.add_metric([*key, "missing"], len(w.pods) - fresh)
+            pods.add_metric([*key, "unhealthy"], sum(p.unhealthy for p in w.pods.values()))
             predictive.add(w, key)
             freshest = w.freshest_s()
             if freshest is not None:

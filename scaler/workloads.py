@@ -39,6 +39,7 @@ class PodState:
     last_ok_s: float | None = None
     problem: str | None = None
     bad_lines: int = 0
+    unhealthy: bool = False
 
     def is_fresh(self, now_s: float, stale_after_s: float) -> bool:
         return self.last_ok_s is not None and now_s - self.last_ok_s <= stale_after_s
@@ -114,6 +115,32 @@ class Workload:
         """TTFT quantile of all requests the pods finished within the rate window."""
         return merged_quantile((pod.window for pod in self.pods.values()), "ttft", q)
 
+    def gpu_of(self, pod: PodState) -> GpuLoad | None:
+        """The pod's GPUs by its name, else the whole page of a bare-metal node (one pod)."""
+        by_name = self.gpu_by_pod.get(pod.endpoint.pod)
+        if by_name is not None or len(self.pods) != 1:
+            return by_name
+        return next(iter(self.gpu_by_pod.values()), None)
+
+    def pod_health(self, pod: PodState) -> str:
+        """'saturated', 'unhealthy' (queue grows, GPU idle), 'warming' or 'ok'.
+
+        GPU utilisation reads ~100% whenever a batch runs, so it is only a saturation
+        check: a queue with a busy GPU is a full replica; a growing queue on an idle GPU
+        is a broken one (stuck engine, lost GPU), which more replicas would not fix.
+        """
+        snap = pod.snapshot
+        if snap is None or pod.window.span_s < 0.9 * self.rate_window_s:
+            return "warming"  # a fresh pod's throughput says nothing about capacity yet
+        gpu = self.gpu_of(pod)
+        busy = _gpu_busy(gpu)
+        growing = (pod.window.in_flight_change_per_s() or 0.0) > 0
+        if snap.waiting > 0 and growing and busy is False:
+            return "unhealthy"
+        if snap.waiting > 0 and busy is not False:
+            return "saturated"
+        return "ok"
+
     def fleet_state(self, now_s: float, stale_after_s: float) -> FleetState:
         """What the predictive planner needs, from the pods' fresh windows.
 
@@ -130,7 +157,8 @@ class Workload:
         return FleetState(
             now_s=now_s, replicas=len(self.pods), starting_replicas=never_seen, nodes=0,
             ready_nodes=0, pending_replicas=0, observed_rate=max(0.0, done + grown),
-            backlog=sum(p.snapshot.waiting for p in fresh if p.snapshot is not None),
+            backlog=sum(p.snapshot.waiting for p in fresh
+                        if p.snapshot is not None and self.pod_health(p) != "unhealthy"),
             mean_prompt_tokens=prompt / done if done > 0 else 0.0,
             mean_output_tokens=output / done if done > 0 else 0.0)
 
@@ -175,3 +203,14 @@ class WorkloadRegistry:
 
     def remove(self, key: WorkloadKey) -> None:
         self._workloads.pop(key, None)
+
+
+def _gpu_busy(gpu: GpuLoad | None) -> bool | None:
+    """True/False from dcgm-exporter's engine activity (else utilisation); None: no data."""
+    if gpu is None:
+        return None
+    if gpu.engine_active is not None:
+        return gpu.engine_active >= 0.5
+    if gpu.util_pct is not None:
+        return gpu.util_pct >= 50.0
+    return None

@@ -104,3 +104,71 @@ async def test_a_refit_runs_off_the_event_loop_and_only_swaps_parameters(service
     assert not forecaster.needs_refit
     assert forecaster.forecast(300).mean == pytest.approx(before, rel=0.2)
 
+
+
+@pytest.fixture
+async def dcgm():
+    """A dcgm-exporter page whose engine activity the test sets."""
+    from aiohttp import web
+
+    state = {"active": 0.95}
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=(
+            "# TYPE DCGM_FI_PROF_GR_ENGINE_ACTIVE gauge\n"
+            'DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu="0",UUID="GPU-1",Hostname="n1",'
+            f'namespace="ns",pod="vllm-0"}} {state["active"]}\n'), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/metrics", state
+    await runner.cleanup()
+
+
+async def test_saturated_throughput_corrects_capacity_after_warm_up(service, pods, dcgm):
+    pod = await pods()
+    pod.engines = [EngineState(waiting=6, running=200, kv_cache_usage=0.7)]
+    url, _ = dcgm
+    workload = service.resolve("ns", "so", {"endpoints": f"vllm-0={pod.url}",
+                                            "gpuEndpoints": url})
+    await service.scrape(workload)
+    assert workload.planner is not None
+    fast = 2 * default_profile().saturated_request_rate(600, 200)
+    for _ in range(4):  # 40 s: still warming up, nothing learnt
+        await serve_traffic(service, pod, workload, rate=fast)
+    assert workload.planner.capacity.correction == 1.0
+    for _ in range(30):
+        await serve_traffic(service, pod, workload, rate=fast)
+    assert workload.planner.capacity.correction > 1.5
+
+
+async def test_a_queue_growing_on_an_idle_gpu_is_unhealthy_not_demand(service, pods, dcgm,
+                                                                       caplog):
+    import logging
+
+    pod = await pods()
+    url, gpu = dcgm
+    gpu["active"] = 0.01
+    engine = EngineState(waiting=1, running=0)
+    pod.engines = [engine]
+    workload = service.resolve("ns", "so", {"endpoints": f"vllm-0={pod.url}",
+                                            "gpuEndpoints": url})
+    caplog.set_level(logging.INFO, logger="scaler.service")
+    for _ in range(8):
+        engine.waiting += 5
+        await serve_traffic(service, pod, workload, rate=0)
+    (state,) = workload.pods.values()
+    assert state.unhealthy
+    warnings = [r for r in caplog.records if "unhealthy" in r.getMessage()]
+    assert len(warnings) == 1
+    assert workload.fleet_state(service.clock.monotonic(), 15).backlog == 0
+    page = generate_latest(service.telemetry.registry).decode()
+    assert 'scaler_workload_pods{metric="desired-replicas",namespace="ns",' \
+           'scaledobject="so",state="unhealthy"} 1.0' in page
+    gpu["active"] = 0.9
+    await serve_traffic(service, pod, workload, rate=0)
+    assert not state.unhealthy
