@@ -372,7 +372,11 @@ class _Demo:
         self._close_row()
         ref = pb.ScaledObjectRef(name="demo", namespace="default", scalerMetadata={
             "endpoints": self.pods.endpoints, "targetKvCacheUsage": TARGET_KV_CACHE_USAGE,
-            "maxReplicas": str(MAX_REPLICAS)})
+            "maxReplicas": str(MAX_REPLICAS),
+            # The service runs on wall time while the demo plays 60x fast: the predictive
+            # planner's windows (pod start-up, 300 s scale-down, 5-minute forecast steps)
+            # would be 60x too long here. `scaler replay --policy predictive` shows it.
+            "policy": "reactive"})
         await self.keda.follow(ref)
         answer = await self.keda.poll(ref)
         await self.pods.retire()
