@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from scaler.profile import ReplicaProfile
 from scaler.replay.fleet import FluidFleet
-from scaler.replay.profile import ReplicaProfile
 
 _MAX_REPLICAS = 100_000
 

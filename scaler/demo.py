@@ -55,6 +55,7 @@ from prometheus_client import CollectorRegistry
 from scaler.app import start_app
 from scaler.config import ServiceConfig
 from scaler.emulation.pod_server import EmulatedVllmPod
+from scaler.profile import ReplicaProfile, default_profile
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.replay.cluster import Cluster, ClusterCounts
@@ -62,7 +63,6 @@ from scaler.replay.engine import ReplaySettings, initial_replicas
 from scaler.replay.fleet import FluidFleet, FluidTick
 from scaler.replay.hpa import HorizontalPodAutoscaler
 from scaler.replay.policies import ClusterAutoscaler
-from scaler.replay.profile import ReplicaProfile, default_profile
 from scaler.replay.report import write_outputs
 from scaler.replay.results import DecisionRow, ReplayResult
 from scaler.replay.traces import RateTrace, scale, synthetic_workload

@@ -16,7 +16,7 @@ from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from adapters.vllm import Server
-from scaler.replay.profile import PROFILES_DIR
+from scaler.profile import PROFILES_DIR
 
 SERVERS: tuple[str, ...] = get_args(Server)
 

@@ -14,7 +14,6 @@ Scrape problems are logged once when they start and once when they end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -34,7 +33,7 @@ from scaler.forecast import DemandForecaster
 from scaler.metadata import MetadataError, WorkloadSpec, parse_metadata
 from scaler.policy import Decision, NoData, Proposal, decide
 from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
-from scaler.replay.profile import PROFILES_DIR, load_profile
+from scaler.profile import PROFILES_DIR, load_profile
 from scaler.telemetry import Telemetry
 from scaler.workloads import Workload, WorkloadKey, WorkloadRegistry
 
@@ -376,8 +375,3 @@ def _joined(problems: list[str]) -> str:
     more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
     return "; ".join(shown) + more
 
-
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

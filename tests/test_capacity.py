@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scaler.capacity import CapacityModel
-from scaler.replay.profile import default_profile
+from scaler.profile import default_profile
 
 PROFILE = default_profile()
 

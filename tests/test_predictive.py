@@ -9,7 +9,7 @@ import numpy as np
 from scaler.capacity import CapacityModel
 from scaler.forecast import DemandForecaster
 from scaler.predictive import FleetState, PlannerSettings, PredictivePlanner
-from scaler.replay.profile import default_profile
+from scaler.profile import default_profile
 
 STEP = 300.0
 DAY = 86400.0

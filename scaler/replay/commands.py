@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from scaler.capacity import CapacityModel
 from scaler.forecast import DemandForecaster
 from scaler.predictive import FORECAST_STEP_S, PlannerSettings
+from scaler.profile import ReplicaProfile, default_profile, load_profile
 from scaler.replay.engine import ReplaySettings, make_oracle, replay
 from scaler.replay.flags import POLICIES
 from scaler.replay.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
-from scaler.replay.profile import ReplicaProfile, default_profile, load_profile
 from scaler.replay.report import write_comparison, write_outputs
 from scaler.replay.results import ReplayResult
 from scaler.replay.traces import RateTrace, RequestTrace, TraceError, read_trace, scale

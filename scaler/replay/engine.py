@@ -23,10 +23,10 @@ import numpy.typing as npt
 
 from scaler.capacity import CapacityModel
 from scaler.policy import PodLoad
+from scaler.profile import ReplicaProfile, default_profile
 from scaler.replay.cluster import Cluster
 from scaler.replay.fleet import FluidFleet, ReplicaLoad, RequestFleet
 from scaler.replay.policies import ClusterAutoscaler, ClusterView, OraclePolicy, Policy
-from scaler.replay.profile import ReplicaProfile, default_profile
 from scaler.replay.results import DecisionRow, ReplayResult
 from scaler.replay.traces import RateTrace, RequestTrace
 

@@ -3,7 +3,7 @@
 Both are pure and deterministic: no clock, no I/O, no randomness. Replica start-up, node
 provisioning and GPU-hour accounting belong to the replay engine; a fleet only sees the
 replicas that are ready to serve. Per-replica performance comes from a
-:class:`~scaler.replay.profile.ReplicaProfile`.
+:class:`~scaler.profile.ReplicaProfile`.
 
 RequestFleet (request traces)
 -----------------------------
@@ -84,7 +84,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import pdtr
 
-from scaler.replay.profile import ReplicaProfile
+from scaler.profile import ReplicaProfile
 from scaler.replay.traces import RequestTrace
 
 __all__ = [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from scaler.capacity import CapacityModel
+from scaler.profile import default_profile
 from scaler.replay.engine import ReplaySettings, make_oracle, oracle_needs, replay
 from scaler.replay.policies import ReactivePolicy, StaticPolicy
-from scaler.replay.profile import default_profile
 from scaler.replay.traces import RateTrace, synthetic_requests
 
 SETTINGS = ReplaySettings()

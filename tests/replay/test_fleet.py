@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scaler.profile import ReplicaProfile, default_profile
 from scaler.replay.fleet import FluidFleet, RequestFleet, _Wait, erlang_c
-from scaler.replay.profile import ReplicaProfile, default_profile
 from scaler.replay.traces import RequestTrace, read_trace
 
 TICK = 0.05

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scaler.capacity import CapacityModel
 from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
-from scaler.replay.profile import default_profile
+from scaler.profile import default_profile
 from scaler.service import ScalerService
 from tests.conftest import make_config
 

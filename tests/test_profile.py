@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.replay.profile import (
+from scaler.profile import (
     DEFAULT_PROFILE_PATH,
     PROFILES_DIR,
     ReplicaProfile,

@@ -53,7 +53,7 @@ __all__ = [
     "load_profile",
 ]
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE_PATH = PROFILES_DIR / "llama-8b-h100.yaml"
 
 _INT_FIELDS = frozenset({"gpus", "kv_cache_tokens", "max_num_seqs", "max_num_batched_tokens"})
