@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scaler.profile import default_profile
 from scaler.replay.commands import make_policy
 from scaler.replay.engine import ReplaySettings, replay
-from scaler.replay.profile import default_profile
 from scaler.replay.traces import read_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
