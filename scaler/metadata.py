@@ -53,6 +53,8 @@ class WorkloadSpec:
     gpus_per_replica: int
     gpus_per_node: int
     spare_nodes: int
+    min_nodes: int
+    max_nodes: int
 
 
 class MetadataError(ValueError):
@@ -269,6 +271,14 @@ METADATA_KEYS += (
         "spareNodes", "spare_nodes", "0", _int_at_least(0), "an integer >= 0",
         "Nodes kept beyond the plan.",
     ),
+    MetadataKey(
+        "minNodes", "min_nodes", "0", _int_at_least(0), "an integer >= 0",
+        "Fewest nodes the node plan asks for (the node pool's minimum).",
+    ),
+    MetadataKey(
+        "maxNodes", "max_nodes", "10000", _int_at_least(1), "an integer >= 1",
+        "Most nodes the node plan asks for (the node pool's maximum).",
+    ),
 )
 
 _KEYS_BY_NAME = {key.name: key for key in METADATA_KEYS}
@@ -303,6 +313,10 @@ def parse_metadata(metadata: Mapping[str, str]) -> WorkloadSpec:
         problems.append(
             f"scalerMetadata key 'gpusPerReplica' ({values['gpus_per_replica']}) is greater "
             f"than 'gpusPerNode' ({values['gpus_per_node']})")
+    if not problems and values["min_nodes"] > values["max_nodes"]:
+        problems.append(
+            f"scalerMetadata key 'minNodes' ({values['min_nodes']}) is greater than "
+            f"'maxNodes' ({values['max_nodes']})")
     if not problems and values["min_replicas"] > values["max_replicas"]:
         problems.append(
             f"scalerMetadata key 'minReplicas' ({values['min_replicas']}) is greater than "

@@ -273,7 +273,7 @@ class ScalerService:
             decision_interval_s=self.config.scrape.interval_s, headroom=spec.headroom,
             min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
             gpus_per_replica=spec.gpus_per_replica, gpus_per_node=spec.gpus_per_node,
-            spare_nodes=spec.spare_nodes)
+            spare_nodes=spec.spare_nodes, min_nodes=spec.min_nodes, max_nodes=spec.max_nodes)
         old = workload.planner
         if old is not None and old.settings == settings and _capacity_matches(old, spec):
             return

@@ -111,3 +111,9 @@ def test_nodes_never_shrink_while_pods_are_pending_or_nodes_joining():
     p = planner()
     assert p.plan(state(0, rate=10, replicas=1, nodes=3, ready_nodes=3, pending=1)).nodes == 3
     assert p.plan(state(15, rate=10, replicas=1, nodes=3, ready_nodes=2)).nodes == 3
+
+
+def test_the_node_plan_stays_within_the_pool_bounds():
+    p = planner(min_nodes=2, max_nodes=3)
+    assert p.plan(state(0, rate=0, replicas=0, nodes=0, ready_nodes=0)).nodes == 2
+    assert p.plan(state(15, rate=5000, replicas=4, nodes=2, ready_nodes=2)).nodes == 3

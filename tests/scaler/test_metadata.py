@@ -80,3 +80,10 @@ def test_readme_documents_every_key():
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     for key in METADATA_KEYS:
         assert f"`{key.name}`" in readme, key.name
+
+
+def test_node_pool_bounds_are_checked():
+    spec = parse_metadata({"endpoints": URL, "minNodes": "2", "maxNodes": "4"})
+    assert (spec.min_nodes, spec.max_nodes) == (2, 4)
+    with pytest.raises(MetadataError, match=r"'minNodes' \(5\) is greater than 'maxNodes' \(4\)"):
+        parse_metadata({"endpoints": URL, "minNodes": "5", "maxNodes": "4"})
