@@ -603,12 +603,6 @@ class DemandForecaster:
     def _in_outage(self) -> bool:
         return self._zero_run * self.step_s > self.zero_trust_s
 
-    @property
-    def in_outage(self) -> bool:
-        """A run of zeros has lasted past ``zero_trust_s`` and is believed (mean 0, upper
-        still the pre-outage pattern, so the return is covered)."""
-        return self._in_outage()
-
     def _step(self, k: int, x: float | None) -> None:
         core = self._core
         if x is None:

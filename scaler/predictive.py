@@ -14,8 +14,6 @@ decision with a ``FleetState`` and get a ``Plan``. The rules, in the order they 
    starting (its capacity is not proven yet), and takes the largest target of the last
    ``scale_down_window_s``; since ``need_now`` is computed by simulating the SLO at
    that count, N-1 replicas are never chosen unless they would still meet it.
-   In a believed outage (a long run of zero demand) replicas follow the forecast mean,
-   while nodes keep following its upper bound, so the return costs one pod start-up.
 5. Scale to zero only when nothing is in flight and the forecast's upper bound over
    the pod lead time is zero (less than half a request expected within it); ``active``
    turns true as soon as it is not, i.e. before a predicted ramp, so KEDA can start
@@ -144,10 +142,7 @@ class PredictivePlanner:
             state.observed_rate + state.backlog / s.drain_s, *lengths)
         pod_lead = s.pod_startup_s + s.decision_interval_s
         mean, upper = self._forecast_peak(state.now_s, pod_lead)
-        # In a believed outage the upper bound keeps the pre-outage pattern: worth keeping
-        # nodes for (a return then needs only a pod start-up), not replicas holding GPUs.
-        sized = mean if self.forecaster.in_outage and state.observed_rate <= 0 else upper
-        need_ahead = self.capacity.replicas_for(sized * s.headroom, *lengths)
+        need_ahead = self.capacity.replicas_for(upper * s.headroom, *lengths)
         target, why = self._replicas(state, max(need_now, need_ahead), need_now, need_ahead)
         idle = state.observed_rate <= 0 and state.backlog <= 0
         quiet = upper * pod_lead < 0.5  # not even one request expected within the lead time
