@@ -45,7 +45,7 @@ class PageFetcher:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes!r}")
         self._session = session
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s
         self._max_bytes = max_bytes
         self._semaphore = asyncio.Semaphore(max_concurrency)
 
@@ -53,11 +53,11 @@ class PageFetcher:
         """The page at ``url`` as text; raises ScrapeError on any failure."""
         async with self._semaphore:
             try:
-                async with asyncio.timeout(self._timeout_s):
+                async with asyncio.timeout(self.timeout_s):
                     body = await self._get(url)
             except TimeoutError:
                 raise ScrapeError(url, "timeout", (
-                    f"GET {url} timed out after {self._timeout_s} s; is the pod overloaded "
+                    f"GET {url} timed out after {self.timeout_s} s; is the pod overloaded "
                     "or the timeout too short (scrape.timeout_s)?")) from None
             except aiohttp.ClientConnectorError as exc:
                 raise ScrapeError(url, "connect", (

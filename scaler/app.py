@@ -7,11 +7,13 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from aiohttp import web
 
 from scaler.config import ServiceConfig
+from scaler.config_watch import ConfigWatcher
 from scaler.grpc_server import start_grpc_server, stop_grpc_server
 from scaler.http_server import start_http_server
 from scaler.service import ScalerService
@@ -26,15 +28,24 @@ class RunningApp:
     grpc_port: int
     http_runner: web.AppRunner
     http_port: int
+    config_task: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
+        if self.config_task is not None:
+            self.config_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.config_task
         await stop_grpc_server(self.grpc_server, self.service.config.server.grace_s)
         await self.http_runner.cleanup()
         await self.service.stop()
 
 
-async def start_app(config: ServiceConfig, service: ScalerService | None = None) -> RunningApp:
-    """Start everything; ports 0 in the config pick free ones (see the returned ports)."""
+async def start_app(config: ServiceConfig, service: ScalerService | None = None, *,
+                    config_path: Path | None = None) -> RunningApp:
+    """Start everything; ports 0 in the config pick free ones (see the returned ports).
+
+    With ``config_path`` the file is watched and re-applied when it changes.
+    """
     service = service or ScalerService(config)
     await service.start()
     server = config.server
@@ -42,11 +53,15 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None)
                                                      port=server.grpc_port)
     http_runner, http_port = await start_http_server(service, host=server.host,
                                                      port=server.http_port)
-    return RunningApp(service, grpc_server, grpc_port, http_runner, http_port)
+    task = None
+    if config_path is not None:
+        task = asyncio.create_task(ConfigWatcher(config_path, service).run(),
+                                   name="config watcher")
+    return RunningApp(service, grpc_server, grpc_port, http_runner, http_port, task)
 
 
-async def serve(config: ServiceConfig) -> None:
-    app = await start_app(config)
+async def serve(config: ServiceConfig, config_path: Path | None = None) -> None:
+    app = await start_app(config, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from scaler.config import ConfigError, ServiceConfig, describe, load_config
 
@@ -85,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     from scaler.app import serve  # imported here: grpc start-up cost only for `serve`
 
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, Path(args.config) if args.config else None))
     return 0
 
 

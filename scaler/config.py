@@ -91,11 +91,93 @@ class WorkloadSettings:
     )
 
 
+MetadataDefaults = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """Trigger-metadata defaults the platform team sets once, instead of in each ScaledObject.
+
+    Any metadata key (see the README's reference) with a value in its accepted form.
+    Precedence, most specific first: the ScaledObject's own trigger metadata, then
+    ``workloads["namespace/name"]``, then ``namespaces["namespace"]``, then ``defaults``.
+    """
+
+    defaults: MetadataDefaults = field(default_factory=dict)
+    namespaces: Mapping[str, MetadataDefaults] = field(default_factory=dict)
+    workloads: Mapping[str, MetadataDefaults] = field(default_factory=dict)
+
+    def metadata_for(self, namespace: str, name: str,
+                     metadata: Mapping[str, str]) -> dict[str, str]:
+        return {**self.defaults, **self.namespaces.get(namespace, {}),
+                **self.workloads.get(f"{namespace}/{name}", {}), **metadata}
+
+    @classmethod
+    def from_document(cls, value: Any, path: str, problems: list[str]) -> TuningSettings:
+        if not isinstance(value, Mapping):
+            problems.append(f"{path.rstrip('.')}: must be a mapping of keys, not {_kind(value)}")
+            return cls()
+        for key in value:
+            if key not in ("defaults", "namespaces", "workloads"):
+                problems.append(f"{path}{key}: unknown key; known keys in 'tuning': defaults, "
+                                "namespaces, workloads")
+        defaults = _metadata_map(value.get("defaults"), f"{path}defaults.", problems)
+        namespaces = _scoped(value.get("namespaces"), f"{path}namespaces.", problems)
+        workloads = _scoped(value.get("workloads"), f"{path}workloads.", problems,
+                            scope_form="namespace/name")
+        return cls(defaults, namespaces, workloads)
+
+
+def _scoped(value: Any, path: str, problems: list[str],
+            scope_form: str | None = None) -> dict[str, MetadataDefaults]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(f"{path.rstrip('.')}: must be a mapping, not {_kind(value)}")
+        return {}
+    scoped: dict[str, MetadataDefaults] = {}
+    for scope, keys in value.items():
+        if scope_form and str(scope).count("/") != 1:
+            problems.append(f"{path}{scope}: must be written as {scope_form}")
+            continue
+        scoped[str(scope)] = _metadata_map(keys, f"{path}{scope}.", problems)
+    return scoped
+
+
+def _metadata_map(value: Any, path: str, problems: list[str]) -> dict[str, str]:
+    """Metadata keys with values checked by the same parser the RPCs use."""
+    from scaler.metadata import METADATA_KEYS
+
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(f"{path.rstrip('.')}: must be a mapping of metadata keys, "
+                        f"not {_kind(value)}")
+        return {}
+    known = {key.name: key for key in METADATA_KEYS}
+    checked: dict[str, str] = {}
+    for name, raw in value.items():
+        key = known.get(str(name))
+        text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if key is None:
+            problems.append(f"{path}{name}: not a trigger metadata key; known keys: "
+                            + ", ".join(known))
+            continue
+        try:
+            key.parse(text.strip())
+        except ValueError:
+            problems.append(f"{path}{name}: {raw!r} is not {key.accepted}")
+            continue
+        checked[str(name)] = text
+    return checked
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
     workloads: WorkloadSettings = field(default_factory=WorkloadSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
 
 
 class ConfigError(ValueError):
@@ -167,6 +249,8 @@ def _section_class(f: dataclasses.Field[Any]) -> type[Any] | None:
 def _section(section_cls: type[Any], value: Any, path: str, problems: list[str]) -> Any:
     if value is None:
         return section_cls()
+    if hasattr(section_cls, "from_document"):
+        return section_cls.from_document(value, path, problems)
     if not isinstance(value, Mapping):
         problems.append(f"{path.rstrip('.')}: must be a mapping of keys, not {_kind(value)}")
         return section_cls()
@@ -210,12 +294,28 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+RESTART_ONLY = ("server", "scrape.max_concurrency")
+
+
+def needs_restart(old: ServiceConfig, new: ServiceConfig) -> list[str]:
+    """Settings that changed but only take effect at the next start (listening sockets,
+    the shared connection pool)."""
+    changed = []
+    if old.server != new.server:
+        changed.append("server")
+    if old.scrape.max_concurrency != new.scrape.max_concurrency:
+        changed.append("scrape.max_concurrency")
+    return changed
+
+
 def describe(cls: type[Any] = ServiceConfig, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted key, default, doc) for every setting, for docs and `--help`."""
     rows: list[tuple[str, str, str]] = []
     for f in dataclasses.fields(cls):
         section = _section_class(f)
-        if section is not None:
+        if section is TuningSettings:
+            rows.append((f"{prefix}{f.name}", "{}", TuningSettings.__doc__ or ""))
+        elif section is not None:
             rows += describe(section, f"{prefix}{f.name}.")
         else:
             rows.append((f"{prefix}{f.name}", repr(f.default), f.metadata["doc"]))

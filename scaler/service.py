@@ -28,7 +28,7 @@ from adapters.scrape import PageFetcher, ScrapeError
 from adapters.vllm import read_page
 from scaler.capacity import CapacityModel
 from scaler.clock import Clock, SystemClock
-from scaler.config import ServiceConfig
+from scaler.config import ServiceConfig, needs_restart
 from scaler.forecast import DemandForecaster
 from scaler.metadata import MetadataError, WorkloadSpec, parse_metadata
 from scaler.policy import Decision, NoData, Proposal, decide
@@ -65,7 +65,7 @@ class ScalerService:
             rate_window_s=self.config.scrape.rate_window_s,
         )
         self.telemetry.watch(lambda: self.registry, self.clock.monotonic,
-                             self.config.scrape.stale_after_s)
+                             lambda: self.config.scrape.stale_after_s)
         self._specs: dict[frozenset[tuple[str, str]], WorkloadSpec | MetadataError] = {}
         self._tasks: dict[WorkloadKey, asyncio.Task[None]] = {}
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
@@ -99,7 +99,7 @@ class ScalerService:
 
     def resolve(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload:
         """The workload an RPC is about, registered (and its scraping started) if new."""
-        spec = self.spec_for(metadata)
+        spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
         key = WorkloadKey(namespace, name, spec.metric_name)
         workload, is_new = self.registry.touch(key, spec, self.clock.monotonic())
         self._sync_planner(workload)
@@ -110,6 +110,25 @@ class ScalerService:
                 self._tasks[key] = asyncio.create_task(self._scrape_loop(workload),
                                                        name=f"scrape {key}")
         return workload
+
+    def apply_config(self, config: ServiceConfig) -> list[str]:
+        """Take a new, validated config without a restart; what it learnt is kept.
+
+        Returns the settings that changed but need a restart to apply. Workloads pick up
+        new tuning at their next RPC (their spec is re-derived; forecasters are kept).
+        """
+        restart = needs_restart(self.config, config)
+        self.config = config
+        self.registry.idle_timeout_s = config.workloads.idle_timeout_s
+        self.registry.rate_window_s = config.scrape.rate_window_s
+        for workload in self.registry:
+            workload.rate_window_s = config.scrape.rate_window_s
+            for pod in workload.pods.values():
+                pod.window.window_s = config.scrape.rate_window_s
+        if self._fetcher is not None:
+            self._fetcher.timeout_s = config.scrape.timeout_s
+        self._specs.clear()
+        return restart
 
     def keep_alive(self, workload: Workload, metadata: Mapping[str, str]) -> Workload:
         """A held stream counts as KEDA asking, but never rolls the spec back.

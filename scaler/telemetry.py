@@ -57,19 +57,24 @@ class Telemetry:
             "metrics-api JSON decision requests by HTTP status.", ["status"],
             registry=self.registry,
         )
+        self.config_reloads = Counter(
+            "scaler_config_reloads_total",
+            "Config file changes seen, by result (applied or rejected).", ["result"],
+            registry=self.registry,
+        )
         self.workloads_dropped = Counter(
             "scaler_workloads_dropped_total",
             "Workloads dropped because KEDA stopped asking about them.", registry=self.registry,
         )
 
     def watch(self, workloads: Callable[[], Iterable[Workload]],
-              now_s: Callable[[], float], stale_after_s: float) -> None:
+              now_s: Callable[[], float], stale_after_s: Callable[[], float]) -> None:
         self.registry.register(WorkloadCollector(workloads, now_s, stale_after_s))
 
 
 class WorkloadCollector(Collector):
     def __init__(self, workloads: Callable[[], Iterable[Workload]],
-                 now_s: Callable[[], float], stale_after_s: float) -> None:
+                 now_s: Callable[[], float], stale_after_s: Callable[[], float]) -> None:
         self._workloads = workloads
         self._now_s = now_s
         self._stale_after_s = stale_after_s
@@ -95,18 +100,19 @@ class WorkloadCollector(Collector):
         total = GaugeMetricFamily("scaler_workloads", "Workloads registered.")
         predictive = _PredictiveFamilies(labels)
         now = self._now_s()
+        stale_after = self._stale_after_s()
         count = 0
         for w in self._workloads():
             count += 1
             key = [w.key.namespace, w.key.name, w.key.metric_name]
-            for name, value in fleet_signals(w, now, self._stale_after_s).items():
+            for name, value in fleet_signals(w, now, stale_after).items():
                 signal.add_metric([*key, name], value)
             if w.decision is not None:
                 desired.add_metric(key, w.decision.desired_replicas)
                 active.add_metric(key, float(w.decision.active))
                 for p in w.decision.proposals:
                     proposal.add_metric([*key, p.signal], p.replicas)
-            fresh = sum(p.is_fresh(now, self._stale_after_s) for p in w.pods.values())
+            fresh = sum(p.is_fresh(now, stale_after) for p in w.pods.values())
             pods.add_metric([*key, "fresh"], fresh)
             pods.add_metric([*key, "missing"], len(w.pods) - fresh)
             pods.add_metric([*key, "unhealthy"], sum(p.unhealthy for p in w.pods.values()))
