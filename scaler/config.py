@@ -91,6 +91,23 @@ class WorkloadSettings:
     )
 
 
+@dataclass(frozen=True)
+class PrometheusSettings:
+    url: str = _setting(
+        "", "Prometheus base URL (e.g. http://prometheus.monitoring:9090) to warm-start each "
+        "workload's forecaster from its history on first contact; empty = off.")
+    history_query: str = _setting(
+        "",
+        "PromQL giving a workload's request rate (req/s), with {namespace} and {scaledobject} "
+        "placeholders, used when the trigger has no historyQuery. For vLLM pods named after "
+        "their ScaledObject: sum(rate(vllm:request_success_total{namespace=\"{namespace}\","
+        "pod=~\"{scaledobject}-.*\"}[5m])).")
+    history_s: float = _setting(
+        14 * 86400.0, "How much history to read, seconds (two weeks covers both seasons).",
+        _positive)
+    timeout_s: float = _setting(10.0, "Timeout of one range query, seconds.", _positive)
+
+
 MetadataDefaults = Mapping[str, str]
 
 
@@ -178,6 +195,7 @@ class ServiceConfig:
     scrape: ScrapeSettings = field(default_factory=ScrapeSettings)
     workloads: WorkloadSettings = field(default_factory=WorkloadSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
+    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
 
 
 class ConfigError(ValueError):

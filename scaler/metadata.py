@@ -55,6 +55,7 @@ class WorkloadSpec:
     spare_nodes: int
     min_nodes: int
     max_nodes: int
+    history_query: str | None
 
 
 class MetadataError(ValueError):
@@ -278,6 +279,11 @@ METADATA_KEYS += (
     MetadataKey(
         "maxNodes", "max_nodes", "10000", _int_at_least(1), "an integer >= 1",
         "Most nodes the node plan asks for (the node pool's maximum).",
+    ),
+    MetadataKey(
+        "historyQuery", "history_query", "", _optional_text, "a PromQL expression",
+        "The workload's request rate (req/s) in Prometheus, to warm-start its forecaster "
+        "(needs prometheus.url in the config; default: the config's prometheus.history_query).",
     ),
 )
 

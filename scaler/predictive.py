@@ -127,6 +127,11 @@ class PredictivePlanner:
         self._step_sum, self._step_count = old._step_sum, old._step_count
         self._lengths, self.score = old._lengths, old.score
 
+    @property
+    def has_observed(self) -> bool:
+        """True once the planner has fed its forecaster (a warm start would then clash)."""
+        return self._last_fed_s is not None
+
     def warm_started(self, last_time_s: float) -> None:
         """The forecaster was warm-started with history up to ``last_time_s``."""
         self._last_fed_s = last_time_s

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from adapters.dcgm import gpu_load_all, gpu_load_by_pod, read_dcgm
+from adapters.prometheus import PrometheusError, query_range
 from adapters.promtext import PageError
 from adapters.scrape import PageFetcher, ScrapeError
 from adapters.vllm import read_page
@@ -68,6 +69,7 @@ class ScalerService:
                              lambda: self.config.scrape.stale_after_s)
         self._specs: dict[frozenset[tuple[str, str]], WorkloadSpec | MetadataError] = {}
         self._tasks: dict[WorkloadKey, asyncio.Task[None]] = {}
+        self._tasks_warm: dict[WorkloadKey, asyncio.Task[None]] = {}
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
@@ -82,11 +84,12 @@ class ScalerService:
                                     max_concurrency=scrape.max_concurrency)
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._tasks_warm.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._tasks_warm.clear()
         if self._session is not None:
             await asyncio.shield(self._session.close())
             self._session = None
@@ -106,6 +109,10 @@ class ScalerService:
         if is_new:
             log.info("workload %s registered: %d endpoint(s)", key, len(spec.endpoints))
             self._changed[key] = asyncio.Event()
+            query = self._history_query(workload)
+            if query is not None:
+                self._tasks_warm[key] = asyncio.create_task(
+                    self.warm_start(workload, query), name=f"warm start {key}")
             if self.background:
                 self._tasks[key] = asyncio.create_task(self._scrape_loop(workload),
                                                        name=f"scrape {key}")
@@ -329,6 +336,43 @@ class ScalerService:
             if served and prompt is not None and output is not None:
                 workload.planner.capacity.observe_saturated(served, prompt / served,
                                                             output / served)
+
+    def _history_query(self, workload: Workload) -> str | None:
+        prometheus = self.config.prometheus
+        template = workload.spec.history_query or prometheus.history_query
+        if workload.planner is None or not prometheus.url or not template:
+            return None
+        return template.replace("{namespace}", workload.key.namespace).replace(
+            "{scaledobject}", workload.key.name)
+
+    async def warm_start(self, workload: Workload, query: str) -> None:
+        """Teach a new workload's forecaster its Prometheus history; on failure, start cold.
+
+        The RPCs never wait for this: until it lands the forecaster simply knows less.
+        """
+        settings = self.config.prometheus
+        now_wall = self.clock.wall()
+        assert self._session is not None
+        try:
+            series = await query_range(
+                self._session, settings.url, query, start_s=now_wall - settings.history_s,
+                end_s=now_wall, step_s=FORECAST_STEP_S, timeout_s=settings.timeout_s)
+        except PrometheusError as exc:
+            log.warning("workload %s: no warm start from Prometheus (%s); the forecaster "
+                        "starts cold", workload.key, exc)
+            self.telemetry.warm_starts.labels("failed").inc()
+            return
+        planner = workload.planner
+        if planner is None or not series.times_s or planner.has_observed:
+            self.telemetry.warm_starts.labels("skipped").inc()
+            return
+        offset = self.clock.monotonic() - now_wall  # history is in wall time, state monotonic
+        times = [t + offset for t in series.times_s]
+        planner.forecaster.warm_start(times, series.values)
+        planner.warm_started(times[-1])
+        self.telemetry.warm_starts.labels("ok").inc()
+        log.info("workload %s: forecaster warm-started from %d points of Prometheus history",
+                 workload.key, len(times))
 
     async def refit_forecast(self, workload: Workload) -> None:
         """Refit the forecaster's parameters on a copy, in a thread, off the event loop."""

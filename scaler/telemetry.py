@@ -62,6 +62,11 @@ class Telemetry:
             "Config file changes seen, by result (applied or rejected).", ["result"],
             registry=self.registry,
         )
+        self.warm_starts = Counter(
+            "scaler_forecast_warm_starts_total",
+            "Forecaster warm starts from Prometheus history, by result (ok, failed, skipped).",
+            ["result"], registry=self.registry,
+        )
         self.workloads_dropped = Counter(
             "scaler_workloads_dropped_total",
             "Workloads dropped because KEDA stopped asking about them.", registry=self.registry,
