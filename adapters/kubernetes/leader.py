@@ -1,0 +1,223 @@
+"""One actor for node changes: leader election on a ``coordination.k8s.io/v1`` Lease.
+
+Several scaler replicas may run for availability, but only one may order nodes. Each replica
+runs a ``LeaderElector``; the one holding the Lease is the leader (``is_leader``).
+
+Why not ``kubernetes_asyncio.leaderelection``: it reads ``time.time()`` and sleeps with
+``asyncio.sleep`` directly (no injectable clock, so its timing cannot be tested in zero time),
+it keeps believing it leads while it retries a failed renew until the renew deadline, it has no
+release on shutdown, and it writes naive local-time timestamps. The protocol is small, so it is
+written here in client-go's shape:
+
+- Every ``retry_period_s`` one round: read the Lease. Absent: create it holding it. Held by us:
+  renew (``renewTime`` = now). Held by another: take it over only once the record has not
+  changed for the Lease's ``leaseDurationSeconds`` *as observed by our own clock* (client-go's
+  rule: no trust in the other replica's clock). Released (empty holder): take it at once.
+- Every write is a replace carrying the ``resourceVersion`` that was read, so two candidates
+  racing for an expired Lease cannot both win: the API server answers the loser 409.
+- ``is_leader`` turns False at once when a renew fails in any way (error, timeout after
+  ``renew_deadline_s``, conflict) or the Lease names another holder: a leader that cannot prove
+  its lease must stop acting before another one may start (the lease duration is longer than
+  the renew deadline, which is what makes the hand-over safe).
+- ``stop()`` ends ``run()`` and releases a held Lease (empty holder, 1 s duration) so the next
+  leader need not wait a full lease duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from kubernetes_asyncio.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta
+from kubernetes_asyncio.client.exceptions import ApiException
+
+__all__ = ["LeaderElector", "LeaseRecord"]
+
+log = logging.getLogger(__name__)
+
+_FAILURES = (ApiException, aiohttp.ClientError, OSError, TimeoutError)
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseRecord:
+    """What a Lease says, as far as the election is concerned."""
+
+    holder: str
+    renew_time: datetime.datetime | None
+    duration_s: int | None
+    transitions: int
+    resource_version: str | None
+
+
+def _record(lease: V1Lease) -> LeaseRecord:
+    spec = lease.spec or V1LeaseSpec()
+    return LeaseRecord(holder=spec.holder_identity or "", renew_time=spec.renew_time,
+                       duration_s=spec.lease_duration_seconds,
+                       transitions=spec.lease_transitions or 0,
+                       resource_version=lease.metadata.resource_version)
+
+
+class LeaderElector:
+    """Hold ``namespace/lease_name`` as ``identity`` while ``run()`` runs; see the module doc.
+
+    ``clock`` (seconds since the epoch) stamps the Lease and times the other holder's expiry;
+    ``sleep`` waits between rounds. Both are injectable so tests take no real time.
+    """
+
+    def __init__(self, api: CoordinationV1Api, namespace: str, lease_name: str, identity: str,
+                 *, lease_duration_s: float = 15, renew_deadline_s: float = 10,
+                 retry_period_s: float = 2, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        if not lease_duration_s > renew_deadline_s > retry_period_s > 0:
+            raise ValueError(
+                "leader election needs lease_duration_s > renew_deadline_s > retry_period_s > 0,"
+                f" got {lease_duration_s} > {renew_deadline_s} > {retry_period_s}")
+        self._api = api
+        self._namespace = namespace
+        self._name = lease_name
+        self.identity = identity
+        self._duration = lease_duration_s
+        self._deadline = renew_deadline_s
+        self._period = retry_period_s
+        self._clock = clock
+        self._sleep = sleep
+        self._leader = False
+        self._stopped = False
+        self._lock = asyncio.Lock()
+        self._seen: tuple[LeaseRecord, float] | None = None  # another's record, when it changed
+        self._acquired_at: datetime.datetime | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader
+
+    @property
+    def where(self) -> str:
+        return f"lease {self._namespace}/{self._name}"
+
+    async def run(self) -> None:
+        """Try to acquire, then renew, every ``retry_period_s`` until ``stop()``."""
+        while not self._stopped:
+            await self.round()
+            await self._sleep(self._period)
+
+    async def stop(self) -> None:
+        """End ``run()`` after its current round and release the Lease if held."""
+        async with self._lock:
+            self._stopped = True
+            if self._leader:
+                self._leader = False
+                await self._release()
+
+    async def round(self) -> bool:
+        """One acquire-or-renew attempt; sets and returns ``is_leader``."""
+        async with self._lock:
+            if self._stopped:
+                return False
+            was = self._leader
+            try:
+                async with asyncio.timeout(self._deadline):
+                    self._leader = await self._acquire_or_renew()
+            except _FAILURES as exc:
+                self._leader = False
+                log.warning("%s: %s failed: %s", self.where, "renew" if was else "acquire",
+                            _short(exc))
+            if was != self._leader:
+                log.info("%s: %s %s leadership", self.where, self.identity,
+                         "acquired" if self._leader else "lost")
+            return self._leader
+
+    async def _acquire_or_renew(self) -> bool:
+        lease = await self._read()
+        now = self._clock()
+        if lease is None:
+            return await self._create(now)
+        record = _record(lease)
+        if record.holder == self.identity:
+            return await self._replace(record, now, takeover=False)
+        if record.holder and not self._expired(record, now):
+            return False
+        return await self._replace(record, now, takeover=True)
+
+    def _expired(self, record: LeaseRecord, now: float) -> bool:
+        """True once ``record`` has stayed the same for its lease duration on our clock."""
+        if self._seen is None or self._seen[0] != record:
+            self._seen = (record, now)
+        duration = self._duration if record.duration_s is None else record.duration_s
+        return now - self._seen[1] >= duration
+
+    async def _read(self) -> V1Lease | None:
+        try:
+            return await self._api.read_namespaced_lease(self._name, self._namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def _lease(self, spec: V1LeaseSpec, resource_version: str | None) -> V1Lease:
+        meta = V1ObjectMeta(name=self._name, namespace=self._namespace,
+                            resource_version=resource_version)
+        return V1Lease(api_version="coordination.k8s.io/v1", kind="Lease", metadata=meta,
+                       spec=spec)
+
+    def _spec(self, now: datetime.datetime, acquired: datetime.datetime,
+              transitions: int) -> V1LeaseSpec:
+        return V1LeaseSpec(holder_identity=self.identity,
+                           lease_duration_seconds=math.ceil(self._duration),
+                           acquire_time=acquired, renew_time=now, lease_transitions=transitions)
+
+    async def _create(self, now_s: float) -> bool:
+        now = _utc(now_s)
+        lease = self._lease(self._spec(now, now, 0), None)
+        return await self._write(self._api.create_namespaced_lease(self._namespace, lease), now)
+
+    async def _replace(self, record: LeaseRecord, now_s: float, *, takeover: bool) -> bool:
+        """Renew our Lease (keeping its acquire time) or take over a released or expired one."""
+        now = _utc(now_s)
+        acquired = now if takeover or self._acquired_at is None else self._acquired_at
+        transitions = record.transitions + (1 if takeover else 0)
+        lease = self._lease(self._spec(now, acquired, transitions), record.resource_version)
+        return await self._write(
+            self._api.replace_namespaced_lease(self._name, self._namespace, lease), acquired)
+
+    async def _write(self, call: Awaitable[V1Lease], acquired: datetime.datetime) -> bool:
+        """A create or replace; 409 (someone else wrote first) means we do not hold the Lease."""
+        try:
+            await call
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        self._acquired_at = acquired
+        return True
+
+    async def _release(self) -> None:
+        """Best effort: hand the Lease back; a failure only makes the next leader wait."""
+        try:
+            lease = await self._read()
+            if lease is None or _record(lease).holder != self.identity:
+                return
+            record = _record(lease)
+            spec = V1LeaseSpec(holder_identity="", lease_duration_seconds=1,
+                               renew_time=_utc(self._clock()),
+                               lease_transitions=record.transitions)
+            await self._api.replace_namespaced_lease(
+                self._name, self._namespace, self._lease(spec, record.resource_version))
+        except _FAILURES as exc:
+            log.warning("%s: release failed: %s", self.where, _short(exc))
+
+
+def _utc(now_s: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(now_s, tz=datetime.UTC)
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"{exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,379 @@
+"""Node actuators and Events against kmock over real HTTP, with the real kubernetes_asyncio client.
+
+kmock's ``KubernetesEmulator`` stores objects and merges PATCHes, but knows nothing of
+``resourceVersion``, of the ``scale`` subresource or of PUT. ``ApiServer`` below adds exactly
+those API-server rules the actuators and the leader elector rely on (``test_leader`` uses it too):
+
+- every write stamps a new ``metadata.resourceVersion``; a write that carries an older one is
+  refused with 409 Conflict, as the real server does for a precondition (the version each write
+  sent is kept in ``preconditions``: the stored request body shows the new one);
+- GET and PATCH on ``.../scale`` answer an ``autoscaling/v1`` Scale built from the object;
+- PUT replaces the whole object;
+- ``meddle`` runs something just before the next write is checked (another writer racing us),
+  ``fail_writes`` makes the next writes fail *before* they change anything (a kmock reaction
+  with an error status would still let the emulator apply the write).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp.web
+import kmock
+import pytest
+from kubernetes_asyncio.client import (
+    ApiClient,
+    AppsV1Api,
+    Configuration,
+    CoreV1Api,
+    CustomObjectsApi,
+)
+
+from adapters.kubernetes.events import ObjectRef, post_event
+from adapters.kubernetes.nodes import (
+    MAX_SIZE_ANNOTATION,
+    MIN_SIZE_ANNOTATION,
+    ActuatorError,
+    DryRunActuator,
+    MachineDeploymentActuator,
+    PlaceholderActuator,
+    ScaleResult,
+    node_change,
+)
+
+MD = kmock.resource("cluster.x-k8s.io", "v1beta1", "machinedeployments")
+DEPLOYMENTS = kmock.resource("apps", "v1", "deployments")
+EVENTS = kmock.resource("", "v1", "events")
+NS = "gpu"
+
+
+def object_key(request: kmock.Request) -> tuple[kmock.resource, str | None, str] | None:
+    """Where kmock stores the object a request names; None for collections."""
+    if request.resource is None or request.name is None:
+        return None
+    return request.resource, request.namespace, request.name
+
+
+class ApiServer(kmock.KubernetesEmulator):
+    """kmock's emulator with resourceVersion preconditions, the scale subresource and PUT."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.versions = itertools.count(100)
+        self.meddlers: list[Callable[[ApiServer], None]] = []
+        self.faults: list[kmock.KubernetesError] = []
+        self.preconditions: list[str | None] = []  # resourceVersion sent with each write
+        (self.fallback ** 1)[kmock.subresource("scale")] << self._serve_scale
+
+    def meddle(self, change: Callable[[ApiServer], None]) -> None:
+        self.meddlers.append(change)
+
+    def fail_writes(self, status: int, reason: str, times: int = 1) -> None:
+        self.faults += [kmock.KubernetesError(status=status, reason=reason)] * times
+
+    def bump(self) -> str:
+        return str(next(self.versions))
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None and request.method in {"PATCH", "PUT", "POST"}:
+            self._precondition(request)
+            if request.method == "PUT":
+                return self._replace(request)
+        return await super()._handle(request)
+
+    def _precondition(self, request: kmock.Request) -> None:
+        while self.meddlers:
+            self.meddlers.pop(0)(self)
+        if self.faults:
+            raise self.faults.pop(0)
+        meta = request.data.setdefault("metadata", {})
+        sent = meta.get("resourceVersion")
+        self.preconditions.append(sent)
+        key = object_key(request)
+        if key is not None and key in self.objects and not self.objects[key].deleted:
+            stored = self.objects[key].get("metadata", {}).get("resourceVersion")
+            if sent is not None and sent != stored:
+                raise kmock.KubernetesError(
+                    status=409, reason="Conflict",
+                    message="the object has been modified; please apply your changes to the"
+                            " latest version and try again")
+        meta["resourceVersion"] = self.bump()
+
+    def _replace(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        key = object_key(request)
+        if key is None or key not in self.objects or self.objects[key].deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        self.objects[key].create(request.data)
+        return aiohttp.web.json_response(self.objects[key].raw)
+
+    def _serve_scale(self, request: kmock.Request) -> dict[str, Any]:
+        key = object_key(request)
+        assert key is not None, "scale of what?"
+        obj = self.objects[key]
+        replicas = obj["spec"]["replicas"]
+        meta = obj["metadata"]
+        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                             "resourceVersion": meta["resourceVersion"]},
+                "spec": {"replicas": replicas}, "status": {"replicas": replicas}}
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ApiServer]:
+    async with ApiServer() as handler, kmock.Server(handler):
+        yield handler
+
+
+@pytest.fixture
+async def client(server: ApiServer) -> AsyncIterator[ApiClient]:
+    async with ApiClient(Configuration(host=str(server.url))) as api_client:
+        yield api_client
+
+
+def add_md(server: ApiServer, replicas: int, **annotations: str) -> None:
+    meta = {"name": "pool", "namespace": NS, "resourceVersion": server.bump(),
+            "annotations": annotations}
+    server.objects[MD, NS, "pool"] = {"apiVersion": "cluster.x-k8s.io/v1beta1",
+                                      "kind": "MachineDeployment", "metadata": meta,
+                                      "spec": {"replicas": replicas, "clusterName": "c"}}
+
+
+def bounds(lo: int | None = None, hi: int | None = None) -> dict[str, str]:
+    found = {MIN_SIZE_ANNOTATION: lo, MAX_SIZE_ANNOTATION: hi}
+    return {key: str(value) for key, value in found.items() if value is not None}
+
+
+def md_replicas(server: ApiServer) -> int:
+    return int(server.objects[MD, NS, "pool"]["spec"]["replicas"])
+
+
+def scale_patches(server: ApiServer) -> list[kmock.Request]:
+    return [r for r in server if r.method == "PATCH" and r.subresource == "scale"]
+
+
+@pytest.fixture
+def md(client: ApiClient) -> MachineDeploymentActuator:
+    return MachineDeploymentActuator(CustomObjectsApi(client), NS, "pool")
+
+
+async def test_machinedeployment_reads_and_patches_the_scale_subresource(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 2, **bounds(1, 10))
+    now = await md.current()
+    assert (now.replicas, now.min, now.max) == (2, 1, 10)
+
+    result = await md.scale(5, reason="forecast needs 5 nodes in 15 min")
+
+    assert result == ScaleResult(True, 2, 5, None, "MachineDeployment gpu/pool: scaled 2 -> 5:"
+                                                   " forecast needs 5 nodes in 15 min")
+    assert md_replicas(server) == 5
+    [patch] = scale_patches(server)
+    assert patch.headers["Content-Type"] == "application/merge-patch+json"
+    assert patch.url.path == ("/apis/cluster.x-k8s.io/v1beta1/namespaces/gpu"
+                              "/machinedeployments/pool/scale")
+    assert patch.data["spec"] == {"replicas": 5}
+    assert server.preconditions == ["100"]  # the resourceVersion it read
+
+
+async def test_machinedeployment_at_target_sends_no_patch(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 3)
+    result = await md.scale(3, reason="steady")
+    assert not result.changed
+    assert result.message == "MachineDeployment gpu/pool: kept at 3: steady"
+    assert scale_patches(server) == []
+
+
+@pytest.mark.parametrize(("desired", "to", "bound"), [(9, 6, "max"), (0, 2, "min"), (4, 4, None)])
+async def test_machinedeployment_clamps_to_autoscaler_annotations(
+        server: ApiServer, md: MachineDeploymentActuator, desired: int, to: int,
+        bound: str | None) -> None:
+    add_md(server, 3, **bounds(2, 6))
+    result = await md.scale(desired, reason="plan")
+    assert (result.to, result.clamped_by, md_replicas(server)) == (to, bound, to)
+    if bound is not None:
+        assert f"(wanted {desired}, clamped to {bound} size {to})" in result.message
+
+
+async def test_machinedeployment_bad_annotation_is_named(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 3, **{MAX_SIZE_ANNOTATION: "lots"})
+    with pytest.raises(ActuatorError) as caught:
+        await md.scale(4, reason="plan")
+    assert str(caught.value) == (
+        f"MachineDeployment gpu/pool: annotation '{MAX_SIZE_ANNOTATION}' has value 'lots'."
+        " Not a non-negative integer.")
+    assert scale_patches(server) == []
+
+
+async def test_machinedeployment_inverted_annotations_are_named(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 3, **bounds(5, 2))
+    with pytest.raises(ActuatorError) as caught:
+        await md.current()
+    assert str(caught.value) == ("MachineDeployment gpu/pool: min-size annotation 5 >"
+                                 " max-size annotation 2")
+
+
+async def test_conflict_is_retried_on_fresh_state(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 2, **bounds(1, 10))
+
+    def human_edits(api: ApiServer) -> None:  # between our read and our patch
+        api.objects[MD, NS, "pool"].patch({"metadata": {
+            "resourceVersion": api.bump(), "annotations": bounds(1, 4)}, "spec": {"replicas": 3}})
+
+    server.meddle(human_edits)
+    result = await md.scale(8, reason="plan")
+
+    assert (result.from_, result.to, result.clamped_by) == (3, 4, "max")  # the fresh state
+    assert md_replicas(server) == 4
+    assert len(scale_patches(server)) == 2
+
+
+async def test_conflicts_in_a_row_give_up_with_actuator_error(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 2)
+    server.fail_writes(409, "Conflict", times=3)
+    with pytest.raises(ActuatorError) as caught:
+        await md.scale(5, reason="plan")
+    assert str(caught.value) == ("MachineDeployment gpu/pool: 3 conflicts (409) in a row while"
+                                 " setting replicas; will retry next round")
+    assert md_replicas(server) == 2
+
+
+async def test_throttled_read_is_an_actuator_error(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 2)
+    server["get", MD] << 429 << {"kind": "Status", "code": 429, "reason": "TooManyRequests"}
+    with pytest.raises(ActuatorError) as caught:
+        await md.scale(5, reason="plan")
+    assert str(caught.value) == ("MachineDeployment gpu/pool: the API server answered 429"
+                                 " Too Many Requests to get; will retry next round")
+
+
+async def test_server_error_on_patch_is_an_actuator_error(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 2)
+    server.fail_writes(500, "InternalError")
+    with pytest.raises(ActuatorError) as caught:
+        await md.scale(5, reason="plan")
+    assert str(caught.value) == ("MachineDeployment gpu/pool: the API server answered 500"
+                                 " Internal Server Error to patch scale; will retry next round")
+    assert md_replicas(server) == 2
+
+
+async def test_missing_machinedeployment_is_named(md: MachineDeploymentActuator) -> None:
+    with pytest.raises(ActuatorError) as caught:
+        await md.current()
+    assert str(caught.value) == "MachineDeployment gpu/pool not found (404 on get)"
+
+
+async def test_negative_desired_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="desired replicas must be >= 0, got -1"):
+        await MachineDeploymentActuator(None, NS, "pool").scale(-1, reason="bug")  # type: ignore[arg-type]
+
+
+def add_placeholders(server: ApiServer, replicas: int) -> None:
+    server.objects[DEPLOYMENTS, NS, "gpu-placeholder"] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "gpu-placeholder", "namespace": NS,
+                     "resourceVersion": server.bump()},
+        "spec": {"replicas": replicas}}
+
+
+async def test_placeholder_deployment_replicas_set_within_bounds(
+        server: ApiServer, client: ApiClient) -> None:
+    add_placeholders(server, 1)
+    placeholders = PlaceholderActuator(AppsV1Api(client), NS, "gpu-placeholder", min=0, max=4)
+
+    result = await placeholders.scale(6, reason="warm 6 GPUs ahead")
+
+    assert (result.changed, result.from_, result.to, result.clamped_by) == (True, 1, 4, "max")
+    assert result.message == ("placeholder Deployment gpu/gpu-placeholder: scaled 1 -> 4"
+                              " (wanted 6, clamped to max size 4): warm 6 GPUs ahead")
+    assert server.objects[DEPLOYMENTS, NS, "gpu-placeholder"]["spec"]["replicas"] == 4
+    assert (await placeholders.current()).replicas == 4
+
+
+async def test_placeholder_conflict_is_retried(server: ApiServer, client: ApiClient) -> None:
+    add_placeholders(server, 1)
+    server.fail_writes(409, "Conflict")
+    result = await PlaceholderActuator(AppsV1Api(client), NS, "gpu-placeholder").scale(
+        3, reason="plan")
+    assert (result.changed, result.to) == (True, 3)
+    assert server.objects[DEPLOYMENTS, NS, "gpu-placeholder"]["spec"]["replicas"] == 3
+
+
+def test_placeholder_bounds_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match=r"^placeholder bounds: min 5 > max 2$"):
+        PlaceholderActuator(None, NS, "p", min=5, max=2)  # type: ignore[arg-type]
+
+
+async def test_dry_run_changes_nothing() -> None:
+    dry = DryRunActuator(nodes_now=3)
+    result = await dry.scale(7, reason="morning ramp")
+    assert result == ScaleResult(False, 3, 7, None,
+                                 "dry-run: would scale nodes from 3 to 7: morning ramp")
+    assert (await dry.current()).replicas == 3
+    assert dry.plans == [(7, "morning ramp")]
+
+
+NODE_CHANGE_CASES = [
+    # current, desired, pending, joining, last change, now, applied, why
+    (4, 4, 0, 0, None, 0.0, 4, "at 4 nodes"),
+    (4, 6, 0, 0, None, 0.0, 6, "scale up 4 -> 6"),
+    (4, 6, 0, 2, 0.0, 600.0, 6, "scale up 4 -> 6"),
+    (4, 6, 0, 0, 500.0, 600.0, 4, "hold 4: scale-up cooldown, 100s since the last change < 120s"),
+    (4, 2, 3, 0, None, 0.0, 4, "hold 4: 3 pods pending, never shrink"),
+    (4, 2, 0, 1, None, 0.0, 4, "hold 4: 1 nodes joining, never shrink"),
+    (4, 2, 0, 0, 400.0, 600.0, 4, "hold 4: scale-down cooldown, 200s since the last change < 900s"),
+    (4, 2, 0, 0, 0.0, 900.0, 2, "scale down 4 -> 2"),
+    (4, 2, 0, 0, None, 0.0, 2, "scale down 4 -> 2"),
+]
+
+
+@pytest.mark.parametrize(("current", "desired", "pending", "joining", "last", "now", "applied",
+                          "why"), NODE_CHANGE_CASES)
+def test_node_change(current: int, desired: int, pending: int, joining: int, last: float | None,
+                     now: float, applied: int, why: str) -> None:
+    assert node_change(current, desired, pending_pods=pending, joining_nodes=joining,
+                       last_change_s=last, now_s=now, cooldown_up_s=120,
+                       cooldown_down_s=900) == (applied, why)
+
+
+INVOLVED = ObjectRef("MachineDeployment", "pool", NS, "cluster.x-k8s.io/v1beta1", uid="u-1")
+
+
+async def test_event_is_posted_with_the_right_fields(server: ApiServer, client: ApiClient) -> None:
+    ok = await post_event(CoreV1Api(client), namespace=NS, involved=INVOLVED,
+                          reason="NodesScaled", message="scaled 2 -> 5", type_="Normal",
+                          clock=lambda: 1_764_000_000.25)
+    assert ok
+    [create] = [r for r in server if r.method == "POST"]
+    assert create.url.path == "/api/v1/namespaces/gpu/events"
+    sent = dict(create.data)
+    meta = sent.pop("metadata")
+    assert re.fullmatch(r"pool\.[0-9a-f]{16}", meta["name"]), meta["name"]
+    assert meta["namespace"] == NS
+    assert sent == {
+        "involvedObject": {"kind": "MachineDeployment", "name": "pool", "namespace": NS,
+                           "apiVersion": "cluster.x-k8s.io/v1beta1", "uid": "u-1"},
+        "reason": "NodesScaled", "message": "scaled 2 -> 5", "type": "Normal",
+        "source": {"component": "llm-predictive-scaler"},
+        "reportingComponent": "llm-predictive-scaler",
+        "firstTimestamp": "2025-11-24T16:00:00+00:00",
+        "lastTimestamp": "2025-11-24T16:00:00+00:00", "count": 1}
+    assert len([key for key in server.objects if key[0] == EVENTS]) == 1
+
+
+async def test_event_failure_is_logged_not_raised(
+        server: ApiServer, client: ApiClient, caplog: pytest.LogCaptureFixture) -> None:
+    server.fail_writes(500, "InternalError")
+    ok = await post_event(CoreV1Api(client), namespace=NS, involved=INVOLVED,
+                          reason="NodesScaled", message="m", type_="Warning")
+    assert not ok
+    assert "could not post Event NodesScaled about MachineDeployment gpu/pool" in caplog.text
