@@ -56,6 +56,12 @@ class WorkloadSpec:
     min_nodes: int
     max_nodes: int
     history_query: str | None
+    deployment: str | None
+    stateful_set: str | None
+    label_selector: str | None
+    pod_namespace: str | None
+    metrics_port: int
+    metrics_path: str
 
 
 class MetadataError(ValueError):
@@ -123,6 +129,10 @@ def _endpoints(raw: str) -> tuple[Endpoint, ...]:
     return tuple(endpoints)
 
 
+def _optional_endpoints(raw: str) -> tuple[Endpoint, ...]:
+    return _endpoints(raw) if raw else ()
+
+
 def _pod_from_url(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
@@ -155,6 +165,25 @@ def _optional_text(raw: str) -> str | None:
     return raw or None
 
 
+def _optional_name(raw: str) -> str | None:
+    if raw and not all(c.isalnum() or c in "-." for c in raw):
+        raise ValueError
+    return raw or None
+
+
+def _port_number(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise ValueError
+    return value
+
+
+def _path(raw: str) -> str:
+    if not raw.startswith("/") or any(c.isspace() for c in raw):
+        raise ValueError
+    return raw
+
+
 def _profile_name(raw: str) -> str:
     if not raw or not (PROFILES_DIR / f"{raw}.yaml").is_file():
         raise ValueError
@@ -163,7 +192,7 @@ def _profile_name(raw: str) -> str:
 
 METADATA_KEYS: tuple[MetadataKey, ...] = (
     MetadataKey(
-        "endpoints", "endpoints", None, _endpoints,
+        "endpoints", "endpoints", "", _optional_endpoints,
         "comma-separated http(s) URLs, each optionally 'pod=URL', no duplicates",
         "The workload's pod metrics URLs (static discovery; also for bare metal outside "
         "Kubernetes). Each is one replica. Name a pod (`vllm-0=http://10.0.0.7:8000/metrics`) "
@@ -281,6 +310,31 @@ METADATA_KEYS += (
         "Most nodes the node plan asks for (the node pool's maximum).",
     ),
     MetadataKey(
+        "deployment", "deployment", "", _optional_name, "a Deployment name",
+        "Find the workload's pods through the Kubernetes API: the Deployment's pods (its "
+        "selector), instead of static `endpoints`.",
+    ),
+    MetadataKey(
+        "statefulSet", "stateful_set", "", _optional_name, "a StatefulSet name",
+        "As `deployment`, for a StatefulSet.",
+    ),
+    MetadataKey(
+        "labelSelector", "label_selector", "", _optional_text, "a label selector, e.g. "
+        "'app=llama'", "As `deployment`, for the pods a label selector matches.",
+    ),
+    MetadataKey(
+        "podNamespace", "pod_namespace", "", _optional_name, "a namespace name",
+        "Namespace of the pods to discover (default: the ScaledObject's).",
+    ),
+    MetadataKey(
+        "metricsPort", "metrics_port", "8000", _port_number, "a TCP port 1-65535",
+        "Port of the discovered pods' metrics (vLLM serves them on its API port, 8000).",
+    ),
+    MetadataKey(
+        "metricsPath", "metrics_path", "/metrics", _path, "a URL path starting with '/'",
+        "Path of the discovered pods' metrics.",
+    ),
+    MetadataKey(
         "historyQuery", "history_query", "", _optional_text, "a PromQL expression",
         "The workload's request rate (req/s) in Prometheus, to warm-start its forecaster "
         "(needs prometheus.url in the config; default: the config's prometheus.history_query).",
@@ -315,6 +369,14 @@ def parse_metadata(metadata: Mapping[str, str]) -> WorkloadSpec:
                 f"scalerMetadata key '{name}' is not known; known keys: "
                 + ", ".join(_KEYS_BY_NAME)
             )
+    sources = [k for k, f in (("endpoints", "endpoints"), ("deployment", "deployment"),
+                              ("statefulSet", "stateful_set"),
+                              ("labelSelector", "label_selector")) if values.get(f)]
+    if not problems and len(sources) != 1:
+        problems.append(
+            "scalerMetadata needs exactly one of 'endpoints' (static pod URLs), 'deployment', "
+            "'statefulSet' or 'labelSelector' (pods found through the Kubernetes API)"
+            + (f"; got {', '.join(sources)}" if sources else ""))
     if not problems and values["gpus_per_replica"] > values["gpus_per_node"]:
         problems.append(
             f"scalerMetadata key 'gpusPerReplica' ({values['gpus_per_replica']}) is greater "

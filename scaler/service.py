@@ -17,12 +17,16 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from kubernetes_asyncio.client import ApiClient
 
 from adapters.dcgm import gpu_load_all, gpu_load_by_pod, read_dcgm
+from adapters.kubernetes.client import KubeConfigError, kube_client
+from adapters.kubernetes.discovery import PodDiscovery, WorkloadTarget
 from adapters.prometheus import PrometheusError, query_range
 from adapters.promtext import PageError
 from adapters.scrape import PageFetcher, ScrapeError
@@ -31,7 +35,7 @@ from scaler.capacity import CapacityModel
 from scaler.clock import Clock, SystemClock
 from scaler.config import ServiceConfig, needs_restart
 from scaler.forecast import DemandForecaster
-from scaler.metadata import MetadataError, WorkloadSpec, parse_metadata
+from scaler.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
 from scaler.policy import Decision, NoData, Proposal, decide
 from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
 from scaler.profile import PROFILES_DIR, load_profile
@@ -56,7 +60,7 @@ class Answer:
 
 class ScalerService:
     def __init__(self, config: ServiceConfig | None = None, *, clock: Clock | None = None,
-                 background: bool = True) -> None:
+                 background: bool = True, kube_api: ApiClient | None = None) -> None:
         self.config = config or ServiceConfig()
         self.clock = clock or SystemClock()
         self.background = background
@@ -70,6 +74,9 @@ class ScalerService:
         self._specs: dict[frozenset[tuple[str, str]], WorkloadSpec | MetadataError] = {}
         self._tasks: dict[WorkloadKey, asyncio.Task[None]] = {}
         self._tasks_warm: dict[WorkloadKey, asyncio.Task[None]] = {}
+        self._kube_api = kube_api
+        self._kube_problem: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
@@ -84,6 +91,9 @@ class ScalerService:
                                     max_concurrency=scrape.max_concurrency)
 
     async def stop(self) -> None:
+        for workload in self.registry:
+            if workload.discovery is not None:
+                await workload.discovery.stop()
         tasks = [*self._tasks.values(), *self._tasks_warm.values()]
         for task in tasks:
             task.cancel()
@@ -106,6 +116,7 @@ class ScalerService:
         key = WorkloadKey(namespace, name, spec.metric_name)
         workload, is_new = self.registry.touch(key, spec, self.clock.monotonic())
         self._sync_planner(workload)
+        self._sync_discovery(workload)
         if is_new:
             log.info("workload %s registered: %d endpoint(s)", key, len(spec.endpoints))
             self._changed[key] = asyncio.Event()
@@ -169,6 +180,13 @@ class ScalerService:
         """The latest decision, or Unavailable when there is none worth acting on."""
         now = self.clock.monotonic()
         stale_after = self.config.scrape.stale_after_s
+        if workload.spec.endpoints == () and workload.discovery is None:
+            raise Unavailable(
+                f"workload {workload.key}: pod discovery needs the Kubernetes API: "
+                f"{self._kube_problem or 'no client'}; run in-cluster or set KUBECONFIG")
+        if workload.discovery is not None and not workload.discovery.synced.is_set():
+            raise Unavailable(f"workload {workload.key}: waiting for the first pod list of "
+                              f"{workload.discovery.target.describe}")
         if workload.scrapes_completed == 0:
             raise Unavailable(
                 f"workload {workload.key}: no scrape has completed yet (registered "
@@ -215,6 +233,8 @@ class ScalerService:
             phase = 0.0
 
     def _drop(self, workload: Workload) -> None:
+        if workload.discovery is not None:
+            self._spawn(workload.discovery.stop(), f"stop discovery {workload.key}")
         log.info("workload %s dropped: KEDA has not asked about it for %.0f s",
                  workload.key, self.registry.idle_timeout_s)
         self.registry.remove(workload.key)
@@ -227,8 +247,13 @@ class ScalerService:
         if self._fetcher is None:
             raise RuntimeError("ScalerService.start() must be awaited before scraping")
         spec = workload.spec
+        if workload.discovery is not None:
+            if not workload.discovery.synced.is_set():
+                return
+            workload.set_endpoints(Endpoint(pod, url)
+                                  for pod, url in workload.discovery.ready_endpoints())
         await asyncio.gather(
-            *(self._scrape_pod(workload, spec, e.url) for e in spec.endpoints),
+            *(self._scrape_pod(workload, spec, url) for url in list(workload.pods)),
             self._scrape_gpus(workload, spec),
         )
         self._decide(workload)
@@ -337,6 +362,40 @@ class ScalerService:
                 workload.planner.capacity.observe_saturated(served, prompt / served,
                                                             output / served)
 
+    def _sync_discovery(self, workload: Workload) -> None:
+        """Start (or retarget) the pod watch of a workload that names a Kubernetes target."""
+        target = _target(workload)
+        current = workload.discovery
+        if current is not None and current.target == target:
+            return
+        if current is not None:
+            self._spawn(current.stop(), f"stop discovery {workload.key}")
+            workload.discovery = None
+        if target is None:
+            workload.set_endpoints(workload.spec.endpoints)
+            return
+        api = self._kube()
+        if api is None:
+            return
+        workload.discovery = PodDiscovery(api, target)
+        self._spawn(workload.discovery.start(), f"start discovery {workload.key}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """A short background task, referenced until it ends (asyncio keeps weak refs)."""
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _kube(self) -> ApiClient | None:
+        """The Kubernetes API client: given, in-cluster, or from the kubeconfig."""
+        if self._kube_api is None and self._kube_problem is None:
+            try:
+                self._kube_api = kube_client()
+            except KubeConfigError as exc:
+                self._kube_problem = str(exc)
+                log.error("no Kubernetes API access for pod discovery: %s", exc)
+        return self._kube_api
+
     def _history_query(self, workload: Workload) -> str | None:
         prometheus = self.config.prometheus
         template = workload.spec.history_query or prometheus.history_query
@@ -409,6 +468,19 @@ class ScalerService:
         self._changed[workload.key] = asyncio.Event()
         if event is not None:
             event.set()
+
+
+def _target(workload: Workload) -> WorkloadTarget | None:
+    spec = workload.spec
+    namespace = spec.pod_namespace or workload.key.namespace
+    port, path = spec.metrics_port, spec.metrics_path
+    if spec.deployment:
+        return WorkloadTarget(namespace, "Deployment", spec.deployment, None, port, path)
+    if spec.stateful_set:
+        return WorkloadTarget(namespace, "StatefulSet", spec.stateful_set, None, port, path)
+    if spec.label_selector:
+        return WorkloadTarget(namespace, "selector", "", spec.label_selector, port, path)
+    return None
 
 
 def _capacity_matches(planner: PredictivePlanner, spec: WorkloadSpec) -> bool:

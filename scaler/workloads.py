@@ -10,11 +10,12 @@ and expiry are tested with a hand-moved clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from adapters.dcgm import GpuLoad
+from adapters.kubernetes.discovery import PodDiscovery
 from adapters.vllm import VllmSnapshot
 from adapters.window import PodWindow, merged_quantile
 from scaler.metadata import Endpoint, WorkloadSpec
@@ -61,6 +62,7 @@ class Workload:
     scrapes_completed: int = 0
     planner: PredictivePlanner | None = None
     plan: Plan | None = None
+    discovery: PodDiscovery | None = None
 
     def __post_init__(self) -> None:
         self._sync_pods()
@@ -74,7 +76,11 @@ class Workload:
         return True
 
     def _sync_pods(self) -> None:
-        wanted = {e.url: e for e in self.spec.endpoints}
+        self.set_endpoints(self.spec.endpoints)
+
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
+        """The pods to scrape now (static metadata, or what discovery finds ready)."""
+        wanted = {e.url: e for e in endpoints}
         self.pods = {
             url: self.pods.get(url) or PodState(endpoint, PodWindow(self.rate_window_s))
             for url, endpoint in wanted.items()
@@ -153,14 +159,23 @@ class Workload:
         grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
         prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
         output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
-        never_seen = sum(1 for p in self.pods.values() if p.last_ok_s is None)
+        replicas, starting, pending = self._replica_counts()
         return FleetState(
-            now_s=now_s, replicas=len(self.pods), starting_replicas=never_seen, nodes=0,
-            ready_nodes=0, pending_replicas=0, observed_rate=max(0.0, done + grown),
+            now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=0,
+            ready_nodes=0, pending_replicas=pending, observed_rate=max(0.0, done + grown),
             backlog=sum(p.snapshot.waiting for p in fresh
                         if p.snapshot is not None and self.pod_health(p) != "unhealthy"),
             mean_prompt_tokens=prompt / done if done > 0 else 0.0,
             mean_output_tokens=output / done if done > 0 else 0.0)
+
+    def _replica_counts(self) -> tuple[int, int, int]:
+        """(replicas, not yet serving, pending): from discovery, else the static endpoints."""
+        if self.discovery is not None:
+            counts = self.discovery.counts()
+            starting = counts.starting + counts.pending
+            return counts.ready + starting, starting, counts.pending
+        never_seen = sum(1 for p in self.pods.values() if p.last_ok_s is None)
+        return len(self.pods), never_seen, 0
 
     def freshest_s(self) -> float | None:
         times = [p.last_ok_s for p in self.pods.values() if p.last_ok_s is not None]

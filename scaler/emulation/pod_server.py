@@ -38,10 +38,16 @@ _GARBAGE = ("<html><head><title>502 Bad Gateway</title></head>\n<body>\n"
 
 
 class EmulatedVllmPod:
-    """A vLLM ``/metrics`` endpoint on 127.0.0.1; use ``async with`` or start()/stop()."""
+    """A vLLM ``/metrics`` endpoint on loopback (127.0.0.1 unless ``host`` names another 127.x
+    address, so several pods can share one port as real pods do); ``async with`` or
+    start()/stop()."""
 
     def __init__(self, engines: Sequence[EngineState] | None = None, *, version: str = "0.12",
-                 model_name: str = DEFAULT_MODEL, port: int = 0) -> None:
+                 model_name: str = DEFAULT_MODEL, port: int = 0,
+                 host: str = "127.0.0.1") -> None:
+        if not host.startswith("127."):
+            raise ValueError(f"host {host!r}: an emulated pod listens on loopback (127.x) only")
+        self.host = host
         self.engines: list[EngineState] = list(engines) if engines else [EngineState()]
         self.version = version
         self.model_name = model_name
@@ -63,14 +69,14 @@ class EmulatedVllmPod:
         """The ``/metrics`` URL of this pod."""
         if self._port == 0:
             raise RuntimeError("EmulatedVllmPod.url is only known after start()")
-        return f"http://127.0.0.1:{self._port}/metrics"
+        return f"http://{self.host}:{self._port}/metrics"
 
     @property
     def running(self) -> bool:
         return self._runner is not None
 
     async def start(self) -> None:
-        """Listen on 127.0.0.1 (the same port again after a stop())."""
+        """Listen on ``host`` (the same port again after a stop())."""
         if self._runner is not None:
             raise RuntimeError("EmulatedVllmPod is already started")
         self._stopping = asyncio.Event()
@@ -78,7 +84,7 @@ class EmulatedVllmPod:
         app.router.add_get("/metrics", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port)
+        site = web.TCPSite(runner, self.host, self._port)
         try:
             await site.start()
         except BaseException:

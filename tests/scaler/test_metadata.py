@@ -34,6 +34,14 @@ def test_urls_with_query_strings_are_not_taken_for_pod_names():
         ("10.0.0.7:8000", "http://10.0.0.7:8000/metrics?a=b"), ("p1", "http://h/m?x=1")]
 
 
+def test_discovery_instead_of_endpoints():
+    spec = parse_metadata({"deployment": "llama-8b", "metricsPort": "8080"})
+    assert spec.endpoints == ()
+    assert (spec.deployment, spec.metrics_port, spec.metrics_path) == ("llama-8b", 8080,
+                                                                       "/metrics")
+    assert parse_metadata({"labelSelector": "app=llama,tier in (gpu)"}).label_selector
+
+
 def test_keda_own_keys_are_accepted():
     parse_metadata({"endpoints": URL, "scalerAddress": "scaler:9090", "caCert": "x"})
 
@@ -41,8 +49,12 @@ def test_keda_own_keys_are_accepted():
 @pytest.mark.parametrize(
     ("metadata", "message"),
     [
-        ({}, "scalerMetadata key 'endpoints' is required"),
-        ({"endpoints": ""}, "key 'endpoints' has value ''"),
+        ({}, "scalerMetadata needs exactly one of 'endpoints' (static pod URLs), 'deployment'"),
+        ({"endpoints": ""}, "needs exactly one of 'endpoints'"),
+        ({"endpoints": URL, "deployment": "llama"}, "; got endpoints, deployment"),
+        ({"deployment": "llama_8b"}, "key 'deployment' has value 'llama_8b'"),
+        ({"deployment": "llama", "metricsPort": "0"}, "key 'metricsPort'"),
+        ({"deployment": "llama", "metricsPath": "metrics"}, "key 'metricsPath'"),
         ({"endpoints": "10.0.0.7:8000"}, "expected comma-separated http(s) URLs"),
         ({"endpoints": "ftp://x/metrics"}, "key 'endpoints'"),
         ({"endpoints": "http://x:99999/metrics"}, "key 'endpoints'"),

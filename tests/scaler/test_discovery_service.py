@@ -1,0 +1,86 @@
+"""The service finding a Deployment's pods through the Kubernetes API (kmock), scraping them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import kmock as kmock_lib
+import pytest
+from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
+
+from scaler.clock import ManualClock
+from scaler.emulation.pod_server import EmulatedVllmPod
+from scaler.emulation.vllm_metrics import EngineState
+from scaler.service import ScalerService, Unavailable
+from tests.adapters.test_discovery import DEPLOYMENTS, NS, PODS, pod
+from tests.conftest import make_config, wait_until
+
+
+def shared_port() -> int:
+    """A port free on both 127.0.0.2 and 127.0.0.3 (pods share their metrics port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def api(kmock: kmock_lib.KubernetesEmulator) -> AsyncIterator[ApiClient]:
+    kmock.resources["v1/pods"] = {}
+    kmock.objects[DEPLOYMENTS, NS, "llama"] = {"spec": {"selector": {
+        "matchLabels": {"app": "llama"}}}}
+    async with ApiClient(Configuration(host=str(kmock.url))) as client:
+        yield client
+
+
+async def test_discovered_pods_are_scraped_as_they_come_and_go(api, kmock):
+    port = shared_port()
+    first = EmulatedVllmPod([EngineState(waiting=20)], host="127.0.0.2", port=port)
+    second = EmulatedVllmPod([EngineState(waiting=10)], host="127.0.0.3", port=port)
+    await first.start()
+    await second.start()
+    service = ScalerService(make_config(), clock=ManualClock(), background=False,
+                            kube_api=api)
+    await service.start()
+    try:
+        kmock.objects[PODS, NS, "llama-a"] = pod("llama-a", ready=True, ip="127.0.0.2")
+        meta = {"deployment": "llama", "metricsPort": str(port)}
+        workload = service.resolve(NS, "llama", meta)
+        with pytest.raises(Unavailable, match=r"waiting for the first pod list|no scrape"):
+            service.answer(workload)
+        assert workload.discovery is not None
+        await wait_until(workload.discovery.synced.is_set)
+        await service.scrape(workload)
+        assert service.answer(workload).decision.desired_replicas == 4  # 20 waiting / 5
+
+        core = CoreV1Api(api)
+        await core.create_namespaced_pod(NS, pod("llama-b", ready=True, ip="127.0.0.3"))
+        await wait_until(lambda: len(workload.discovery.ready_endpoints()) == 2)
+        await service.scrape(workload)
+        assert sorted(workload.pods) == [first.url, second.url]
+        assert service.answer(workload).decision.desired_replicas == 6  # 30 waiting / 5
+
+        await core.create_namespaced_pod(NS, pod("llama-c", ready=False, ip=None))
+        await wait_until(lambda: workload.discovery.counts().starting == 1)
+        state = workload.fleet_state(service.clock.monotonic(), 15)
+        assert (state.replicas, state.starting_replicas) == (3, 1)
+
+        await core.delete_namespaced_pod("llama-a", NS)
+        await wait_until(lambda: len(workload.discovery.ready_endpoints()) == 1)
+        await service.scrape(workload)
+        assert list(workload.pods) == [second.url]
+    finally:
+        await service.stop()
+        await first.stop()
+        await second.stop()
+
+
+async def test_without_api_access_the_answer_says_what_to_do():
+    service = ScalerService(make_config(), clock=ManualClock(), background=False)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"deployment": "llama"})
+        with pytest.raises(Unavailable, match="pod discovery needs the Kubernetes API"):
+            service.answer(workload)
+    finally:
+        await service.stop()
