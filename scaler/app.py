@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from dataclasses import dataclass
+import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from aiohttp import web
+from kubernetes_asyncio.client import CoordinationV1Api
 
+from adapters.kubernetes.leader import LeaderElector
 from scaler.config import ServiceConfig
 from scaler.config_watch import ConfigWatcher
 from scaler.grpc_server import start_grpc_server, stop_grpc_server
 from scaler.http_server import start_http_server
+from scaler.node_pools import NodePoolController
 from scaler.service import ScalerService
 
 log = logging.getLogger("scaler.app")
@@ -29,8 +34,15 @@ class RunningApp:
     http_runner: web.AppRunner
     http_port: int
     config_task: asyncio.Task[None] | None = None
+    node_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    elector: LeaderElector | None = None
 
     async def stop(self) -> None:
+        for task in self.node_tasks:
+            task.cancel()
+        await asyncio.gather(*self.node_tasks, return_exceptions=True)
+        if self.elector is not None:
+            await self.elector.stop()
         if self.config_task is not None:
             self.config_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -53,11 +65,35 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
                                                      port=server.grpc_port)
     http_runner, http_port = await start_http_server(service, host=server.host,
                                                      port=server.http_port)
+    node_tasks, elector = start_node_pools(service)
     task = None
     if config_path is not None:
         task = asyncio.create_task(ConfigWatcher(config_path, service).run(),
                                    name="config watcher")
-    return RunningApp(service, grpc_server, grpc_port, http_runner, http_port, task)
+    return RunningApp(service, grpc_server, grpc_port, http_runner, http_port, task,
+                      node_tasks, elector)
+
+
+def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],
+                                                       LeaderElector | None]:
+    """The node pool controller, behind a Lease when any pool acts (none configured: none)."""
+    settings = service.config.node_pools
+    if not settings.pools:
+        return [], None
+    api = service.kube_api()
+    elector = None
+    tasks = []
+    if settings.lease_namespace and api is not None:
+        elector = LeaderElector(CoordinationV1Api(api), settings.lease_namespace,
+                                settings.lease_name, f"{socket.gethostname()}-{os.getpid()}")
+        tasks.append(asyncio.create_task(elector.run(), name="leader election"))
+    controller = NodePoolController(
+        settings.pools, workloads=lambda: service.registry, api=api,
+        is_leader=(lambda: elector is not None and elector.is_leader),
+        now_s=service.clock.monotonic, registry=service.telemetry.registry,
+        interval_s=settings.interval_s)
+    tasks.append(asyncio.create_task(controller.run(), name="node pools"))
+    return tasks, elector
 
 
 async def serve(config: ServiceConfig, config_path: Path | None = None) -> None:

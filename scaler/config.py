@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from scaler.node_pools import NodePoolSettings
+
 Check = Callable[[Any], str | None]
 
 
@@ -196,6 +198,7 @@ class ServiceConfig:
     workloads: WorkloadSettings = field(default_factory=WorkloadSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    node_pools: NodePoolSettings = field(default_factory=NodePoolSettings)
 
 
 class ConfigError(ValueError):
@@ -331,8 +334,9 @@ def describe(cls: type[Any] = ServiceConfig, prefix: str = "") -> list[tuple[str
     rows: list[tuple[str, str, str]] = []
     for f in dataclasses.fields(cls):
         section = _section_class(f)
-        if section is TuningSettings:
-            rows.append((f"{prefix}{f.name}", "{}", TuningSettings.__doc__ or ""))
+        if section is not None and hasattr(section, "from_document"):
+            doc = " ".join((section.__doc__ or "").split())
+            rows.append((f"{prefix}{f.name}", "{}", doc))
         elif section is not None:
             rows += describe(section, f"{prefix}{f.name}.")
         else:

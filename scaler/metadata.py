@@ -62,6 +62,7 @@ class WorkloadSpec:
     pod_namespace: str | None
     metrics_port: int
     metrics_path: str
+    node_pool: str | None
 
 
 class MetadataError(ValueError):
@@ -333,6 +334,10 @@ METADATA_KEYS += (
     MetadataKey(
         "metricsPath", "metrics_path", "/metrics", _path, "a URL path starting with '/'",
         "Path of the discovered pods' metrics.",
+    ),
+    MetadataKey(
+        "nodePool", "node_pool", "", _optional_text, "a pool name from node_pools.pools",
+        "The node pool whose capacity this workload's node plan counts toward.",
     ),
     MetadataKey(
         "historyQuery", "history_query", "", _optional_text, "a PromQL expression",

@@ -386,6 +386,10 @@ class ScalerService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def kube_api(self) -> ApiClient | None:
+        """The Kubernetes API client (None, logged once, when there is no API access)."""
+        return self._kube()
+
     def _kube(self) -> ApiClient | None:
         """The Kubernetes API client: given, in-cluster, or from the kubeconfig."""
         if self._kube_api is None and self._kube_problem is None:

@@ -1,0 +1,145 @@
+"""Node pools acted on: plans summed per pool, the guard, the leader, dry-run, Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from scaler.clock import ManualClock
+from scaler.config import ConfigError, parse_config
+from scaler.node_pools import NodePool, NodePoolController
+from scaler.predictive import Plan
+from scaler.service import ScalerService
+from tests.adapters.test_nodes import MD, NS, ApiServer, add_md, md_replicas, scale_patches
+from tests.conftest import make_config
+
+URL = "http://127.0.0.1:9/metrics"
+
+
+def plan(nodes: int) -> Plan:
+    return Plan(replicas=nodes * 8, nodes=nodes, active=True, need_now=1, need_ahead=nodes * 8,
+                forecast_mean=0.0, forecast_upper=0.0, reason="test")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ApiServer]:
+    import kmock
+
+    async with ApiServer() as handler, kmock.Server(handler):
+        yield handler
+
+
+@pytest.fixture
+async def api(server: ApiServer) -> AsyncIterator[ApiClient]:
+    async with ApiClient(Configuration(host=str(server.url))) as client:
+        yield client
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[ScalerService]:
+    svc = ScalerService(make_config(), clock=ManualClock(), background=False)
+    await svc.start()
+    yield svc
+    await svc.stop()
+
+
+def controller(service: ScalerService, api: ApiClient | None, *, leader: bool = True,
+               actuator: str = "machinedeployment") -> NodePoolController:
+    pool = NodePool("h100", actuator, NS, "pool", cooldown_up_s=0, cooldown_down_s=600)
+    return NodePoolController([pool], workloads=lambda: service.registry, api=api,
+                              is_leader=lambda: leader, now_s=service.clock.monotonic,
+                              registry=service.telemetry.registry)
+
+
+def actions(service: ScalerService, result: str) -> float | None:
+    return service.telemetry.registry.get_sample_value(
+        "scaler_node_pool_actions_total", {"pool": "h100", "result": result})
+
+
+def with_plans(service: ScalerService, *nodes: int) -> None:
+    for i, n in enumerate(nodes):
+        workload = service.resolve("llm", f"model-{i}", {"endpoints": f"{URL}?{i}",
+                                                         "nodePool": "h100"})
+        workload.plan = plan(n)
+
+
+async def test_the_leader_scales_the_machinedeployment_to_the_summed_plans(
+        service, api, server):
+    add_md(server, 2)
+    with_plans(service, 3, 2)
+    c = controller(service, api)
+    await c.round()
+    assert md_replicas(server) == 5
+    [event] = [r for r in server if r.method == "POST"]
+    assert event.url.path == f"/api/v1/namespaces/{NS}/events"
+    assert event.data["reason"] == "NodeCapacityPlanned"
+    assert event.data["involvedObject"]["kind"] == "MachineDeployment"
+    assert "2 -> 5" in event.data["message"]
+    assert actions(service, "scaled") == 1
+
+
+async def test_no_shrink_within_the_cooldown(service, api, server):
+    add_md(server, 2)
+    with_plans(service, 4)
+    c = controller(service, api)
+    await c.round()
+    (workload,) = service.registry
+    workload.plan = plan(1)
+    await c.round()
+    assert md_replicas(server) == 4  # 600 s scale-down cooldown since the last change
+    assert actions(service, "held") == 1
+
+
+async def test_only_the_leader_acts(service, api, server):
+    add_md(server, 2)
+    with_plans(service, 6)
+    c = controller(service, api, leader=False)
+    await c.round()
+    assert md_replicas(server) == 2 and not scale_patches(server)
+    assert actions(service, "not_leader") == 1
+
+
+async def test_dry_run_reports_and_changes_nothing(service):
+    with_plans(service, 3)
+    c = controller(service, None, actuator="dry-run")
+    await c.round()
+    assert service.telemetry.registry.get_sample_value(
+        "scaler_node_pool_desired_nodes", {"pool": "h100"}) == 3
+    assert actions(service, "dry_run") == 1
+
+
+async def test_a_pool_no_workload_names_is_left_alone(service, api, server):
+    add_md(server, 2)
+    service.resolve("llm", "model", {"endpoints": URL}).plan = plan(9)
+    await controller(service, api).round()
+    assert md_replicas(server) == 2 and not scale_patches(server)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("node_pools: {pools: {h100: {actuator: terraform}}}", "actuator: 'terraform' is not one"),
+    ("node_pools: {lease_namespace: keda, pools: {h100: {actuator: machinedeployment}}}",
+     "node_pools.pools.h100.namespace: required for the machinedeployment actuator"),
+    ("node_pools: {pools: {h100: {actuator: placeholder, namespace: a, target: b}}}",
+     "node_pools.lease_namespace: required when a pool acts (h100)"),
+    ("node_pools: {pools: {h100: {cooldown_up_s: -1}}}", "cooldown_up_s: -1 is not a number"),
+    ("node_pools: {interval: 5}", "node_pools.interval: unknown key"),
+])
+def test_bad_node_pools_name_the_key(text, problem):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert any(problem in p for p in info.value.problems), info.value.problems
+
+
+def test_a_good_node_pool_config():
+    config = parse_config("""
+node_pools:
+  lease_namespace: keda
+  pools:
+    h100: {actuator: machinedeployment, namespace: capi, target: h100-md, cooldown_up_s: 0}
+""")
+    (pool,) = config.node_pools.pools
+    assert (pool.name, pool.actuator, pool.target, pool.cooldown_up_s) == (
+        "h100", "machinedeployment", "h100-md", 0.0)
+    assert MD  # the resource the actuator scales
