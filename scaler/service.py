@@ -84,6 +84,11 @@ class ScalerService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._kube_api is None:
+            try:
+                self._kube_api = await kube_client()
+            except KubeConfigError as exc:  # fine without a cluster: static endpoints work
+                self._kube_problem = str(exc)
         scrape = self.config.scrape
         connector = aiohttp.TCPConnector(limit=scrape.max_concurrency, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(connector=connector)
@@ -391,13 +396,9 @@ class ScalerService:
         return self._kube()
 
     def _kube(self) -> ApiClient | None:
-        """The Kubernetes API client: given, in-cluster, or from the kubeconfig."""
-        if self._kube_api is None and self._kube_problem is None:
-            try:
-                self._kube_api = kube_client()
-            except KubeConfigError as exc:
-                self._kube_problem = str(exc)
-                log.error("no Kubernetes API access for pod discovery: %s", exc)
+        """The Kubernetes API client loaded at start (given, in-cluster or kubeconfig)."""
+        if self._kube_api is None and self._kube_problem is not None:
+            log.error("no Kubernetes API access: %s", self._kube_problem)
         return self._kube_api
 
     def _history_query(self, workload: Workload) -> str | None:

@@ -84,3 +84,26 @@ async def test_without_api_access_the_answer_says_what_to_do():
             service.answer(workload)
     finally:
         await service.stop()
+
+
+async def test_a_kubeconfig_is_used_outside_a_cluster(api, kmock, tmp_path, monkeypatch):
+    from adapters.kubernetes.client import kube_client
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(f"""
+apiVersion: v1
+kind: Config
+clusters: [{{name: test, cluster: {{server: "{kmock.url}"}}}}]
+users: [{{name: test, user: {{token: not-a-secret}}}}]
+contexts: [{{name: test, context: {{cluster: test, user: test}}}}]
+current-context: test
+""")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    client = await kube_client()
+    try:
+        assert client.configuration.host == str(kmock.url).rstrip("/")
+        pods = await CoreV1Api(client).list_namespaced_pod(NS)
+        assert pods.items == []
+    finally:
+        await client.close()
