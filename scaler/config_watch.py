@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Literal
 
+from kubernetes_asyncio.client import CoreV1Api
+
+from adapters.kubernetes.events import ObjectRef, post_event
 from scaler.config import ConfigError, parse_config
 from scaler.service import ScalerService
 
 log = logging.getLogger("scaler.config")
 
 Outcome = Literal["applied", "rejected", "unchanged"]
+CONFIGMAP_ENV = "SCALER_CONFIGMAP"  # "namespace/name" of the mounted ConfigMap, for Events
 
 
 class ConfigWatcher:
@@ -67,6 +72,7 @@ class ConfigWatcher:
             log.error("config %s: keeping the last good config (fix the keys above)",
                       self.path)
             self.service.telemetry.config_reloads.labels("rejected").inc()
+            self._tell_the_configmap(exc.problems)
             return "rejected"
         for setting in self.service.apply_config(config):
             log.warning("config %s: '%s' changed; it takes effect at the next restart",
@@ -74,6 +80,19 @@ class ConfigWatcher:
         log.info("config %s applied", self.path)
         self.service.telemetry.config_reloads.labels("applied").inc()
         return "applied"
+
+    def _tell_the_configmap(self, problems: list[str]) -> None:
+        """A Warning Event on the ConfigMap named by $SCALER_CONFIGMAP ("namespace/name")."""
+        ref = os.environ.get(CONFIGMAP_ENV, "")
+        api = self.service.kube_api() if ref.count("/") == 1 else None
+        if api is None:
+            return
+        namespace, name = ref.split("/")
+        message = f"rejected, last good config kept: {'; '.join(problems)}"[:1000]
+        self.service.spawn(post_event(
+            CoreV1Api(api), namespace=namespace, type_="Warning", reason="ConfigRejected",
+            involved=ObjectRef("ConfigMap", name, namespace, "v1"), message=message),
+            "config rejected event")
 
     async def run(self) -> None:
         """Check every ``interval_s``; the file is read in a thread, applied on the loop."""

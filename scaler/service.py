@@ -76,7 +76,7 @@ class ScalerService:
         self._tasks_warm: dict[WorkloadKey, asyncio.Task[None]] = {}
         self._kube_api = kube_api
         self._kube_problem: str | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[object]] = set()
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
@@ -239,7 +239,7 @@ class ScalerService:
 
     def _drop(self, workload: Workload) -> None:
         if workload.discovery is not None:
-            self._spawn(workload.discovery.stop(), f"stop discovery {workload.key}")
+            self.spawn(workload.discovery.stop(), f"stop discovery {workload.key}")
         log.info("workload %s dropped: KEDA has not asked about it for %.0f s",
                  workload.key, self.registry.idle_timeout_s)
         self.registry.remove(workload.key)
@@ -374,7 +374,7 @@ class ScalerService:
         if current is not None and current.target == target:
             return
         if current is not None:
-            self._spawn(current.stop(), f"stop discovery {workload.key}")
+            self.spawn(current.stop(), f"stop discovery {workload.key}")
             workload.discovery = None
         if target is None:
             workload.set_endpoints(workload.spec.endpoints)
@@ -383,9 +383,9 @@ class ScalerService:
         if api is None:
             return
         workload.discovery = PodDiscovery(api, target)
-        self._spawn(workload.discovery.start(), f"start discovery {workload.key}")
+        self.spawn(workload.discovery.start(), f"start discovery {workload.key}")
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         """A short background task, referenced until it ends (asyncio keeps weak refs)."""
         task = asyncio.create_task(coro, name=name)
         self._background.add(task)
