@@ -121,22 +121,22 @@ async def test_a_rejected_config_is_an_event_on_its_configmap(tmp_path, monkeypa
     from tests.adapters.test_nodes import ApiServer
     from tests.conftest import wait_until
 
-    async with ApiServer() as server, kmock.Server(server):
-        async with ApiClient(Configuration(host=str(server.url))) as api:
-            svc = ScalerService(make_config(), clock=ManualClock(), background=False,
-                                kube_api=api)
-            await svc.start()
-            try:
-                monkeypatch.setenv("SCALER_CONFIGMAP", "keda/scaler-config")
-                path = tmp_path / "scaler.yaml"
-                path.write_text("scrape: {interval_s: nope}\n")
-                assert ConfigWatcher(path, svc).check() == "rejected"
-                await wait_until(lambda: any(r.method == "POST" for r in server))
-                [event] = [r for r in server if r.method == "POST"]
-                assert event.url.path == "/api/v1/namespaces/keda/events"
-                assert event.data["type"] == "Warning"
-                assert event.data["reason"] == "ConfigRejected"
-                assert event.data["involvedObject"]["name"] == "scaler-config"
-                assert "scrape.interval_s: 'nope' is not a number" in event.data["message"]
-            finally:
-                await svc.stop()
+    async with (ApiServer() as server, kmock.Server(server),
+                ApiClient(Configuration(host=str(server.url))) as api):
+        svc = ScalerService(make_config(), clock=ManualClock(), background=False,
+                            kube_api=api)
+        await svc.start()
+        try:
+            monkeypatch.setenv("SCALER_CONFIGMAP", "keda/scaler-config")
+            path = tmp_path / "scaler.yaml"
+            path.write_text("scrape: {interval_s: nope}\n")
+            assert ConfigWatcher(path, svc).check() == "rejected"
+            await wait_until(lambda: any(r.method == "POST" for r in server))
+            [event] = [r for r in server if r.method == "POST"]
+            assert event.url.path == "/api/v1/namespaces/keda/events"
+            assert event.data["type"] == "Warning"
+            assert event.data["reason"] == "ConfigRejected"
+            assert event.data["involvedObject"]["name"] == "scaler-config"
+            assert "scrape.interval_s: 'nope' is not a number" in event.data["message"]
+        finally:
+            await svc.stop()
