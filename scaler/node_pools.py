@@ -123,13 +123,15 @@ class NodePoolController:
         if isinstance(state.actuator, PlaceholderActuator):  # nodes beyond what runs now
             wanted = max(0, demand.nodes - math.ceil(demand.gpus_in_use / pool.gpus_per_node))
         try:
-            current = (await state.actuator.current()).replicas
+            now_target = await state.actuator.current()
         except ActuatorError as exc:
             self._count(pool, "failed", f"cannot read: {exc}")
             return
+        current = now_target.replicas
+        joining = max(0, current - now_target.ready) if now_target.ready is not None else 0
         now = self._now_s()
         target, why = node_change(current, wanted, pending_pods=demand.pending_pods,
-                                  joining_nodes=0, last_change_s=state.last_change_s,
+                                  joining_nodes=joining, last_change_s=state.last_change_s,
                                   now_s=now, cooldown_up_s=pool.cooldown_up_s,
                                   cooldown_down_s=pool.cooldown_down_s)
         if target == current:

@@ -66,6 +66,7 @@ class NodeTarget:
     replicas: int
     min: int | None
     max: int | None
+    ready: int | None = None  # nodes ready now, where the object says (None: unknown)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +251,10 @@ class MachineDeploymentActuator:
                             self._api.get_namespaced_custom_object_scale(*self._where))
         annotations = obj.get("metadata", {}).get("annotations") or {}
         lo, hi = _bounds(annotations, self.what)
-        return _Snapshot(NodeTarget(_replicas(scale), lo, hi), _resource_version(scale))
+        ready = (obj.get("status") or {}).get("readyReplicas")
+        target = NodeTarget(_replicas(scale), lo, hi,
+                            int(ready) if isinstance(ready, int) else None)
+        return _Snapshot(target, _resource_version(scale))
 
     async def write(self, replicas: int, resource_version: str | None) -> None:
         call = self._api.patch_namespaced_custom_object_scale(

@@ -143,3 +143,12 @@ node_pools:
     assert (pool.name, pool.actuator, pool.target, pool.cooldown_up_s) == (
         "h100", "machinedeployment", "h100-md", 0.0)
     assert MD  # the resource the actuator scales
+
+
+async def test_no_shrink_while_machines_are_still_joining(service, api, server):
+    add_md(server, 4)
+    server.objects[MD, NS, "pool"]["status"] = {"readyReplicas": 2}
+    with_plans(service, 1)
+    await controller(service, api).round()
+    assert md_replicas(server) == 4
+    assert actions(service, "held") == 1
