@@ -26,7 +26,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from adapters.dcgm import gpu_load_all, gpu_load_by_pod, read_dcgm
 from adapters.kubernetes.client import KubeConfigError, kube_client
-from adapters.kubernetes.discovery import PodDiscovery, WorkloadTarget
+from adapters.kubernetes.discovery import DiscoveryError, PodDiscovery, WorkloadTarget
 from adapters.prometheus import PrometheusError, query_range
 from adapters.promtext import PageError
 from adapters.scrape import PageFetcher, ScrapeError
@@ -45,6 +45,7 @@ from scaler.workloads import Workload, WorkloadKey, WorkloadRegistry
 log = logging.getLogger("scaler.service")
 
 _METADATA_CACHE_SIZE = 4096
+TARGET_REPLICAS_EVERY_S = 30.0
 
 
 class Unavailable(Exception):
@@ -257,6 +258,7 @@ class ScalerService:
                 return
             workload.set_endpoints(Endpoint(pod, url)
                                   for pod, url in workload.discovery.ready_endpoints())
+            await self._read_target_replicas(workload)
         await asyncio.gather(
             *(self._scrape_pod(workload, spec, url) for url in list(workload.pods)),
             self._scrape_gpus(workload, spec),
@@ -366,6 +368,21 @@ class ScalerService:
             if served and prompt is not None and output is not None:
                 workload.planner.capacity.observe_saturated(served, prompt / served,
                                                             output / served)
+
+    async def _read_target_replicas(self, workload: Workload) -> None:
+        """The Deployment's/StatefulSet's replica count from its scale subresource, every
+        ``TARGET_REPLICAS_EVERY_S`` (one GET per workload, not one per scrape)."""
+        assert workload.discovery is not None
+        now = self.clock.monotonic()
+        last = workload.target_replicas_read_s
+        if last is not None and now - last < TARGET_REPLICAS_EVERY_S:
+            return
+        workload.target_replicas_read_s = now
+        try:
+            workload.target_replicas = await workload.discovery.replicas()
+        except DiscoveryError as exc:
+            log.warning("workload %s: %s; counting pods instead", workload.key, exc)
+            workload.target_replicas = None
 
     def _sync_discovery(self, workload: Workload) -> None:
         """Start (or retarget) the pod watch of a workload that names a Kubernetes target."""

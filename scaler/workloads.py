@@ -63,6 +63,8 @@ class Workload:
     planner: PredictivePlanner | None = None
     plan: Plan | None = None
     discovery: PodDiscovery | None = None
+    target_replicas: int | None = None  # the scale target's spec.replicas, when read
+    target_replicas_read_s: float | None = None
 
     def __post_init__(self) -> None:
         self._sync_pods()
@@ -173,7 +175,9 @@ class Workload:
         if self.discovery is not None:
             counts = self.discovery.counts()
             starting = counts.starting + counts.pending
-            return counts.ready + starting, starting, counts.pending
+            replicas = self.target_replicas
+            return (counts.ready + starting if replicas is None else replicas), starting, \
+                counts.pending
         never_seen = sum(1 for p in self.pods.values() if p.last_ok_s is None)
         return len(self.pods), never_seen, 0
 

@@ -44,6 +44,11 @@ async def test_discovered_pods_are_scraped_as_they_come_and_go(api, kmock):
     await service.start()
     try:
         kmock.objects[PODS, NS, "llama-a"] = pod("llama-a", ready=True, ip="127.0.0.2")
+        replicas = {"n": 2}
+        kmock["get", DEPLOYMENTS, kmock_lib.name("llama"), kmock_lib.subresource("scale")] << (
+            lambda: {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                     "metadata": {"name": "llama", "namespace": NS},
+                     "spec": {"replicas": replicas["n"]}})
         meta = {"deployment": "llama", "metricsPort": str(port)}
         workload = service.resolve(NS, "llama", meta)
         with pytest.raises(Unavailable, match=r"waiting for the first pod list|no scrape"):
@@ -60,8 +65,13 @@ async def test_discovered_pods_are_scraped_as_they_come_and_go(api, kmock):
         assert sorted(workload.pods) == [first.url, second.url]
         assert service.answer(workload).decision.desired_replicas == 6  # 30 waiting / 5
 
+        replicas["n"] = 3  # KEDA/HPA scaled the Deployment up
         await core.create_namespaced_pod(NS, pod("llama-c", ready=False, ip=None))
         await wait_until(lambda: workload.discovery.counts().starting == 1)
+        state = workload.fleet_state(service.clock.monotonic(), 15)
+        assert (state.replicas, state.starting_replicas) == (2, 1)  # the scale read earlier
+        service.clock.advance(30)
+        await service.scrape(workload)  # reads the scale subresource again: 3 now
         state = workload.fleet_state(service.clock.monotonic(), 15)
         assert (state.replicas, state.starting_replicas) == (3, 1)
 
