@@ -150,3 +150,13 @@ def gpu_load_all(readings: Iterable[GpuReading]) -> GpuLoad:
     for reading in readings:
         unique.setdefault((reading.gpu, reading.uuid), reading)
     return _load(list(unique.values()))
+
+
+def gpu_load_by_namespaced_pod(readings: Iterable[GpuReading]
+                               ) -> dict[tuple[str, str], GpuLoad]:
+    """GPU load of every (namespace, pod) on the pages given (readings without a pod skipped)."""
+    by_pod: dict[tuple[str, str], list[GpuReading]] = {}
+    for reading in readings:
+        if reading.pod:
+            by_pod.setdefault((reading.namespace, reading.pod), []).append(reading)
+    return {key: _load(group) for key, group in by_pod.items()}

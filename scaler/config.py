@@ -110,6 +110,18 @@ class PrometheusSettings:
     timeout_s: float = _setting(10.0, "Timeout of one range query, seconds.", _positive)
 
 
+@dataclass(frozen=True)
+class GpuSettings:
+    selector: str = _setting(
+        "", "Label selector of the dcgm-exporter pods (e.g. app=nvidia-dcgm-exporter); they "
+        "are found through the Kubernetes API and scraped once per interval for all "
+        "workloads, matched to pods by their pod/namespace labels. Empty = off (a trigger's "
+        "static gpuEndpoints still work).")
+    namespace: str = _setting("gpu-operator", "Namespace of the dcgm-exporter pods.")
+    port: int = _setting(9400, "dcgm-exporter metrics port.", _port)
+    path: str = _setting("/metrics", "dcgm-exporter metrics path.")
+
+
 MetadataDefaults = Mapping[str, str]
 
 
@@ -199,6 +211,7 @@ class ServiceConfig:
     tuning: TuningSettings = field(default_factory=TuningSettings)
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
     node_pools: NodePoolSettings = field(default_factory=NodePoolSettings)
+    gpu: GpuSettings = field(default_factory=GpuSettings)
 
 
 class ConfigError(ValueError):

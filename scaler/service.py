@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
-from adapters.dcgm import gpu_load_all, gpu_load_by_pod, read_dcgm
+from adapters.dcgm import GpuLoad, gpu_load_all, gpu_load_by_pod, read_dcgm
 from adapters.kubernetes.client import KubeConfigError, kube_client
 from adapters.kubernetes.discovery import DiscoveryError, PodDiscovery, WorkloadTarget
 from adapters.prometheus import PrometheusError, query_range
@@ -35,6 +35,7 @@ from scaler.capacity import CapacityModel
 from scaler.clock import Clock, SystemClock
 from scaler.config import ServiceConfig, needs_restart
 from scaler.forecast import DemandForecaster
+from scaler.gpu_index import GpuIndex
 from scaler.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
 from scaler.policy import Decision, NoData, Proposal, decide
 from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
@@ -78,6 +79,8 @@ class ScalerService:
         self._kube_api = kube_api
         self._kube_problem: str | None = None
         self._background: set[asyncio.Task[object]] = set()
+        self.gpu_index: GpuIndex | None = None
+        self._gpu_task: asyncio.Task[None] | None = None
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
@@ -95,8 +98,31 @@ class ScalerService:
         self._session = aiohttp.ClientSession(connector=connector)
         self._fetcher = PageFetcher(session=self._session, timeout_s=scrape.timeout_s,
                                     max_concurrency=scrape.max_concurrency)
+        await self._start_gpu_index()
+
+    async def _start_gpu_index(self) -> None:
+        """One shared index of dcgm-exporter pages, when a selector is configured."""
+        gpu = self.config.gpu
+        if not gpu.selector or self._kube_api is None:
+            if gpu.selector:
+                log.error("gpu.selector is set but there is no Kubernetes API access (%s): "
+                          "GPU metrics only from static gpuEndpoints", self._kube_problem)
+            return
+        discovery = PodDiscovery(self._kube_api, WorkloadTarget(
+            gpu.namespace, "selector", "", gpu.selector, gpu.port, gpu.path))
+        await discovery.start()
+        self.gpu_index = GpuIndex(discovery, lambda: self._fetcher, now_s=self.clock.monotonic,
+                                  stale_after_s=lambda: self.config.scrape.stale_after_s)
+        if self.background:
+            self._gpu_task = asyncio.create_task(
+                self.gpu_index.run(lambda: self.config.scrape.interval_s), name="dcgm pages")
 
     async def stop(self) -> None:
+        if self._gpu_task is not None:
+            self._gpu_task.cancel()
+            await asyncio.gather(self._gpu_task, return_exceptions=True)
+        if self.gpu_index is not None:
+            await self.gpu_index.discovery.stop()
         for workload in self.registry:
             if workload.discovery is not None:
                 await workload.discovery.stop()
@@ -291,6 +317,8 @@ class ScalerService:
 
     async def _scrape_gpus(self, workload: Workload, spec: WorkloadSpec) -> None:
         if not spec.gpu_endpoints:
+            if self.gpu_index is not None:
+                workload.gpu_by_pod = self._indexed_gpus(workload)
             return
         assert self._fetcher is not None
         pods = {e.pod for e in spec.endpoints}
@@ -310,6 +338,16 @@ class ScalerService:
             matched = {pod: load for pod, load in by_pod.items() if pod in pods}
             loads.update(matched or {url: gpu_load_all(readings)})
         workload.gpu_by_pod = loads
+
+    def _indexed_gpus(self, workload: Workload) -> dict[str, GpuLoad]:
+        assert self.gpu_index is not None
+        namespace = workload.spec.pod_namespace or workload.key.namespace
+        found = {}
+        for pod in workload.pods.values():
+            load = self.gpu_index.load(namespace, pod.endpoint.pod)
+            if load is not None:
+                found[pod.endpoint.pod] = load
+        return found
 
     def _note_gpu_problem(self, workload: Workload, url: str, problem: str | None) -> None:
         previous = workload.gpu_problems.pop(url, None)

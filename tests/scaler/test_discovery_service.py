@@ -117,3 +117,66 @@ current-context: test
         assert pods.items == []
     finally:
         await client.close()
+
+
+def dcgm_page(pod_name: str, util: float) -> str:
+    return ("# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n"
+            f'DCGM_FI_DEV_GPU_UTIL{{gpu="0",UUID="GPU-{pod_name}",Hostname="n",'
+            f'namespace="{NS}",pod="{pod_name}"}} {util}\n')
+
+
+def serving(text: str):  # noqa: ANN201 - an aiohttp handler
+    from aiohttp import web
+
+    async def handle(_request: web.Request) -> web.Response:
+        return web.Response(text=text)
+
+    return handle
+
+
+async def test_dcgm_exporter_pods_found_by_selector_feed_every_workload(api, kmock):
+    import dataclasses
+
+    from aiohttp import web
+
+    port = shared_port()
+    runners = []
+    for ip, page in (("127.0.0.4", dcgm_page("llama-a", 87)),
+                     ("127.0.0.5", dcgm_page("other-pod", 5))):
+        app = web.Application()
+        app.router.add_get("/metrics", serving(page))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, ip, port).start()
+        runners.append(runner)
+    vllm_port = shared_port()
+    llama = EmulatedVllmPod([EngineState(running=3)], host="127.0.0.2", port=vllm_port)
+    await llama.start()
+    for name, ip in (("dcgm-1", "127.0.0.4"), ("dcgm-2", "127.0.0.5")):
+        body = pod(name, ready=True, ip=ip)
+        body["metadata"].update(namespace="gpu-operator", labels={"app": "dcgm"})
+        kmock.objects[PODS, "gpu-operator", name] = body
+    kmock.objects[PODS, NS, "llama-a"] = pod("llama-a", ready=True, ip="127.0.0.2")
+    config = make_config()
+    config = dataclasses.replace(config, gpu=dataclasses.replace(
+        config.gpu, selector="app=dcgm", namespace="gpu-operator", port=port))
+    service = ScalerService(config, clock=ManualClock(), background=False, kube_api=api)
+    await service.start()
+    try:
+        assert service.gpu_index is not None
+        workload = service.resolve(NS, "llama", {"deployment": "llama",
+                                                 "metricsPort": str(vllm_port)})
+        await wait_until(workload.discovery.synced.is_set)
+        await wait_until(service.gpu_index.discovery.synced.is_set)
+        await service.gpu_index.refresh()
+        await service.scrape(workload)
+        assert workload.gpu_by_pod["llama-a"].util_pct == 87
+        assert "other-pod" not in workload.gpu_by_pod
+        service.clock.advance(20)  # the pages are now older than stale_after_s
+        await service.scrape(workload)
+        assert workload.gpu_by_pod == {}
+    finally:
+        await service.stop()
+        await llama.stop()
+        for runner in runners:
+            await runner.cleanup()
