@@ -125,7 +125,7 @@ def dcgm_page(pod_name: str, util: float) -> str:
             f'namespace="{NS}",pod="{pod_name}"}} {util}\n')
 
 
-def serving(text: str):  # noqa: ANN201 - an aiohttp handler
+def serving(text: str):
     from aiohttp import web
 
     async def handle(_request: web.Request) -> web.Response:
