@@ -172,3 +172,32 @@ async def test_a_queue_growing_on_an_idle_gpu_is_unhealthy_not_demand(service, p
     gpu["active"] = 0.9
     await serve_traffic(service, pod, workload, rate=0)
     assert not state.unhealthy
+
+
+async def test_is_active_turns_true_before_a_predicted_ramp(service, pods):
+    """An idle workload whose history says traffic starts at 09:00 is active at 08:57."""
+    import numpy as np
+
+    pod = await pods()
+    pod.engines = [EngineState()]  # idle: nothing waiting or running
+    step, day = 300.0, 86400.0
+    night = 7 * day + 3 * 3600  # 03:00 on day 8 of the history's clock
+    service.clock.advance(night - service.clock.monotonic())
+    times = np.arange(0.0, night, step)
+    hours = (times % day) / 3600
+    history = np.where((hours >= 9) & (hours < 17), 200.0, 0.0)
+    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    assert workload.planner is not None
+    workload.planner.forecaster.warm_start(times, history)
+    workload.planner.warm_started(float(times[-1]))
+
+    await service.scrape(workload)
+    at_night = service.answer(workload).decision
+    assert (at_night.active, at_night.desired_replicas) == (False, 0)
+
+    service.clock.advance(6 * 3600 - 150)  # 08:57:30, still no request anywhere
+    await service.scrape(workload)
+    early = service.answer(workload).decision
+    assert early.active is True
+    assert early.desired_replicas >= 2  # replicas started one pod lead time early
+    assert "forecast" in early.reason
