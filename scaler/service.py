@@ -146,9 +146,10 @@ class ScalerService:
         """The workload an RPC is about, registered (and its scraping started) if new."""
         spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
         key = WorkloadKey(namespace, name, spec.metric_name)
-        workload, is_new = self.registry.touch(key, spec, self.clock.monotonic())
-        self._sync_planner(workload)
-        self._sync_discovery(workload)
+        workload, is_new, changed = self.registry.touch(key, spec, self.clock.monotonic())
+        if changed:  # the hot path (every RPC) skips this when nothing changed
+            self._sync_planner(workload)
+            self._sync_discovery(workload)
         if is_new:
             log.info("workload %s registered: %d endpoint(s)", key, len(spec.endpoints))
             self._changed[key] = asyncio.Event()
@@ -178,6 +179,8 @@ class ScalerService:
         if self._fetcher is not None:
             self._fetcher.timeout_s = config.scrape.timeout_s
         self._specs.clear()
+        for workload in self.registry:  # the planner's interval follows scrape.interval_s
+            self._sync_planner(workload)
         return restart
 
     def keep_alive(self, workload: Workload, metadata: Mapping[str, str]) -> Workload:
@@ -431,8 +434,8 @@ class ScalerService:
         if current is not None:
             self.spawn(current.stop(), f"stop discovery {workload.key}")
             workload.discovery = None
+            workload.set_endpoints(workload.spec.endpoints)  # back to static endpoints
         if target is None:
-            workload.set_endpoints(workload.spec.endpoints)
             return
         api = self._kube()
         if api is None:

@@ -70,11 +70,17 @@ class Workload:
         self._sync_pods()
 
     def update_spec(self, spec: WorkloadSpec) -> bool:
-        """Apply new metadata; pods whose URL stays keep their history. True if changed."""
+        """Apply new metadata; pods whose URL stays keep their history. True if changed.
+
+        Only a change of static ``endpoints`` touches the pods: a discovered workload's pods
+        come from its discovery, and other keys (targets, tuning) must not cost history.
+        """
         if spec == self.spec:
             return False
+        endpoints_changed = spec.endpoints != self.spec.endpoints
         self.spec = spec
-        self._sync_pods()
+        if endpoints_changed:
+            self._sync_pods()
         return True
 
     def _sync_pods(self) -> None:
@@ -206,16 +212,16 @@ class WorkloadRegistry:
     def get(self, key: WorkloadKey) -> Workload | None:
         return self._workloads.get(key)
 
-    def touch(self, key: WorkloadKey, spec: WorkloadSpec, now_s: float) -> tuple[Workload, bool]:
-        """The workload for an RPC, registered if new; (workload, is_new)."""
+    def touch(self, key: WorkloadKey, spec: WorkloadSpec, now_s: float
+              ) -> tuple[Workload, bool, bool]:
+        """The workload for an RPC, registered if new; (workload, is_new, spec_changed)."""
         workload = self._workloads.get(key)
         if workload is None:
             workload = Workload(key, spec, now_s, now_s, self.rate_window_s)
             self._workloads[key] = workload
-            return workload, True
+            return workload, True, True
         workload.last_asked_s = now_s
-        workload.update_spec(spec)
-        return workload, False
+        return workload, False, workload.update_spec(spec)
 
     def is_idle(self, workload: Workload, now_s: float) -> bool:
         return now_s - workload.last_asked_s > self.idle_timeout_s

@@ -64,6 +64,9 @@ async def test_discovered_pods_are_scraped_as_they_come_and_go(api, kmock):
         await service.scrape(workload)
         assert sorted(workload.pods) == [first.url, second.url]
         assert service.answer(workload).decision.desired_replicas == 6  # 30 waiting / 5
+        states = dict(workload.pods)
+        service.resolve(NS, "llama", {**meta, "headroom": "1.2"})  # other metadata changed
+        assert workload.pods == states  # the discovered pods keep their history
 
         replicas["n"] = 3  # KEDA/HPA scaled the Deployment up
         await core.create_namespaced_pod(NS, pod("llama-c", ready=False, ip=None))
