@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 from aiohttp import web
 from kubernetes_asyncio.client import CoordinationV1Api
+from prometheus_client import Gauge
 
 from adapters.kubernetes.leader import LeaderElector
 from scaler.config import ServiceConfig
@@ -87,6 +88,9 @@ def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],
         elector = LeaderElector(CoordinationV1Api(api), settings.lease_namespace,
                                 settings.lease_name, f"{socket.gethostname()}-{os.getpid()}")
         tasks.append(asyncio.create_task(elector.run(), name="leader election"))
+        leader = Gauge("scaler_leader", "1 while this instance holds the node-actuation Lease.",
+                       registry=service.telemetry.registry)
+        leader.set_function(lambda: float(elector is not None and elector.is_leader))
     controller = NodePoolController(
         settings.pools, workloads=lambda: service.registry, api=api,
         is_leader=(lambda: elector is not None and elector.is_leader),

@@ -80,6 +80,10 @@ class NodePoolController:
         self.actions = Counter("scaler_node_pool_actions_total",
                                "Node pool scale decisions by result (scaled, held, dry_run, "
                                "not_leader, failed).", ["pool", "result"], registry=registry)
+        self.nodes = Gauge("scaler_node_pool_nodes",
+                           "Nodes the actuator's object asks for (requested; placeholder pods for "
+                           "a placeholder pool) and reports ready, where it says.",
+                           ["pool", "state"], registry=registry)
 
     def _state(self, pool: NodePool) -> _PoolState:
         if pool.actuator == "dry-run" or self._api is None:
@@ -128,6 +132,9 @@ class NodePoolController:
             self._count(pool, "failed", f"cannot read: {exc}")
             return
         current = now_target.replicas
+        self.nodes.labels(pool.name, "requested").set(current)
+        if now_target.ready is not None:
+            self.nodes.labels(pool.name, "ready").set(now_target.ready)
         joining = max(0, current - now_target.ready) if now_target.ready is not None else 0
         now = self._now_s()
         target, why = node_change(current, wanted, pending_pods=demand.pending_pods,

@@ -151,3 +151,30 @@ async def test_no_shrink_while_machines_are_still_joining(service, api, server):
     await controller(service, api).round()
     assert md_replicas(server) == 4
     assert actions(service, "held") == 1
+    nodes = {state: service.telemetry.registry.get_sample_value(
+        "scaler_node_pool_nodes", {"pool": "h100", "state": state})
+        for state in ("requested", "ready")}
+    assert nodes == {"requested": 4, "ready": 2}
+
+
+async def test_the_leader_gauge_follows_the_lease(server, api):
+    from scaler.app import start_node_pools
+
+    config = parse_config(f"""
+node_pools:
+  lease_namespace: {NS}
+  pools:
+    h100: {{actuator: machinedeployment, namespace: {NS}, target: pool}}
+""")
+    svc = ScalerService(config, clock=ManualClock(), background=False, kube_api=api)
+    await svc.start()
+    tasks, elector = start_node_pools(svc)
+    try:
+        assert elector is not None
+        assert svc.telemetry.registry.get_sample_value("scaler_leader") == 0
+        assert await elector.round()
+        assert svc.telemetry.registry.get_sample_value("scaler_leader") == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await svc.stop()
