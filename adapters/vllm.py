@@ -270,10 +270,20 @@ def read_page(text: str, *, server: Server = "vllm",
     Raises PageError when neither is on the page, when ``model_name`` matches no series, or
     when a gauge that must be >= 0 is negative or NaN.
     """
-    spec = _SPECS.get(server)
-    if spec is None:
+    if server not in _SPECS:
         raise ValueError(f"unknown server {server!r}; expected one of {sorted(_SPECS)}")
-    page = parse(text, _NAMES[server])
+    return read_samples(parse(text, _NAMES[server]), server=server, model_name=model_name)
+
+
+def sample_names(server: Server) -> frozenset[str]:
+    """Every sample name the reader of ``server`` uses (to ask Prometheus for just these)."""
+    return _NAMES[server]
+
+
+def read_samples(page: ParsedPage, *, server: Server = "vllm",
+                 model_name: str | None = None) -> VllmSnapshot:
+    """As ``read_page``, for samples already parsed (or read from Prometheus)."""
+    spec = _SPECS[server]
     waiting, running = _queue_gauges(page, spec, model_name)
     histograms, bad_le = _read_histograms(page, spec, model_name)
     return VllmSnapshot(

@@ -110,6 +110,11 @@ class PodWindow:
         return self._points[-1].snap if self._points else None
 
     @property
+    def newest_s(self) -> float | None:
+        """Time of the newest snapshot, or None before the first add()."""
+        return self._points[-1].t_s if self._points else None
+
+    @property
     def span_s(self) -> float:
         """Seconds between the oldest and the newest snapshot kept (0 with fewer than two)."""
         return self._points[-1].t_s - self._points[0].t_s if len(self._points) > 1 else 0.0

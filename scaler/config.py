@@ -97,7 +97,8 @@ class WorkloadSettings:
 class PrometheusSettings:
     url: str = _setting(
         "", "Prometheus base URL (e.g. http://prometheus.monitoring:9090) to warm-start each "
-        "workload's forecaster from its history on first contact; empty = off.")
+        "workload's forecaster from its history on first contact, and to read pod metrics "
+        "from for workloads with metricsSource prometheus; empty = off.")
     history_query: str = _setting(
         "",
         "PromQL giving a workload's request rate (req/s), with {namespace} and {scaledobject} "
@@ -108,6 +109,13 @@ class PrometheusSettings:
         14 * 86400.0, "How much history to read, seconds (two weeks covers both seasons).",
         _positive)
     timeout_s: float = _setting(10.0, "Timeout of one range query, seconds.", _positive)
+    source_lookback_s: float = _setting(
+        60.0, "With metricsSource prometheus: how old a pod's newest sample may be and still "
+        "count, seconds (at least twice Prometheus' scrape interval).", _positive)
+    source_timeout_s: float = _setting(
+        3.0, "With metricsSource prometheus: timeout of one workload's query, seconds; past "
+        "it the pods are scraped directly for that round.", _positive)
+    pod_label: str = _setting("pod", "Label that names the pod in Prometheus' series.")
 
 
 @dataclass(frozen=True)

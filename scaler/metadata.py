@@ -63,6 +63,8 @@ class WorkloadSpec:
     metrics_port: int
     metrics_path: str
     node_pool: str | None
+    metrics_source: str = "pods"
+    prometheus_selector: str | None = None
 
 
 class MetadataError(ValueError):
@@ -261,6 +263,7 @@ METADATA_KEYS: tuple[MetadataKey, ...] = (
 )
 
 POLICIES = ("predictive", "reactive")
+METRICS_SOURCES = ("pods", "prometheus")
 
 METADATA_KEYS += (
     MetadataKey(
@@ -340,6 +343,21 @@ METADATA_KEYS += (
         "The node pool whose capacity this workload's node plan counts toward.",
     ),
     MetadataKey(
+        "metricsSource", "metrics_source", "pods", _choice(METRICS_SOURCES),
+        "one of: " + ", ".join(METRICS_SOURCES),
+        "`pods`: scrape each pod's metrics page; `prometheus`: read the pods' latest samples "
+        "from Prometheus (`prometheus.url` in the config), falling back to the pods while "
+        "Prometheus cannot be read.",
+    ),
+    MetadataKey(
+        "prometheusSelector", "prometheus_selector", "", _optional_text,
+        "PromQL label matchers, e.g. 'namespace=\"llm\",job=\"vllm\"'",
+        "With `metricsSource: prometheus`: the series to read. Alone, it names the workload "
+        "(its pods are the `pod` label values found); with `deployment`, `statefulSet`, "
+        "`labelSelector` or `endpoints`, it narrows the default "
+        "`namespace=\"<podNamespace>\",pod=~\"<the ready pods>\"`.",
+    ),
+    MetadataKey(
         "historyQuery", "history_query", "", _optional_text, "a PromQL expression",
         "The workload's request rate (req/s) in Prometheus, to warm-start its forecaster "
         "(needs prometheus.url in the config; default: the config's prometheus.history_query).",
@@ -377,10 +395,16 @@ def parse_metadata(metadata: Mapping[str, str]) -> WorkloadSpec:
     sources = [k for k, f in (("endpoints", "endpoints"), ("deployment", "deployment"),
                               ("statefulSet", "stateful_set"),
                               ("labelSelector", "label_selector")) if values.get(f)]
-    if not problems and len(sources) != 1:
+    from_prometheus = values.get("metrics_source") == "prometheus"
+    if not problems and values.get("prometheus_selector") and not from_prometheus:
+        problems.append("scalerMetadata key 'prometheusSelector' needs 'metricsSource: "
+                        "prometheus' (it selects series in Prometheus, not pods)")
+    selector_alone = from_prometheus and not sources and bool(values.get("prometheus_selector"))
+    if not problems and not selector_alone and len(sources) != 1:
         problems.append(
             "scalerMetadata needs exactly one of 'endpoints' (static pod URLs), 'deployment', "
-            "'statefulSet' or 'labelSelector' (pods found through the Kubernetes API)"
+            "'statefulSet' or 'labelSelector' (pods found through the Kubernetes API), or "
+            "'prometheusSelector' with 'metricsSource: prometheus'"
             + (f"; got {', '.join(sources)}" if sources else ""))
     if not problems and values["gpus_per_replica"] > values["gpus_per_node"]:
         problems.append(

@@ -40,6 +40,7 @@ from scaler.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadat
 from scaler.policy import Decision, NoData, Proposal, decide
 from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
 from scaler.profile import PROFILES_DIR, load_profile
+from scaler.prometheus_source import PrometheusSource
 from scaler.telemetry import Telemetry
 from scaler.workloads import Workload, WorkloadKey, WorkloadRegistry
 
@@ -84,6 +85,7 @@ class ScalerService:
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
+        self._prometheus_source: PrometheusSource | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -98,6 +100,8 @@ class ScalerService:
         self._session = aiohttp.ClientSession(connector=connector)
         self._fetcher = PageFetcher(session=self._session, timeout_s=scrape.timeout_s,
                                     max_concurrency=scrape.max_concurrency)
+        self._prometheus_source = PrometheusSource(self._session, lambda: self.config.prometheus,
+                                                   self.clock, self.telemetry)
         await self._start_gpu_index()
 
     async def _start_gpu_index(self) -> None:
@@ -209,13 +213,16 @@ class ScalerService:
             self._specs[cache_key] = cached
         if isinstance(cached, MetadataError):
             raise cached
+        if cached.metrics_source == "prometheus" and not self.config.prometheus.url:
+            raise MetadataError(["scalerMetadata key 'metricsSource' is 'prometheus' but the "
+                                 "config sets no prometheus.url: set it, or use 'pods'"])
         return cached
 
     def answer(self, workload: Workload) -> Answer:
         """The latest decision, or Unavailable when there is none worth acting on."""
         now = self.clock.monotonic()
         stale_after = self.config.scrape.stale_after_s
-        if workload.spec.endpoints == () and workload.discovery is None:
+        if workload.discovery is None and _target(workload) is not None:
             raise Unavailable(
                 f"workload {workload.key}: pod discovery needs the Kubernetes API: "
                 f"{self._kube_problem or 'no client'}; run in-cluster or set KUBECONFIG")
@@ -272,6 +279,8 @@ class ScalerService:
             self.spawn(workload.discovery.stop(), f"stop discovery {workload.key}")
         log.info("workload %s dropped: KEDA has not asked about it for %.0f s",
                  workload.key, self.registry.idle_timeout_s)
+        if self._prometheus_source is not None:
+            self._prometheus_source.forget(workload)
         self.registry.remove(workload.key)
         self._tasks.pop(workload.key, None)
         self._changed.pop(workload.key, None)
@@ -288,8 +297,11 @@ class ScalerService:
             workload.set_endpoints(Endpoint(pod, url)
                                   for pod, url in workload.discovery.ready_endpoints())
             await self._read_target_replicas(workload)
+        urls = list(workload.pods)
+        if spec.metrics_source == "prometheus" and self._prometheus_source is not None:
+            urls = await self._prometheus_source.read(workload)
         await asyncio.gather(
-            *(self._scrape_pod(workload, spec, url) for url in list(workload.pods)),
+            *(self._scrape_pod(workload, spec, url) for url in urls),
             self._scrape_gpus(workload, spec),
         )
         self._decide(workload)

@@ -96,13 +96,22 @@ class Workload:
         for url, endpoint in wanted.items():
             self.pods[url].endpoint = endpoint
 
-    def record_page(self, url: str, now_s: float, snapshot: VllmSnapshot) -> str | None:
-        """Store a good page; returns the problem it clears, if any (for a recovery log)."""
+    def record_page(self, url: str, now_s: float, snapshot: VllmSnapshot,
+                    sampled_s: float | None = None) -> str | None:
+        """Store a good page; returns the problem it clears, if any (for a recovery log).
+
+        ``sampled_s`` is when the values were taken, if not ``now_s`` (Prometheus' scrape
+        time, in the same monotonic seconds): rates are computed between sample times. A
+        page not newer than the window's last one only refreshes the pod's freshness.
+        """
         pod = self.pods[url]
         pod.snapshot = snapshot
         pod.last_ok_s = now_s
         pod.bad_lines = snapshot.bad_lines
-        pod.window.add(now_s, snapshot)
+        at = now_s if sampled_s is None else sampled_s
+        newest = pod.window.newest_s
+        if sampled_s is None or newest is None or at > newest:
+            pod.window.add(at, snapshot)
         cleared, pod.problem = pod.problem, None
         return cleared
 

@@ -1,0 +1,193 @@
+"""metricsSource prometheus: pod metrics read from a real Prometheus scraping emulated pods,
+and the fall back to scraping the pods directly while Prometheus cannot be read."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters.prometheus_pods import group_by_pod, pod_matchers, samples_query
+from adapters.vllm import read_samples
+from scaler.clock import ManualClock, SystemClock
+from scaler.config import PrometheusSettings, ServiceConfig
+from scaler.emulation.pod_server import EmulatedVllmPod
+from scaler.emulation.vllm_metrics import EngineState
+from scaler.metadata import MetadataError
+from scaler.service import ScalerService
+from tests.conftest import make_config
+from tests.scaler.test_prometheus_warm_start import _wait_ready, free_port
+
+needs_prometheus = pytest.mark.skipif(
+    shutil.which("prometheus") is None,
+    reason="needs the Debian prometheus package (.ci/run installs it)")
+
+NS = "llm"
+
+
+def with_prometheus(url: str, **settings: object) -> ServiceConfig:
+    config = make_config()
+    return dataclasses.replace(config, prometheus=PrometheusSettings(url=url, **settings))
+
+
+def test_the_query_asks_for_exactly_the_reader_s_series() -> None:
+    query = samples_query({"vllm:num_requests_waiting", "vllm:num_requests_running"},
+                          pod_matchers("llm", ["llama-1", "llama-0.x"]), 60)
+    assert query == ('{__name__=~"vllm:num_requests_running|vllm:num_requests_waiting",'
+                     'namespace="llm",pod=~"llama\\\\-0\\\\.x|llama\\\\-1"}[60s]')
+    with pytest.raises(ValueError, match="not a Prometheus metric name"):
+        samples_query({'up"} or vector(1'}, "", 60)
+
+
+def test_the_newest_sample_of_each_series_is_grouped_by_pod() -> None:
+    series = [
+        {"metric": {"__name__": "vllm:num_requests_waiting", "pod": "a", "model_name": "m"},
+         "values": [[100.0, "3"], [115.0, "5"]]},
+        {"metric": {"__name__": "vllm:num_requests_running", "pod": "a", "model_name": "m"},
+         "values": [[114.0, "7"]]},
+        {"metric": {"__name__": "vllm:num_requests_waiting", "instance": "x"},  # no pod label
+         "values": [[115.0, "9"]]},
+    ]
+    (pod,) = group_by_pod(series).items()
+    name, samples = pod
+    assert name == "a" and samples.scraped_s == 115.0
+    snapshot = read_samples(samples.page, model_name="m")
+    assert (snapshot.waiting, snapshot.running) == (5.0, 7.0)
+
+
+async def test_metrics_source_prometheus_needs_a_prometheus_url() -> None:
+    service = ScalerService(make_config(), clock=ManualClock(), background=False)
+    with pytest.raises(MetadataError, match=r"metricsSource.*prometheus\.url"):
+        service.spec_for({"metricsSource": "prometheus", "prometheusSelector": 'job="vllm"'})
+
+
+@pytest.fixture
+async def emulated_pods() -> AsyncIterator[list[EmulatedVllmPod]]:
+    pods = [EmulatedVllmPod([EngineState(running=4, waiting=2, kv_cache_usage=0.5)]),
+            EmulatedVllmPod([EngineState(running=6, waiting=0, kv_cache_usage=0.25)])]
+    for pod in pods:
+        await pod.start()
+    yield pods
+    for pod in pods:
+        await pod.stop()
+
+
+@pytest.fixture
+async def prometheus(tmp_path: Path,
+                     emulated_pods: list[EmulatedVllmPod]) -> AsyncIterator[str]:
+    """A real Prometheus scraping the two pods every second, labelled as Kubernetes would."""
+    targets = "\n".join(
+        f"      - targets: ['127.0.0.1:{pod.port}']\n"
+        f"        labels: {{namespace: {NS}, pod: llama-{i}}}"
+        for i, pod in enumerate(emulated_pods))
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: vllm\n"
+        f"    static_configs:\n{targets}\n")
+    port = free_port()
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await asyncio.to_thread(_wait_ready, url)
+        yield url
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+
+
+async def _scraped(url: str, pods: int, finished: float) -> None:
+    """Until Prometheus holds two samples of every pod, the newest with ``finished`` requests."""
+    matchers = f'namespace="{NS}",finished_reason="stop"'
+    query = samples_query({"vllm:request_success_total"}, matchers, 60)
+    async with aiohttp.ClientSession() as session, asyncio.timeout(30):
+        while True:
+            async with session.get(f"{url}/api/v1/query", params={"query": query}) as resp:
+                result = (await resp.json())["data"]["result"]
+            if len(result) == pods and all(
+                    len(s["values"]) >= 2 and float(s["values"][-1][1]) == finished
+                    for s in result):
+                return
+            await asyncio.sleep(0.2)
+
+
+@needs_prometheus
+async def test_a_workload_named_by_a_selector_reads_its_pods_from_prometheus(
+        prometheus: str, emulated_pods: list[EmulatedVllmPod]) -> None:
+    for pod in emulated_pods:
+        pod.engines[0].request_success["stop"] = 100.0
+    await _scraped(prometheus, 2, 100.0)
+    for pod in emulated_pods:  # served from now on: a rate between Prometheus' samples
+        pod.engines[0].request_success["stop"] = 160.0
+    service = ScalerService(with_prometheus(prometheus), clock=SystemClock(), background=False)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
+                                                 "prometheusSelector": 'job="vllm"'})
+        await service.scrape(workload)
+        assert sorted(p.endpoint.pod for p in workload.pods.values()) == ["llama-0", "llama-1"]
+        assert all(p.snapshot is not None for p in workload.pods.values())
+        waiting = {p.endpoint.pod: p.snapshot.waiting for p in workload.pods.values()
+                   if p.snapshot is not None}
+        assert waiting == {"llama-0": 2.0, "llama-1": 0.0}
+        assert service.answer(workload).decision.desired_replicas >= 1
+        await _scraped(prometheus, 2, 160.0)
+        await service.scrape(workload)
+        rates = [p.window.rate("request_success") for p in workload.pods.values()]
+        assert all(r is not None and r > 0 for r in rates)
+        assert not any(p.problem for p in workload.pods.values())
+    finally:
+        await service.stop()
+
+
+@needs_prometheus
+async def test_pods_are_scraped_directly_while_prometheus_cannot_be_read(
+        emulated_pods: list[EmulatedVllmPod]) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    service = ScalerService(with_prometheus(down), clock=SystemClock(), background=False)
+    await service.start()
+    try:
+        endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(emulated_pods))
+        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
+                                                 "endpoints": endpoints})
+        await service.scrape(workload)
+        assert service.answer(workload).decision.desired_replicas >= 1
+        assert sum(p.requests_served for p in emulated_pods) == 2
+        errors = service.telemetry.registry.get_sample_value(
+            "scaler_scrape_errors_total", {"namespace": NS, "scaledobject": "llama",
+                                           "source": "prometheus", "kind": "unreachable"})
+        assert errors == 1
+    finally:
+        await service.stop()
+
+
+@needs_prometheus
+async def test_only_a_pod_prometheus_has_not_seen_is_scraped_directly(
+        prometheus: str, emulated_pods: list[EmulatedVllmPod]) -> None:
+    await _scraped(prometheus, 2, 0.0)
+    async with EmulatedVllmPod([EngineState(running=1)]) as new_pod:
+        service = ScalerService(with_prometheus(prometheus), clock=SystemClock(),
+                                background=False)
+        await service.start()
+        try:
+            pods = [*emulated_pods, new_pod]
+            endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(pods))
+            workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
+                                                     "endpoints": endpoints})
+            source = service._prometheus_source
+            assert source is not None
+            assert await source.read(workload) == [new_pod.url]
+            assert new_pod.requests_served == 0
+            await service.scrape(workload)
+            assert new_pod.requests_served == 1
+            assert all(p.snapshot is not None for p in workload.pods.values())
+        finally:
+            await service.stop()
