@@ -1,0 +1,695 @@
+"""Deploy manifests: they render, the API server would take them, and they agree with the code.
+
+- ``deploy/base`` and ``deploy/overlays/example`` are rendered with ``kubectl kustomize`` (the
+  tests fail, not skip, without kubectl: Debian's ``kubernetes-client`` package provides it).
+- Built-in kinds are checked with ``kubernetes-validate`` (strict: unknown fields fail) against
+  the oldest Kubernetes release the manifests target; custom resources against the
+  ``openAPIV3Schema`` of their CRD in ``../shared/crds`` (upstream files), made strict the same
+  way, so a misspelt field fails as ``kubectl apply --validate=strict`` would.
+- The config in the ConfigMaps goes through ``scaler validate-config``; the RBAC rules are
+  compared with the README's table; the ScaledObjects' trigger metadata goes through the
+  scaler's own parser; ports, probes, labels and names are followed from one object to the next.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from adapters.kubernetes.nodes import MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION
+from scaler import cli
+from scaler.config import ServiceConfig, TuningSettings, describe, parse_config
+from scaler.metadata import MetadataError, parse_metadata
+from scaler.node_pools import ACTUATORS, NodePool, NodePoolSettings
+
+Obj = dict[str, Any]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+EXAMPLES = DEPLOY / "examples"
+CRDS = ROOT.parent / "shared" / "crds"
+KUSTOMIZATIONS = {"base": DEPLOY / "base", "overlay": DEPLOY / "overlays" / "example"}
+BASE_NAMESPACE = "llm-scaler"
+CONFIG_KEY = "config.yaml"
+# The oldest Kubernetes minor the manifests are meant for (kubernetes-validate ships schemas
+# from 1.25 on; 1.30 is the oldest release still widely run).
+KUBERNETES_VERSION = "1.30.0"
+# Custom resources without a CRD in ../shared/crds: only their envelope is checked.
+NO_CRD_GROUPS = {"kaito.sh"}
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _docs(text: str) -> list[Obj]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@functools.cache
+def _kustomize(name: str) -> tuple[Obj, ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is not installed: the deploy tests render the kustomizations with "
+                    "`kubectl kustomize` (Debian/Ubuntu: apt-get install kubernetes-client)")
+    result = subprocess.run([kubectl, "kustomize", str(KUSTOMIZATIONS[name])],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"kubectl kustomize {name} failed:\n{result.stderr}"
+    return tuple(_docs(result.stdout))
+
+
+@functools.cache
+def _example_files() -> dict[str, tuple[Obj, ...]]:
+    return {path.name: tuple(_docs(path.read_text(encoding="utf-8")))
+            for path in sorted(EXAMPLES.glob("*.yaml"))}
+
+
+def _objects(source: str) -> list[Obj]:
+    if source == "examples":
+        return [obj for objs in _example_files().values() for obj in objs]
+    return list(_kustomize(source))
+
+
+def _example(file: str) -> list[Obj]:
+    return list(_example_files()[file])
+
+
+def _one(objs: list[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [o for o in objs if o["kind"] == kind
+             and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def _all(objs: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def _group(obj: Obj) -> str:
+    api_version: str = obj["apiVersion"]
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def _config_text(objs: list[Obj]) -> str:
+    data = _one(objs, "ConfigMap")["data"]
+    assert CONFIG_KEY in data, f"the ConfigMap has no {CONFIG_KEY!r} key"
+    text: str = data[CONFIG_KEY]
+    return text
+
+
+def _config(objs: list[Obj]) -> ServiceConfig:
+    return parse_config(_config_text(objs), source="ConfigMap")
+
+
+def _deployment(objs: list[Obj]) -> Obj:
+    return _one(objs, "Deployment", "llm-predictive-scaler")
+
+
+def _container(deployment: Obj) -> Obj:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, "the scaler's pod has one container"
+    container: Obj = containers[0]
+    return container
+
+
+def _named_port(container: Obj, name: str) -> int:
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    assert name in ports, f"container {container['name']} has no port named {name!r}"
+    port: int = ports[name]
+    return port
+
+
+def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+SCALER_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                "RoleBinding", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+                "ServiceMonitor", "PodMonitor", "PrometheusRule"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_kustomization_renders_every_object_in_one_namespace(source: str) -> None:
+    objs = _objects(source)
+    assert {o["kind"] for o in objs} == SCALER_KINDS
+    namespace = _deployment(objs)["metadata"]["namespace"]
+    for obj in objs:
+        meta = obj["metadata"]
+        assert meta["labels"]["app.kubernetes.io/name"] == "llm-predictive-scaler", meta["name"]
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert meta.get("namespace") == namespace, f"{obj['kind']} {meta['name']}"
+    if source == "base":
+        assert namespace == BASE_NAMESPACE
+    else:
+        assert namespace != BASE_NAMESPACE, "the example overlay moves the scaler"
+
+
+# --- schemas -------------------------------------------------------------------------------
+
+
+def _custom_groups() -> set[str]:
+    return {crd["spec"]["group"] for crd in _crds()} | NO_CRD_GROUPS
+
+
+@functools.cache
+def _crds() -> tuple[Obj, ...]:
+    files = sorted(CRDS.glob("*.yaml"))
+    assert files, f"no CRDs found in {CRDS}"
+    return tuple(doc for path in files for doc in _docs(path.read_text(encoding="utf-8"))
+                 if doc.get("kind") == "CustomResourceDefinition")
+
+
+def _strict(schema: Any) -> Any:
+    """The schema with unknown fields refused wherever the API server would prune them."""
+    if isinstance(schema, dict):
+        out = {key: _strict(value) for key, value in schema.items()}
+        if ("properties" in out and "additionalProperties" not in out
+                and not out.get("x-kubernetes-preserve-unknown-fields")):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+@functools.cache
+def _crd_validator(group: str, kind: str, version: str) -> jsonschema.Draft4Validator:
+    for crd in _crds():
+        spec = crd["spec"]
+        if spec["group"] != group or spec["names"]["kind"] != kind:
+            continue
+        for served in spec["versions"]:
+            if served["name"] == version and served.get("served", False):
+                schema = _strict(copy.deepcopy(served["schema"]["openAPIV3Schema"]))
+                return jsonschema.Draft4Validator(schema)
+        pytest.fail(f"the CRD of {kind}.{group} in {CRDS.name} serves no version {version}")
+    pytest.fail(f"no CRD for {kind}.{group} in {CRDS.name}")
+
+
+def _crd_errors(obj: Obj) -> list[str]:
+    group, version = obj["apiVersion"].split("/")
+    validator = _crd_validator(group, obj["kind"], version)
+    return [f"{obj['kind']} {obj['metadata']['name']}: {'.'.join(map(str, e.absolute_path))}: "
+            f"{e.message}" for e in validator.iter_errors(obj)]
+
+
+def _envelope_errors(obj: Obj) -> list[str]:
+    """A custom resource without a CRD here (KAITO): only apiVersion, kind and metadata."""
+    problems = []
+    if not re.fullmatch(r"[a-z0-9.-]+/v\d+((alpha|beta)\d+)?", obj.get("apiVersion", "")):
+        problems.append(f"apiVersion {obj.get('apiVersion')!r} is not group/version")
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", obj.get("kind", "")):
+        problems.append(f"kind {obj.get('kind')!r} is not a Kind")
+    meta = obj.get("metadata", {})
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", meta.get("name", "")):
+        problems.append(f"metadata.name {meta.get('name')!r} is not a DNS label")
+    if not isinstance(obj.get("spec"), dict):
+        problems.append("spec is not a mapping")
+    return problems
+
+
+SOURCES = [*sorted(KUSTOMIZATIONS), "examples"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_built_in_kinds_pass_the_kubernetes_openapi_schemas(source: str) -> None:
+    custom = _custom_groups()
+    checked, problems = 0, []
+    for obj in _objects(source):
+        if _group(obj) in custom:
+            continue
+        checked += 1
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{obj['kind']} {obj['metadata']['name']}: "
+                            f"{'.'.join(map(str, exc.path))}: {exc.message}")
+    assert checked > 0
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_custom_resources_pass_their_crd_schemas(source: str) -> None:
+    checked, problems = 0, []
+    for obj in _objects(source):
+        group = _group(obj)
+        if group not in _custom_groups():
+            continue
+        checked += 1
+        problems += (_envelope_errors(obj) if group in NO_CRD_GROUPS else _crd_errors(obj))
+    assert checked > 0
+    assert not problems, "\n".join(problems)
+
+
+def test_crd_check_refuses_a_misspelt_field() -> None:
+    """The CRD check is strict: a typo in a ScaledObject is an error, not pruned silently."""
+    scaled = copy.deepcopy(_one(_example("scaledobject-vllm.yaml"), "ScaledObject"))
+    assert _crd_errors(scaled) == []
+    scaled["spec"]["pollingIntreval"] = 15
+    assert any("pollingIntreval" in p for p in _crd_errors(scaled))
+
+
+# --- the config ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_configmap_passes_scaler_validate_config(source: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / CONFIG_KEY
+    path.write_text(_config_text(_objects(source)), encoding="utf-8")
+    assert cli.main(["validate-config", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_base_config_keeps_every_default_but_the_lease_namespace() -> None:
+    defaults = ServiceConfig()
+    expected = dataclasses.replace(defaults, node_pools=dataclasses.replace(
+        defaults.node_pools, lease_namespace=BASE_NAMESPACE))
+    assert _config(_objects("base")) == expected
+
+
+def _key_lines(node: yaml.Node, prefix: str = "") -> Iterator[tuple[str, int]]:
+    """(dotted key, 0-based line) of every mapping key in a composed YAML document."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}{key.value}"
+            yield path, key.start_mark.line
+            yield from _key_lines(value, f"{path}.")
+
+
+def _documented_keys() -> list[str]:
+    """Every setting: `scaler settings` rows, and the keys inside the structured sections."""
+    keys = [key for key, _, _ in describe()]
+    sections = {"tuning": TuningSettings, "node_pools": NodePoolSettings}
+    for section, cls in sections.items():
+        assert section in keys, f"`scaler settings` no longer lists {section}"
+        keys.remove(section)
+        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+    return keys
+
+
+def test_base_config_documents_every_setting_with_unit_and_default() -> None:
+    text = _config_text(_objects("base"))
+    lines = text.splitlines()
+    document = yaml.compose(text)
+    assert document is not None, "the base config is empty"
+    where = dict(_key_lines(document))
+    problems = []
+    for key in _documented_keys():
+        if key not in where:
+            problems.append(f"{key}: not in the base config")
+            continue
+        _, hash_, comment = lines[where[key]].partition("#")
+        if not hash_ or "default" not in comment:
+            problems.append(f"{key}: its line has no comment naming the default")
+    pool_keys = [f.name for f in dataclasses.fields(NodePool) if f.name != "name"]
+    for key in pool_keys:  # a pool's keys are documented in the commented example pool
+        if not re.search(rf"^\s*#\s+{key}: .*#.*default", text, re.MULTILINE) and not re.search(
+                rf"^\s*#\s+{key}: .*#.*required", text, re.MULTILINE):
+            problems.append(f"node_pools.pools.<name>.{key}: not documented")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_lease_is_in_the_namespace_the_role_grants(source: str) -> None:
+    objs = _objects(source)
+    role = _one(objs, "Role")
+    lease_namespace = _config(objs).node_pools.lease_namespace
+    assert lease_namespace == role["metadata"]["namespace"] == _deployment(objs)["metadata"][
+        "namespace"]
+
+
+def test_overlay_acts_on_the_example_machinedeployment() -> None:
+    pools = {p.name: p for p in _config(_objects("overlay")).node_pools.pools}
+    md = _one(_example("machinedeployment.yaml"), "MachineDeployment")
+    acting = [p for p in pools.values() if p.actuator == "machinedeployment"]
+    assert [(p.namespace, p.target) for p in acting] == [
+        (md["metadata"]["namespace"], md["metadata"]["name"])]
+
+
+# --- RBAC ----------------------------------------------------------------------------------
+
+Rule = tuple[str, str, str]  # (API group, resource, verb)
+
+
+def _readme_rbac() -> set[Rule]:
+    """The rules of the README's "Permissions (RBAC)" table, one per group/resource/verb."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    _, found, after = text.partition("### Permissions (RBAC)")
+    assert found, "README.md has no '### Permissions (RBAC)' section"
+    rows = []
+    for line in after.strip().splitlines():
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    assert rows[0][1:] == ["API group", "resource", "verbs"], rows[0]
+    rules = set()
+    for cells in rows[2:]:
+        group = cells[1].strip('"`')
+        for resource in cells[2].split(","):
+            for verb in cells[3].split(","):
+                rules.add((group, resource.strip(), verb.strip()))
+    assert rules, "the README's RBAC table has no rows"
+    return rules
+
+
+def _rules(role: Obj) -> set[Rule]:
+    found = set()
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
+        for part in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[part], f"wildcard in {role['metadata']['name']}: {rule}"
+        found |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"]
+                  for v in rule["verbs"]}
+    return found
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_rbac_is_exactly_the_readme_table(source: str) -> None:
+    objs = _objects(source)
+    cluster, namespaced = _rules(_one(objs, "ClusterRole")), _rules(_one(objs, "Role"))
+    readme = _readme_rbac()
+    assert cluster | namespaced == readme
+    assert not cluster & namespaced
+    # The Lease lives in the scaler's namespace: only a namespaced Role may grant it.
+    assert namespaced == {r for r in readme if r[0] == "coordination.k8s.io"}
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_bindings_grant_the_roles_to_the_scaler_service_account(source: str) -> None:
+    objs = _objects(source)
+    account = _one(objs, "ServiceAccount")
+    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"],
+               "namespace": account["metadata"]["namespace"]}
+    for binding_kind, role_kind in (("ClusterRoleBinding", "ClusterRole"),
+                                    ("RoleBinding", "Role")):
+        binding = _one(objs, binding_kind)
+        assert binding["subjects"] == [subject], binding_kind
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind,
+                                      "name": _one(objs, role_kind)["metadata"]["name"]}
+    pod = _deployment(objs)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+
+
+# --- the scaler's Deployment -------------------------------------------------------------------
+
+
+def _image_uid() -> int:
+    found = re.search(r"^USER (\d+)", (ROOT / "Dockerfile").read_text(encoding="utf-8"),
+                      re.MULTILINE)
+    assert found, "the Dockerfile names no numeric USER"
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_scaler_runs_unprivileged_read_only_non_root(source: str) -> None:
+    pod = _deployment(_objects(source))["spec"]["template"]["spec"]
+    container = _container(_deployment(_objects(source)))
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == _image_uid()
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in security["capabilities"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "/tmp must be writable: an emptyDir"
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_probes_and_ports_are_the_ones_the_config_serves(source: str) -> None:
+    objs = _objects(source)
+    container = _container(_deployment(objs))
+    server = _config(objs).server
+    assert _named_port(container, "grpc") == server.grpc_port
+    assert _named_port(container, "http") == server.http_port
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, probe
+        port = get["port"]
+        assert (_named_port(container, port) if isinstance(port, str) else port) == \
+            server.http_port, probe
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_scaler_serves_the_mounted_configmap(source: str) -> None:
+    objs = _objects(source)
+    deployment = _deployment(objs)
+    container = _container(deployment)
+    argv = [*container.get("command", [])[1:], *container["args"]]
+    assert container.get("command", ["scaler"])[0] == "scaler"
+    args = cli._parser().parse_args(argv)
+    assert args.command == "serve"
+    config_path = Path(args.config)
+    assert config_path.name == CONFIG_KEY
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    volume = volumes[mounts[str(config_path.parent)]]
+    configmap = _one(objs, "ConfigMap")
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    assert "items" not in volume["configMap"] and all(
+        "subPath" not in m for m in container["volumeMounts"]), \
+        "mount the whole ConfigMap: subPath mounts never see updates (no live tuning)"
+    env = {e["name"]: e for e in container["env"]}
+    field = env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.namespace"
+    namespace = deployment["metadata"]["namespace"]
+    resolved = env["SCALER_CONFIGMAP"]["value"].replace("$(POD_NAMESPACE)", namespace)
+    assert resolved == f"{namespace}/{configmap['metadata']['name']}"
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_two_replicas_spread_and_one_always_up(source: str) -> None:
+    objs = _objects(source)
+    deployment = _deployment(objs)
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["replicas"] >= 2
+    assert _matches(deployment["spec"]["selector"]["matchLabels"], labels)
+    spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    by_host = [c for c in spread if c["topologyKey"] == "kubernetes.io/hostname"]
+    assert by_host and _matches(by_host[0]["labelSelector"]["matchLabels"], labels)
+    pdb = _one(objs, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert _matches(pdb["spec"]["selector"]["matchLabels"], labels)
+
+
+def test_service_and_servicemonitor_reach_the_scaler_ports() -> None:
+    objs = _objects("base")
+    deployment = _deployment(objs)
+    container = _container(deployment)
+    service = _one(objs, "Service")
+    assert _matches(service["spec"]["selector"],
+                    deployment["spec"]["template"]["metadata"]["labels"])
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(ports) == {"grpc", "http"}
+    for name, port in ports.items():
+        assert port["port"] == _named_port(container, name)
+        assert port["targetPort"] in (name, _named_port(container, name))
+    monitor = _one(objs, "ServiceMonitor")
+    assert _matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    assert endpoint["honorLabels"] is True, "keep the workload's namespace label"
+
+
+def test_alerts_select_jobs_the_monitors_produce() -> None:
+    """Prometheus Operator names a ServiceMonitor's job after the Service, a PodMonitor's
+    after its namespace/name; the alerts must select those."""
+    objs = _objects("base")
+    namespace = _deployment(objs)["metadata"]["namespace"]
+    jobs = {_one(objs, "Service")["metadata"]["name"]}
+    jobs |= {f"{namespace}/{m['metadata']['name']}" for m in _all(objs, "PodMonitor")}
+    exprs = [str(rule.get("expr", "")) for group in _one(objs, "PrometheusRule")["spec"]["groups"]
+             for rule in group["rules"]]
+    selected = {job for expr in exprs for job in re.findall(r'job="([^"]+)"', expr)}
+    assert selected <= jobs
+
+
+def test_podmonitor_scrapes_the_example_vllm_pods() -> None:
+    monitor = _one(_objects("base"), "PodMonitor")
+    vllm = _one(_example("scaledobject-vllm.yaml"), "Deployment")
+    template = vllm["spec"]["template"]
+    assert _matches(monitor["spec"]["selector"]["matchLabels"], template["metadata"]["labels"])
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["path"] == "/metrics"
+    [container] = template["spec"]["containers"]
+    assert _named_port(container, endpoint["port"]) == 8000
+
+
+# --- the examples ------------------------------------------------------------------------------
+
+
+def test_every_example_says_what_it_is_for_and_what_to_change() -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        header = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("#"):
+                break
+            header.append(line)
+        assert len(header) >= 3, f"{path.name}: no comment block at the top"
+        assert "change" in "\n".join(header).lower(), \
+            f"{path.name}: the header says nothing to change"
+
+
+def _scaled_objects() -> list[tuple[str, Obj]]:
+    return [(file, obj) for file, objs in _example_files().items() for obj in objs
+            if obj["kind"] == "ScaledObject"]
+
+
+def _scaler_triggers(scaled: Obj) -> list[Obj]:
+    triggers = [t for t in scaled["spec"]["triggers"]
+                if t["type"] in ("external", "external-push")]
+    assert triggers, f"ScaledObject {scaled['metadata']['name']} has no external trigger"
+    return triggers
+
+
+def test_example_scaledobjects_cover_both_triggers_and_kaito() -> None:
+    found = {(file, t["type"]) for file, scaled in _scaled_objects()
+             for t in _scaler_triggers(scaled)}
+    assert ("scaledobject-vllm.yaml", "external") in found
+    assert ("scaledobject-vllm-push.yaml", "external-push") in found
+    assert ("kaito-workspace.yaml", "external") in found
+
+
+def test_trigger_metadata_passes_the_scaler_parser() -> None:
+    tunings = {source: _config(_objects(source)).tuning for source in KUSTOMIZATIONS}
+    problems = []
+    for file, scaled in _scaled_objects():
+        meta = scaled["metadata"]
+        for trigger in _scaler_triggers(scaled):
+            for source, tuning in tunings.items():
+                merged = tuning.metadata_for(meta["namespace"], meta["name"],
+                                             trigger["metadata"])
+                try:
+                    spec = parse_metadata(merged)
+                except MetadataError as exc:
+                    problems += [f"{file} (with the {source} config): {p}" for p in exc.problems]
+                    continue
+                if spec.max_replicas > scaled["spec"]["maxReplicaCount"]:
+                    problems.append(f"{file}: maxReplicas above maxReplicaCount")
+    assert not problems, "\n".join(problems)
+
+
+def test_scaler_address_is_the_service_grpc_port() -> None:
+    objs = _objects("base")
+    service = _one(objs, "Service")
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    grpc = {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
+    for file, scaled in _scaled_objects():
+        for trigger in _scaler_triggers(scaled):
+            address = trigger["metadata"]["scalerAddress"]
+            assert address in (f"{host}:{grpc}", f"{host}.cluster.local:{grpc}"), file
+
+
+def test_node_pools_named_by_triggers_exist_in_the_overlay_config() -> None:
+    pools = {p.name for p in _config(_objects("overlay")).node_pools.pools}
+    named = {t["metadata"]["nodePool"] for _, scaled in _scaled_objects()
+             for t in _scaler_triggers(scaled) if "nodePool" in t["metadata"]}
+    assert named, "no example shows nodePool"
+    assert named <= pools
+
+
+def test_scale_targets_and_discovered_pods_exist_in_the_examples() -> None:
+    everything = [obj for objs in _example_files().values() for obj in objs]
+    for file, scaled in _scaled_objects():
+        ref = scaled["spec"]["scaleTargetRef"]
+        target = _one([o for o in everything
+                       if o["metadata"].get("namespace") == scaled["metadata"]["namespace"]
+                       and o["apiVersion"] == ref.get("apiVersion", "apps/v1")],
+                      ref.get("kind", "Deployment"), ref["name"])
+        for trigger in _scaler_triggers(scaled):
+            metadata = trigger["metadata"]
+            if target["kind"] == "Deployment":
+                assert metadata.get("deployment") == target["metadata"]["name"], file
+                [container] = target["spec"]["template"]["spec"]["containers"]
+                ports = [p["containerPort"] for p in container["ports"]]
+                assert int(metadata.get("metricsPort", "8000")) in ports, file
+            else:
+                assert "labelSelector" in metadata, f"{file}: pods of a {target['kind']}"
+
+
+def test_hpa_behaviour_leaves_stabilisation_to_the_scaler() -> None:
+    for file, scaled in _scaled_objects():
+        behavior = scaled["spec"].get("advanced", {}).get(
+            "horizontalPodAutoscalerConfig", {}).get("behavior")
+        if behavior is None:
+            continue
+        for direction in ("scaleDown", "scaleUp"):
+            assert behavior[direction]["stabilizationWindowSeconds"] == 0, (file, direction)
+    [vllm] = [s for f, s in _scaled_objects() if f == "scaledobject-vllm.yaml"]
+    assert "behavior" in vllm["spec"]["advanced"]["horizontalPodAutoscalerConfig"]
+    for file, scaled in _scaled_objects():
+        fallback = scaled["spec"]["fallback"]
+        assert fallback["failureThreshold"] >= 1 and fallback["replicas"] >= 1, file
+
+
+def test_triggerauthentication_gives_keda_the_external_scaler_tls_parameters() -> None:
+    objs = _example("triggerauthentication-tls.yaml")
+    auth = _one(objs, "TriggerAuthentication")
+    parameters = {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
+    assert parameters == {"caCert", "tlsClientCert", "tlsClientKey"}
+    [trigger] = _scaler_triggers(_one(objs, "ScaledObject"))
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"],
+                                            "kind": "TriggerAuthentication"}
+    assert not parameters & set(trigger["metadata"]), "secrets belong in the authentication"
+
+
+def test_machinedeployment_has_the_autoscaler_bounds_the_actuator_reads() -> None:
+    md = _one(_example("machinedeployment.yaml"), "MachineDeployment")
+    annotations = md["metadata"]["annotations"]
+    low, high = int(annotations[MIN_SIZE_ANNOTATION]), int(annotations[MAX_SIZE_ANNOTATION])
+    assert 0 <= low <= md["spec"]["replicas"] <= high
+
+
+def _placeholder_config() -> ServiceConfig:
+    """The config snippet in placeholder.yaml's header, uncommented."""
+    text = (EXAMPLES / "placeholder.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#   node_pools:"))
+    snippet = []
+    for line in lines[start:]:
+        if not line.startswith("#   "):
+            break
+        snippet.append(line[4:])
+    return parse_config("\n".join(snippet), source="placeholder.yaml")
+
+
+def test_placeholder_pods_are_preemptible_and_trigger_node_autoscaling() -> None:
+    objs = _example("placeholder.yaml")
+    priority = _one(objs, "PriorityClass")
+    # Below every real pod (0), not below cluster-autoscaler's expendable cutoff (-10).
+    assert -10 <= priority["value"] < 0
+    assert priority.get("preemptionPolicy", "PreemptLowerPriority") == "PreemptLowerPriority"
+    assert priority.get("globalDefault", False) is False
+    deployment = _one(objs, "Deployment")
+    assert deployment["spec"]["replicas"] == 0, "the scaler owns the count, from 0"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == priority["metadata"]["name"]
+    for container in pod["containers"]:
+        resources = container["resources"]
+        assert int(resources["requests"]["nvidia.com/gpu"]) >= 1
+        assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"]
+    [pool] = _placeholder_config().node_pools.pools
+    assert pool.actuator == "placeholder" and "placeholder" in ACTUATORS
+    assert (pool.namespace, pool.target) == (deployment["metadata"]["namespace"],
+                                             deployment["metadata"]["name"])
+    gpus = int(pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"])
+    assert pool.gpus_per_node == gpus, "one placeholder pod holds one whole node"
