@@ -341,10 +341,9 @@ RESTART_ONLY = ("server", "scrape.max_concurrency")
 
 def needs_restart(old: ServiceConfig, new: ServiceConfig) -> list[str]:
     """Settings that changed but only take effect at the next start (listening sockets,
-    the shared connection pool)."""
-    changed = []
-    if old.server != new.server:
-        changed.append("server")
+    the shared connection pool, the dcgm-exporter watch, node pools and their Lease)."""
+    changed = [name for name in ("server", "gpu", "node_pools")
+               if getattr(old, name) != getattr(new, name)]
     if old.scrape.max_concurrency != new.scrape.max_concurrency:
         changed.append("scrape.max_concurrency")
     return changed

@@ -367,7 +367,8 @@ METADATA_KEYS += (
 _KEYS_BY_NAME = {key.name: key for key in METADATA_KEYS}
 # Keys KEDA itself reads from the trigger metadata of an external scaler.
 _KEDA_KEYS = frozenset(
-    {"scalerAddress", "tlsCertFile", "caCert", "tlsClientCert", "tlsClientKey", "unsafeSsl"}
+    {"scalerAddress", "tlsCertFile", "caCert", "tlsClientCert", "tlsClientKey", "unsafeSsl",
+     "enableTLS"}
 )
 
 

@@ -216,6 +216,11 @@ class ScalerService:
         if cached.metrics_source == "prometheus" and not self.config.prometheus.url:
             raise MetadataError(["scalerMetadata key 'metricsSource' is 'prometheus' but the "
                                  "config sets no prometheus.url: set it, or use 'pods'"])
+        pools = [pool.name for pool in self.config.node_pools.pools]
+        if cached.node_pool and pools and cached.node_pool not in pools:
+            raise MetadataError([f"scalerMetadata key 'nodePool' has value {cached.node_pool!r}:"
+                                 " expected one of the configured node_pools.pools: "
+                                 + ", ".join(pools)])
         return cached
 
     def answer(self, workload: Workload) -> Answer:

@@ -140,3 +140,17 @@ async def test_a_rejected_config_is_an_event_on_its_configmap(tmp_path, monkeypa
             assert "scrape.interval_s: 'nope' is not a number" in event.data["message"]
         finally:
             await svc.stop()
+
+
+@pytest.mark.parametrize(("text", "section"), [
+    ("gpu: {selector: app=nvidia-dcgm-exporter}\n", "gpu"),
+    ("node_pools: {pools: {h100: {actuator: dry-run}}}\n", "node_pools"),
+])
+async def test_sections_read_at_start_are_flagged_for_a_restart(service, tmp_path, caplog,
+                                                                text, section):
+    path = tmp_path / "scaler.yaml"
+    path.write_text(text)
+    caplog.set_level(logging.WARNING, logger="scaler.config")
+    assert ConfigWatcher(path, service).check() == "applied"
+    assert any(f"'{section}' changed; it takes effect at the next restart" in r.getMessage()
+               for r in caplog.records)

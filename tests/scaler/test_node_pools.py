@@ -178,3 +178,14 @@ node_pools:
         for task in tasks:
             task.cancel()
         await svc.stop()
+
+
+async def test_a_node_pool_the_config_does_not_have_is_bad_metadata():
+    from scaler.metadata import MetadataError
+
+    config = parse_config("node_pools: {pools: {h100: {actuator: dry-run}}}\n")
+    svc = ScalerService(config, clock=ManualClock(), background=False)
+    with pytest.raises(MetadataError, match=r"'nodePool' has value 'h10': expected one of the "
+                                            r"configured node_pools\.pools: h100"):
+        svc.spec_for({"endpoints": URL, "nodePool": "h10"})
+    assert svc.spec_for({"endpoints": URL, "nodePool": "h100"}).node_pool == "h100"
