@@ -68,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
                       help="output directory (default out/demo)")
     demo.set_defaults(run=_demo)
 
+    export = commands.add_parser(
+        "export-trace", help="a workload's request history from Prometheus, as a replay trace")
+    export.add_argument("--prometheus", required=True, metavar="URL",
+                        help="Prometheus base URL, e.g. http://prometheus.monitoring:9090")
+    export.add_argument("--selector", required=True,
+                        help="label matchers of the workload's vLLM series, e.g. "
+                             "'namespace=\"llm\",pod=~\"llama-8b-.*\"'")
+    export.add_argument("--days", type=float, default=14.0,
+                        help="history to read, days back from now (default 14)")
+    export.add_argument("--step", type=float, default=600.0,
+                        help="window, seconds (default 600, as the shared traces)")
+    export.add_argument("--out", required=True, metavar="CSV", help="trace file to write")
+    export.set_defaults(run=_export_trace)
+
     settings = commands.add_parser("settings", help="list every setting with default and unit")
     settings.set_defaults(run=_settings)
     return parser
@@ -124,6 +138,35 @@ def _demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("scaler demo: interrupted; pods and service stopped", file=sys.stderr)
         return 130
+    return 0
+
+
+def _export_trace(args: argparse.Namespace) -> int:
+    import time
+
+    from adapters.prometheus import PrometheusError
+    from scaler.replay.export import export_trace, write_trace
+
+    if not (args.days > 0 and args.step > 0):
+        print("scaler export-trace: --days and --step must be > 0", file=sys.stderr)
+        return 2
+    end = time.time()
+    try:
+        rows = asyncio.run(export_trace(args.prometheus, args.selector,
+                                        start_s=end - args.days * 86400, end_s=end,
+                                        step_s=args.step))
+    except PrometheusError as exc:
+        print(f"scaler export-trace: {exc}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"scaler export-trace: Prometheus has no vllm:request_success_total for "
+              f"{{{args.selector}}} in the last {args.days:g} days; check the selector",
+              file=sys.stderr)
+        return 1
+    write_trace(rows, Path(args.out))
+    peak = max(r.requests_per_s for r in rows)
+    print(f"{args.out}: {len(rows)} windows of {args.step:g} s, peak {peak:.1f} req/s\n"
+          f"next: scaler bench --trace {args.out} --policy predictive --policy oracle")
     return 0
 
 
