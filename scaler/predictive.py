@@ -13,11 +13,16 @@ decision with a ``FleetState`` and get a ``Plan``. The rules, in the order they 
 4. Scale-down follows observed load only: it waits while any replica is still
    starting (its capacity is not proven yet), and takes the largest target of the last
    ``scale_down_window_s``; since ``need_now`` is computed by simulating the SLO at
-   that count, N-1 replicas are never chosen unless they would still meet it.
-5. Scale to zero only when nothing is in flight and the forecast's upper bound over
-   the pod lead time is zero (less than half a request expected within it); ``active``
-   turns true as soon as it is not, i.e. before a predicted ramp, so KEDA can start
-   the first pod one lead time early.
+   that count, N-1 replicas are never chosen unless they would still meet it. A fresh
+   planner (a restarted scaler) counts the replicas running as a recent target, so a
+   restart never scales a serving fleet down before one window has passed (an idle one
+   may go to zero at once: nothing is lost).
+5. Scale to zero only when nothing is in flight (no arrivals, nothing waiting or
+   running) and the forecast's upper bound over
+   the pod lead time is zero (less than half a request expected within it), through the
+   same scale-down window; ``active`` stays true while replicas are held and turns true
+   as soon as a request is forecast, i.e. before a predicted ramp, so KEDA can start the
+   first pod one lead time early.
 6. Nodes: the replicas needed at the node lead time (node provisioning + pod start-up
    + one interval) x GPUs per replica / GPUs per node, rounded up, plus spare; never
    fewer than the replica target needs now, never fewer than now while pods are pending
@@ -69,6 +74,7 @@ class FleetState:
     backlog: float  # requests waiting, fleet-wide
     mean_prompt_tokens: float
     mean_output_tokens: float
+    running: float = 0.0  # requests being served now, fleet-wide (known from the first scrape)
 
 
 @dataclass(frozen=True)
@@ -148,13 +154,19 @@ class PredictivePlanner:
         pod_lead = s.pod_startup_s + s.decision_interval_s
         mean, upper = self._forecast_peak(state.now_s, pod_lead)
         need_ahead = self.capacity.replicas_for(upper * s.headroom, *lengths)
-        target, why = self._replicas(state, max(need_now, need_ahead), need_now, need_ahead)
-        idle = state.observed_rate <= 0 and state.backlog <= 0
+        idle = state.observed_rate <= 0 and state.backlog <= 0 and state.running <= 0
         quiet = upper * pod_lead < 0.5  # not even one request expected within the lead time
-        if idle and quiet and s.min_replicas == 0:
-            target, why = 0, "idle, and no request forecast within one pod lead time"
+        to_zero = idle and quiet and s.min_replicas == 0
+        wanted = 0 if to_zero else max(need_now, need_ahead)
+        if not self._targets and not to_zero:  # a fresh planner (a restarted scaler) holds
+            self._targets.append((state.now_s, state.replicas))  # what runs for one window
+        target, why = self._replicas(state, wanted, need_now, need_ahead)
+        if to_zero:
+            why = "idle, and no request forecast within one pod lead time" + (
+                "" if target == 0 else f"; holding {target} for the scale-down window")
         nodes = self._nodes(state, target, lengths)
-        return Plan(target, nodes, active=not (idle and quiet), need_now=need_now,
+        active = not (idle and quiet) or target > s.min_replicas  # held replicas keep it on
+        return Plan(target, nodes, active=active, need_now=need_now,
                     need_ahead=need_ahead, forecast_mean=mean, forecast_upper=upper,
                     reason=why, observed_rate=state.observed_rate,
                     replica_capacity=self.capacity.per_replica_rate(*lengths))
@@ -220,6 +232,8 @@ class PredictivePlanner:
         per_node = s.gpus_per_node / s.gpus_per_replica
         wanted = math.ceil(max(ahead, replicas) / per_node)
         wanted = wanted + s.spare_nodes if wanted else 0
+        if not self._node_targets:
+            self._node_targets.append((state.now_s, state.nodes))
         self._remember(self._node_targets, state.now_s, wanted, s.node_scale_down_window_s)
         if wanted < state.nodes:
             joining = state.nodes > state.ready_nodes

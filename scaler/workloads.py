@@ -182,6 +182,7 @@ class Workload:
             ready_nodes=0, pending_replicas=pending, observed_rate=max(0.0, done + grown),
             backlog=sum(p.snapshot.waiting for p in fresh
                         if p.snapshot is not None and self.pod_health(p) != "unhealthy"),
+            running=sum(p.snapshot.running for p in fresh if p.snapshot is not None),
             mean_prompt_tokens=prompt / done if done > 0 else 0.0,
             mean_output_tokens=output / done if done > 0 else 0.0)
 

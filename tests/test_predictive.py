@@ -117,3 +117,17 @@ def test_the_node_plan_stays_within_the_pool_bounds():
     p = planner(min_nodes=2, max_nodes=3)
     assert p.plan(state(0, rate=0, replicas=0, nodes=0, ready_nodes=0)).nodes == 2
     assert p.plan(state(15, rate=5000, replicas=4, nodes=2, ready_nodes=2)).nodes == 3
+
+
+def test_a_restarted_planner_holds_the_running_replicas_for_one_window():
+    p = planner()  # a scaler restarted mid-ramp: nothing remembered
+    low = 40.0
+    first = p.plan(state(0, rate=low, replicas=12, nodes=2, ready_nodes=2))
+    assert first.replicas == 12 and "stabilised" in first.reason
+    assert first.nodes == 2
+    t = 15.0
+    while t < 300:
+        assert p.plan(state(t, rate=low, replicas=12, nodes=2, ready_nodes=2)).replicas == 12
+        t += 15
+    plan = p.plan(state(t + 300, rate=low, replicas=12, nodes=2, ready_nodes=2))
+    assert plan.replicas == CAPACITY.replicas_for(low, 600, 200) < 12

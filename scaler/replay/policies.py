@@ -116,6 +116,7 @@ class PredictivePolicy:
             nodes=view.nodes, ready_nodes=view.ready_nodes,
             pending_replicas=view.pending_replicas, observed_rate=view.observed_rate,
             backlog=sum(p.waiting for p in view.pods.values()),
+            running=sum(p.running for p in view.pods.values()),
             mean_prompt_tokens=view.mean_prompt_tokens,
             mean_output_tokens=view.mean_output_tokens)
         plan = self.planner.plan(state)
