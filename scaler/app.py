@@ -17,10 +17,10 @@ from kubernetes_asyncio.client import CoordinationV1Api
 from prometheus_client import Gauge
 
 from adapters.kubernetes.leader import LeaderElector
-from scaler.config import ServiceConfig
+from scaler.config import ServiceConfig, load_tls
 from scaler.config_watch import ConfigWatcher
 from scaler.grpc_server import start_grpc_server, stop_grpc_server
-from scaler.http_server import start_http_server
+from scaler.http_server import https_context, start_http_server
 from scaler.node_pools import NodePoolController
 from scaler.service import ScalerService
 
@@ -57,15 +57,18 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
                     config_path: Path | None = None) -> RunningApp:
     """Start everything; ports 0 in the config pick free ones (see the returned ports).
 
-    With ``config_path`` the file is watched and re-applied when it changes.
+    With ``config_path`` the file is watched and re-applied when it changes. The TLS files
+    are read here, once: a renewed certificate takes effect at the next start.
     """
+    server = config.server
+    tls = load_tls(server)  # before anything starts: a bad file stops nothing half-started
+    https = https_context(server) if server.http_tls else None
     service = service or ScalerService(config)
     await service.start()
-    server = config.server
     grpc_server, grpc_port = await start_grpc_server(service, host=server.host,
-                                                     port=server.grpc_port)
+                                                     port=server.grpc_port, tls=tls)
     http_runner, http_port = await start_http_server(service, host=server.host,
-                                                     port=server.http_port)
+                                                     port=server.http_port, ssl_context=https)
     node_tasks, elector = start_node_pools(service)
     task = None
     if config_path is not None:
@@ -107,7 +110,9 @@ async def serve(config: ServiceConfig, config_path: Path | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    log.info("scaler ready: gRPC :%d, HTTP :%d", app.grpc_port, app.http_port)
+    server = config.server
+    log.info("scaler ready: gRPC :%d (%s), %s :%d", app.grpc_port, server.tls_mode,
+             "HTTPS" if server.http_tls else "HTTP", app.http_port)
     try:
         await stop.wait()
     finally:

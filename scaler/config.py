@@ -7,6 +7,9 @@ key at once with its dotted path, so a user fixes a ConfigMap in one go::
     scrape.interval_s: -1 is out of range: must be > 0 (seconds between scrapes)
     scrape.intreval_s: unknown key; known keys in 'scrape': interval_s, timeout_s, ...
 
+Keys that only make sense together (``server.tls_*``) are checked together once each is
+valid alone, and the files they name are read and loaded as at start, so a missing Secret
+or a key of another certificate fails ``scaler validate-config``, not the next restart.
 A config that fails validation is never partly applied.
 """
 
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +57,144 @@ class ServerSettings:
     grace_s: float = _setting(
         5.0, "Seconds in-flight RPCs get to finish on shutdown.", _non_negative
     )
+    tls_cert_file: str = _setting(
+        "", "PEM certificate (chain) the gRPC server presents to KEDA, with tls_key_file; its "
+        "names must cover the host in the trigger's scalerAddress (e.g. "
+        "llm-predictive-scaler.llm-scaler.svc). Empty = plaintext gRPC. Read at start: "
+        "restart to rotate.")
+    tls_key_file: str = _setting(
+        "", "Unencrypted PEM private key of tls_cert_file. Read at start, never logged.")
+    tls_client_ca_file: str = _setting(
+        "", "PEM CA certificate(s) that signed KEDA's client certificate (the "
+        "TriggerAuthentication's tlsClientCert). Set: gRPC requires and verifies a client "
+        "certificate (mutual TLS). Needs tls_cert_file and tls_key_file. Read at start.")
+    http_tls: bool = _setting(
+        False, "Serve HTTP as HTTPS with tls_cert_file and tls_key_file (no client "
+        "certificates asked): probes and scrapers then need scheme HTTPS.")
+
+    @property
+    def tls_mode(self) -> str:
+        """How gRPC is served: plaintext, TLS, or mutual TLS (client certificates required)."""
+        if not self.tls_cert_file:
+            return "plaintext"
+        return "mutual TLS" if self.tls_client_ca_file else "TLS"
+
+    def cross_check(self, path: str) -> list[str]:
+        """Problems between keys and in the files they name (read now, as at start)."""
+        return _read_tls(self, path)[1]
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """The PEM bytes the TLS settings name, read once at start (so: restart to rotate)."""
+
+    cert_chain: bytes
+    private_key: bytes = field(repr=False)  # no repr: a logged object never shows the key
+    client_ca: bytes | None = None
+
+
+_CERT_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----")
+_KEY_PEM = re.compile(rb"-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----")
+_ENCRYPTED_KEY = re.compile(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED")
+
+
+def load_tls(server: ServerSettings) -> TlsMaterial | None:
+    """The TLS files' contents, or None for plaintext; ConfigError naming each bad key.
+
+    Called at start, when the files are read for serving; a config loaded from a file
+    was checked the same way already, so this fails only if the files changed since.
+    """
+    material, problems = _read_tls(server, "server.")
+    if problems:
+        raise ConfigError("server TLS settings", problems)
+    return material
+
+
+def _read_tls(server: ServerSettings, path: str) -> tuple[TlsMaterial | None, list[str]]:
+    problems = _tls_pairing(server, path)
+    if problems or not server.tls_cert_file:
+        return None, problems
+    cert = _read_pem(f"{path}tls_cert_file", server.tls_cert_file, _CERT_PEM,
+                     "certificate", problems)
+    key = _read_pem(f"{path}tls_key_file", server.tls_key_file, _KEY_PEM,
+                    "private key", problems)
+    client_ca = None
+    if server.tls_client_ca_file:
+        client_ca = _read_pem(f"{path}tls_client_ca_file", server.tls_client_ca_file,
+                              _CERT_PEM, "CA certificate", problems)
+    if key is not None and _ENCRYPTED_KEY.search(key):
+        problems.append(f"{path}tls_key_file: {server.tls_key_file} is an encrypted private "
+                        "key, which gRPC cannot use: store it decrypted in the Secret "
+                        "(openssl pkey -in KEY -out PLAIN_KEY)")
+    if cert is None or key is None or problems:
+        return None, problems
+    problems += _openssl_check(server, path)
+    if problems:
+        return None, problems
+    return TlsMaterial(cert, key, client_ca), []
+
+
+def _tls_pairing(server: ServerSettings, path: str) -> list[str]:
+    """Keys that only make sense together: certificate and key, and what needs both."""
+    cert, key = f"{path}tls_cert_file", f"{path}tls_key_file"
+    if server.tls_cert_file and not server.tls_key_file:
+        return [f"{key}: required with {cert} (the path of that certificate's PEM private key)"]
+    if server.tls_key_file and not server.tls_cert_file:
+        return [f"{cert}: required with {key} (the path of the PEM certificate of that key)"]
+    problems = []
+    if not server.tls_cert_file and server.tls_client_ca_file:
+        problems.append(f"{path}tls_client_ca_file: needs {cert} and {key} (mutual TLS is "
+                        "TLS that also checks KEDA's certificate): set both or remove it")
+    if not server.tls_cert_file and server.http_tls:
+        problems.append(f"{path}http_tls: needs {cert} and {key} (HTTPS serves that "
+                        "certificate): set both or set http_tls: false")
+    return problems
+
+
+def _read_pem(key: str, file: str, marker: re.Pattern[bytes], what: str,
+              problems: list[str]) -> bytes | None:
+    """The file's bytes if it reads and holds a PEM block of the kind expected.
+
+    Messages name the key and the path, never the contents.
+    """
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        problems.append(f"{key}: cannot read {file}: {exc.strerror or exc} (mount the Secret "
+                        "there or correct the path)")
+        return None
+    if not marker.search(data):
+        problems.append(f"{key}: {file} is not a PEM {what} (no '-----BEGIN ...' block of "
+                        "that kind): give the PEM file")
+        return None
+    return data
+
+
+def _openssl_check(server: ServerSettings, path: str) -> list[str]:
+    """Load the files as OpenSSL will when serving: the key must belong to the certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # A password (never used for an unencrypted key) so OpenSSL never prompts on a tty.
+        context.load_cert_chain(server.tls_cert_file, server.tls_key_file, password=b"")
+    except (ssl.SSLError, OSError) as exc:
+        if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+            return [f"{path}tls_key_file: {server.tls_key_file} is not the private key of "
+                    f"{server.tls_cert_file} ({path}tls_cert_file): give the key that "
+                    "certificate was issued for"]
+        return [f"{path}tls_cert_file: {server.tls_cert_file} with the key in "
+                f"{server.tls_key_file} does not load ({_ssl_reason(exc)}): check both "
+                "are PEM, the certificate first in its file"]
+    if server.tls_client_ca_file:
+        try:
+            context.load_verify_locations(cafile=server.tls_client_ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            return [f"{path}tls_client_ca_file: {server.tls_client_ca_file} does not load as "
+                    f"PEM CA certificates ({_ssl_reason(exc)})"]
+    return []
+
+
+def _ssl_reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc)
 
 
 @dataclass(frozen=True)
@@ -296,7 +439,12 @@ def _section(section_cls: type[Any], value: Any, path: str, problems: list[str])
     if not isinstance(value, Mapping):
         problems.append(f"{path.rstrip('.')}: must be a mapping of keys, not {_kind(value)}")
         return section_cls()
-    return _build(section_cls, value, path, problems)
+    before = len(problems)
+    built = _build(section_cls, value, path, problems)
+    cross_check = getattr(built, "cross_check", None)
+    if cross_check is not None and len(problems) == before:  # each key fine on its own
+        problems += cross_check(path)
+    return built
 
 
 def _scalar(f: dataclasses.Field[Any], value: Any, path: str, problems: list[str]) -> Any:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import grpc
 
 from scaler import keda
+from scaler.config import ServerSettings, TlsMaterial
 from scaler.metadata import MetadataError
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -123,17 +124,43 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         self.service.telemetry.rpc_requests.labels(method, code.name).inc()
 
 
-async def start_grpc_server(service: ScalerService, *, host: str, port: int
-                            ) -> tuple[grpc.aio.Server, int]:
-    """Start serving; returns the server and the bound port (useful with port 0)."""
+async def start_grpc_server(service: ScalerService, *, host: str, port: int,
+                            tls: TlsMaterial | None = None) -> tuple[grpc.aio.Server, int]:
+    """Start serving; returns the server and the bound port (useful with port 0).
+
+    With ``tls`` the port speaks TLS as KEDA dials it when the trigger has ``caCert`` (or
+    ``enableTLS``), and with a client CA it also requires KEDA's ``tlsClientCert``.
+    """
     server = grpc.aio.server()
     pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(service), server)  # type: ignore[no-untyped-call]
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, server_credentials(tls))
     if bound == 0:
-        raise OSError(f"cannot listen for gRPC on {host}:{port}: is the port in use?")
+        raise OSError(f"cannot listen for gRPC on {address}: is the port in use?")
     await server.start()
-    log.info("gRPC ExternalScaler listening on %s:%d", host, bound)
+    log.info("gRPC ExternalScaler listening on %s:%d (%s)", host, bound,
+             describe_grpc_security(service.config.server, tls))
     return server, bound
+
+
+def server_credentials(tls: TlsMaterial) -> grpc.ServerCredentials:
+    """TLS credentials; with a client CA, a client certificate signed by it is required."""
+    return grpc.ssl_server_credentials(
+        [(tls.private_key, tls.cert_chain)], root_certificates=tls.client_ca,
+        require_client_auth=tls.client_ca is not None)
+
+
+def describe_grpc_security(server: ServerSettings, tls: TlsMaterial | None) -> str:
+    """The mode and the files' paths for the start-up log: never their contents."""
+    if tls is None:
+        return "plaintext: set server.tls_cert_file and server.tls_key_file for TLS"
+    text = f"{server.tls_mode}, certificate {server.tls_cert_file}"
+    if tls.client_ca is not None:
+        text += f", client certificates required, signed by {server.tls_client_ca_file}"
+    return text
 
 
 async def stop_grpc_server(server: grpc.aio.Server, grace_s: float) -> None:

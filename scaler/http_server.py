@@ -9,17 +9,20 @@ so a KEDA ``metrics-api`` trigger with ``valueLocation: desiredReplicas`` and
 ``targetValue: "1"`` asks the HPA for exactly the same count as the gRPC path.
 Errors are JSON too: 400 names each bad key, 503 says why there is no fresh
 decision (KEDA then applies the ScaledObject's fallback). Every route is
-read-only (GET).
+read-only (GET and HEAD; anything else is 405). With ``server.http_tls`` it is HTTPS
+with the gRPC server's certificate.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from scaler.config import ServerSettings
 from scaler.metadata import MetadataError
 from scaler.service import ScalerService, Unavailable
 from scaler.telemetry import fleet_signals
@@ -89,14 +92,30 @@ def _error(service: ScalerService, status: int, code: str, message: str,
     return web.json_response({"error": code, "message": message, **extra}, status=status)
 
 
-async def start_http_server(service: ScalerService, *, host: str, port: int
+async def start_http_server(service: ScalerService, *, host: str, port: int,
+                            ssl_context: ssl.SSLContext | None = None
                             ) -> tuple[web.AppRunner, int]:
+    """Start serving (HTTPS with ``ssl_context``); returns the runner and the bound port."""
     runner = web.AppRunner(build_app(service), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
-    log.info("HTTP listening on %s:%d", host, bound)
+    scheme = "HTTP" if ssl_context is None else "HTTPS"
+    log.info("%s listening on %s:%d", scheme, host, bound)
     return runner, bound
+
+
+def https_context(server: ServerSettings) -> ssl.SSLContext:
+    """TLS for the HTTP server from the gRPC server's certificate and key.
+
+    No client certificate is asked even when gRPC requires one: kubelet probes and
+    Prometheus scrape with a CA at most, and every route is read-only.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A password (never used for an unencrypted key) so OpenSSL never prompts on a tty.
+    context.load_cert_chain(server.tls_cert_file, server.tls_key_file, password=b"")
+    return context
