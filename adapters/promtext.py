@@ -248,7 +248,8 @@ def _parse_line(line: str) -> Sample:
     if match is None:
         if line.startswith("{"):
             raise _LineError("missing metric name before '{' (quoted names are not supported)")
-        raise _LineError(f"invalid metric name {line.split(maxsplit=1)[0][:40]!r}")
+        first = line.split(maxsplit=1)
+        raise _LineError(f"invalid metric name {(first[0] if first else line)[:40]!r}")
     name, pos = match.group(), match.end()
     labels: dict[str, str] = {}
     if pos < len(line) and line[pos] not in " \t{":

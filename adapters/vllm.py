@@ -176,10 +176,21 @@ def _series_text(sample: Sample) -> str:
 def _checked_gauge(samples: list[Sample], what: str) -> list[float]:
     """Values of a gauge that must be a number >= 0; PageError names the offending series."""
     for sample in samples:
-        if math.isnan(sample.value) or sample.value < 0:
+        if not math.isfinite(sample.value) or sample.value < 0:
             raise PageError(f"{_series_text(sample)} is {sample.value!r}: {what} must be a "
-                            "number >= 0; is the server healthy?")
+                            "finite number >= 0; is the server healthy?")
     return [s.value for s in samples]
+
+
+def _finite_sum(values: list[float], what: str) -> float:
+    """The sum of a page's values; PageError when it leaves the float range."""
+    try:
+        total = math.fsum(values)
+    except OverflowError:
+        total = math.inf
+    if not math.isfinite(total):
+        raise PageError(f"{what} sums to more than a float holds; is the server healthy?")
+    return total
 
 
 def _first_present(page: ParsedPage, candidates: tuple[str, ...],
@@ -196,9 +207,17 @@ def _read_counters(page: ParsedPage, spec: _ServerSpec,
     counters: dict[str, float] = {}
     for key, candidates in spec.counters.items():
         samples = _first_present(page, candidates, model_name)
-        if samples:
-            counters[key] = math.fsum(s.value for s in samples)
+        total = _sum_or_nan([s.value for s in samples])
+        if samples and math.isfinite(total):  # an unusable counter is left out, not fatal
+            counters[key] = total
     return counters
+
+
+def _sum_or_nan(values: list[float]) -> float:
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):  # +inf and -inf together, or past the float range
+        return math.nan
 
 
 def _read_histogram(page: ParsedPage, base: str,
@@ -219,9 +238,9 @@ def _read_histogram(page: ParsedPage, base: str,
         by_bound[bound] = by_bound.get(bound, 0.0) + sample.value
     bounds = tuple(sorted(by_bound))
     cumulative = tuple(by_bound[b] for b in bounds)
-    total = math.fsum(s.value for s in sums) if sums else math.nan
+    total = _sum_or_nan([s.value for s in sums]) if sums else math.nan
     fallback_count = cumulative[-1] if cumulative else 0.0
-    count = math.fsum(s.value for s in counts) if counts else fallback_count
+    count = _sum_or_nan([s.value for s in counts]) if counts else fallback_count
     return HistogramSnapshot(bounds, cumulative, total, count), bad
 
 
@@ -244,7 +263,7 @@ def _read_kv(page: ParsedPage, spec: _ServerSpec, model_name: str | None) -> flo
     if not samples:
         return None
     values = _checked_gauge(samples, "KV-cache use")
-    return math.fsum(values) / len(values)
+    return _finite_sum(values, "KV-cache use") / len(values)
 
 
 def _queue_gauges(page: ParsedPage, spec: _ServerSpec,
@@ -258,8 +277,8 @@ def _queue_gauges(page: ParsedPage, spec: _ServerSpec,
         raise PageError(f"no {spec.waiting} or {spec.running} series with "
                         f"model_name={model_name!r}; the page serves "
                         f"{sorted(_model_names(page))}: check the configured model name")
-    return (math.fsum(_checked_gauge(waiting, "a queue length")),
-            math.fsum(_checked_gauge(running, "a running-request count")))
+    return (_finite_sum(_checked_gauge(waiting, "a queue length"), spec.waiting),
+            _finite_sum(_checked_gauge(running, "a running-request count"), spec.running))
 
 
 def read_page(text: str, *, server: Server = "vllm",

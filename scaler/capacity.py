@@ -57,10 +57,23 @@ class CapacityModel:
             raise ValueError(
                 f"no fleet meets the SLO: one {prompt:.0f}-token prompt alone takes "
                 f"{unloaded:.3f} s to its first token, over the {self.slo_ttft_s:g} s TTFT SLO")
-        n = max(1, math.ceil(rate / self.per_replica_rate(prompt, output)))
+        per_replica = self.per_replica_rate(prompt, output)
+        if per_replica <= 0:
+            raise ValueError(f"a request of {prompt:.0f} + {output:.0f} tokens does not fit one "
+                             "replica's KV cache")
+        if rate / per_replica >= _MAX_REPLICAS:  # absurd demand (or inf): no search
+            return _MAX_REPLICAS
+        n = max(1, math.ceil(rate / per_replica))
         while self.slo_fraction(rate, prompt, output, n) < self.slo_target and n < _MAX_REPLICAS:
             n += 1
         return n
+
+    def throughput_replicas(self, rate: float, mean_prompt: float, mean_output: float) -> int:
+        """Replicas that serve ``rate`` at saturation: the floor when no fleet meets the SLO."""
+        per_replica = self.per_replica_rate(mean_prompt, mean_output)
+        if not rate > 0 or per_replica <= 0:
+            return 0
+        return int(min(_MAX_REPLICAS, math.ceil(rate / per_replica)))
 
     def slo_fraction(self, rate: float, mean_prompt: float, mean_output: float,
                      replicas: int) -> float:

@@ -10,6 +10,7 @@ The table in ``METADATA_KEYS`` is also the README's reference.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -187,8 +188,14 @@ def _path(raw: str) -> str:
     return raw
 
 
+_PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+
+
 def _profile_name(raw: str) -> str:
-    if not raw or not (PROFILES_DIR / f"{raw}.yaml").is_file():
+    """A profile shipped in scaler/profiles: a plain name, never a path."""
+    if not _PROFILE_NAME.match(raw) or ".." in raw:
+        raise ValueError
+    if not (PROFILES_DIR / f"{raw}.yaml").is_file():
         raise ValueError
     return raw
 

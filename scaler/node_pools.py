@@ -209,11 +209,15 @@ class NodePoolSettings:
                 problems.append(f"{path}{key}: unknown key; known keys in 'node_pools': "
                                 + ", ".join(sorted(known)))
         interval = value.get("interval_s", 30.0)
-        if not isinstance(interval, int | float) or isinstance(interval, bool) or interval <= 0:
+        if not _number(interval) or interval <= 0:
             problems.append(f"{path}interval_s: {interval!r} is not a number > 0 (seconds)")
             interval = 30.0
+        raw_pools = value.get("pools") or {}
+        if not isinstance(raw_pools, dict):
+            problems.append(f"{path}pools: must be a mapping of pool name to its settings")
+            raw_pools = {}
         pools = tuple(_pool(name, body, f"{path}pools.{name}.", problems)
-                      for name, body in (value.get("pools") or {}).items())
+                      for name, body in raw_pools.items())
         lease_ns = str(value.get("lease_namespace", ""))
         acting = [p.name for p in pools if p.actuator != "dry-run"]
         if acting and not lease_ns:
@@ -240,13 +244,22 @@ def _pool(name: str, body: Any, path: str, problems: list[str]) -> NodePool:
             if not body.get(key):
                 problems.append(f"{path}{key}: required for the {actuator} actuator")
     numbers = {}
-    for key, default in (("gpus_per_node", 8), ("cooldown_up_s", 60.0),
-                         ("cooldown_down_s", 600.0)):
+    for key, default in (("cooldown_up_s", 60.0), ("cooldown_down_s", 600.0)):
         raw = body.get(key, default)
-        if not isinstance(raw, int | float) or isinstance(raw, bool) or raw < 0:
-            problems.append(f"{path}{key}: {raw!r} is not a number >= 0")
+        if not _number(raw) or raw < 0:
+            problems.append(f"{path}{key}: {raw!r} is not a number >= 0 (seconds)")
             raw = default
         numbers[key] = raw
+    gpus = body.get("gpus_per_node", 8)
+    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
+        problems.append(f"{path}gpus_per_node: {gpus!r} is not a whole number >= 1")
+        gpus = 8
+    numbers["gpus_per_node"] = gpus
     return NodePool(str(name), actuator, str(body.get("namespace", "")),
                     str(body.get("target", "")), int(numbers["gpus_per_node"]),
                     float(numbers["cooldown_up_s"]), float(numbers["cooldown_down_s"]))
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (YAML's .nan and .inf are floats; booleans are not numbers)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

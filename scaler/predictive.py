@@ -31,6 +31,7 @@ decision with a ``FleetState`` and get a ``Plan``. The rules, in the order they 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -144,17 +145,18 @@ class PredictivePlanner:
         self._step_start = last_time_s + self.forecaster.step_s
 
     def plan(self, state: FleetState) -> Plan:
+        state = _usable(state)
         self._observe(state.now_s, state.observed_rate)
         s = self.settings
-        if state.observed_rate > 0 and state.mean_prompt_tokens > 0:
+        rate = 0.0 if math.isnan(state.observed_rate) else state.observed_rate
+        if rate > 0 and self._fits(state.mean_prompt_tokens, state.mean_output_tokens):
             self._lengths = (state.mean_prompt_tokens, max(state.mean_output_tokens, 1.0))
         lengths = self._lengths
-        need_now = self.capacity.replicas_for(
-            state.observed_rate + state.backlog / s.drain_s, *lengths)
+        need_now = self._need(rate + state.backlog / s.drain_s, lengths)
         pod_lead = s.pod_startup_s + s.decision_interval_s
         mean, upper = self._forecast_peak(state.now_s, pod_lead)
-        need_ahead = self.capacity.replicas_for(upper * s.headroom, *lengths)
-        idle = state.observed_rate <= 0 and state.backlog <= 0 and state.running <= 0
+        need_ahead = self._need(upper * s.headroom, lengths)
+        idle = rate <= 0 and state.backlog <= 0 and state.running <= 0
         quiet = upper * pod_lead < 0.5  # not even one request expected within the lead time
         to_zero = idle and quiet and s.min_replicas == 0
         wanted = 0 if to_zero else max(need_now, need_ahead)
@@ -168,8 +170,21 @@ class PredictivePlanner:
         active = not (idle and quiet) or target > s.min_replicas  # held replicas keep it on
         return Plan(target, nodes, active=active, need_now=need_now,
                     need_ahead=need_ahead, forecast_mean=mean, forecast_upper=upper,
-                    reason=why, observed_rate=state.observed_rate,
+                    reason=why, observed_rate=rate,
                     replica_capacity=self.capacity.per_replica_rate(*lengths))
+
+    def _need(self, rate: float, lengths: tuple[float, float]) -> int:
+        """Replicas meeting the SLO at ``rate``; for throughput alone where no fleet can (one
+        prompt alone takes longer than the SLO: long contexts on a tight SLO)."""
+        try:
+            return self.capacity.replicas_for(rate, *lengths)
+        except ValueError:
+            return self.capacity.throughput_replicas(rate, *lengths)
+
+    def _fits(self, prompt: float, output: float) -> bool:
+        """Lengths worth sizing for: positive, finite and fitting one replica's KV cache."""
+        return (math.isfinite(prompt) and math.isfinite(output) and prompt > 0
+                and output >= 0 and self.capacity.per_replica_rate(prompt, output) > 0)
 
     def _observe(self, now_s: float, rate: float) -> None:
         """Feed the forecaster one mean per forecaster step (decisions come faster)."""
@@ -181,8 +196,9 @@ class PredictivePlanner:
                 self._feed(self._step_start, self._step_sum / self._step_count)
             self._step_start += step
             self._step_sum, self._step_count = 0.0, 0
-        self._step_sum += rate
-        self._step_count += 1
+        if not math.isnan(rate):  # a missing reading leaves the step's mean to the others
+            self._step_sum += rate
+            self._step_count += 1
 
     def _feed(self, t_s: float, value: float) -> None:
         if self._last_fed_s is not None and t_s - self._last_fed_s <= self.forecaster.step_s:
@@ -228,7 +244,7 @@ class PredictivePlanner:
         s = self.settings
         node_lead = s.node_startup_s + s.pod_startup_s + s.decision_interval_s
         _, upper = self._forecast_peak(state.now_s, node_lead)
-        ahead = self.capacity.replicas_for(upper * s.headroom, *lengths)
+        ahead = self._need(upper * s.headroom, lengths)
         per_node = s.gpus_per_node / s.gpus_per_replica
         wanted = math.ceil(max(ahead, replicas) / per_node)
         wanted = wanted + s.spare_nodes if wanted else 0
@@ -247,3 +263,15 @@ class PredictivePlanner:
         history.append((now_s, value))
         while history and history[0][0] <= now_s - window_s:
             history.popleft()
+
+
+def _usable(state: FleetState) -> FleetState:
+    """Readings the plan can use: an impossible rate (inf, negative) is missing (NaN, which the
+    forecaster skips), an impossible backlog or running count is none."""
+    def count(value: float) -> float:
+        return value if math.isfinite(value) and value >= 0 else 0.0
+
+    rate = state.observed_rate
+    return dataclasses.replace(
+        state, observed_rate=rate if math.isfinite(rate) and rate >= 0 else math.nan,
+        backlog=count(state.backlog), running=count(state.running))

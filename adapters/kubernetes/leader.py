@@ -92,10 +92,18 @@ class LeaderElector:
         self._lock = asyncio.Lock()
         self._seen: tuple[LeaseRecord, float] | None = None  # another's record, when it changed
         self._acquired_at: datetime.datetime | None = None
+        self._renewed_s: float | None = None  # clock time of the last successful acquire/renew
 
     @property
     def is_leader(self) -> bool:
-        return self._leader
+        """True while the last successful renew is younger than ``renew_deadline_s``.
+
+        Time-bound, as client-go's: if the election loop dies (a cancelled task, a bug), the
+        leadership it proved runs out by itself before another instance may take over.
+        """
+        renewed = self._renewed_s
+        return (self._leader and renewed is not None
+                and self._clock() - renewed < self._deadline)
 
     @property
     def where(self) -> str:
@@ -122,8 +130,11 @@ class LeaderElector:
                 return False
             was = self._leader
             try:
+                started = self._clock()
                 async with asyncio.timeout(self._deadline):
                     self._leader = await self._acquire_or_renew()
+                if self._leader:
+                    self._renewed_s = started
             except _FAILURES as exc:
                 self._leader = False
                 log.warning("%s: %s failed: %s", self.where, "renew" if was else "acquire",

@@ -221,7 +221,6 @@ async def test_a_leader_cut_off_from_the_api_server_stops_acting_at_once(
     cluster.assert_never_both_within_a_lease()
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN GAP: is_leader does not expire with time")
 async def test_a_leader_whose_election_loop_died_stops_acting(cluster: Cluster) -> None:
     # The process lives on (its controller keeps running) but its election loop is gone, as
     # when the `leader election` task of scaler.app ends on an exception round() does not

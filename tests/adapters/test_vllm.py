@@ -191,13 +191,13 @@ def test_non_vllm_page_is_a_page_error() -> None:
 
 @pytest.mark.parametrize(("line", "message"), [
     ('vllm:num_requests_waiting{model_name="m"} -1',
-     "vllm:num_requests_waiting{model_name=\"m\"} is -1.0: a queue length must be a number "
+     "vllm:num_requests_waiting{model_name=\"m\"} is -1.0: a queue length must be a finite number "
      ">= 0; is the server healthy?"),
     ("vllm:num_requests_running NaN",
-     "vllm:num_requests_running is nan: a running-request count must be a number >= 0; "
+     "vllm:num_requests_running is nan: a running-request count must be a finite number >= 0; "
      "is the server healthy?"),
     ('vllm:kv_cache_usage_perc{engine="1"} NaN',
-     "vllm:kv_cache_usage_perc{engine=\"1\"} is nan: KV-cache use must be a number >= 0; "
+     "vllm:kv_cache_usage_perc{engine=\"1\"} is nan: KV-cache use must be a finite number >= 0; "
      "is the server healthy?"),
 ])
 def test_impossible_gauge_values_are_page_errors(line: str, message: str) -> None:

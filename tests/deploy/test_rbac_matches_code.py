@@ -42,11 +42,6 @@ URL = "http://127.0.0.1:9/metrics"
 
 Grant = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
-# KNOWN: granted though no code path uses it (discovery only lists and watches pods; nothing
-# reads one pod). Remove it from rbac.yaml's pods rule and the README's Permissions table
-# (tests/deploy/test_manifests.py keeps both equal), then empty this set: the test below fails
-# once rbac.yaml no longer grants what is listed here.
-KNOWN_UNUSED_GRANTS: frozenset[Grant] = frozenset({("", "pods", "get")})
 
 
 # --- what the code asks for -------------------------------------------------------------------
@@ -223,10 +218,7 @@ async def test_rbac_grants_exactly_what_the_code_uses(
                                                           "/llm-predictive-scaler"))
                for r in requests), "a write the scenarios above did not intend"
     needed, rules = used(requests), granted()
-    assert rules >= KNOWN_UNUSED_GRANTS, (
-        f"no longer granted: {sorted(KNOWN_UNUSED_GRANTS - rules)}; drop from KNOWN_UNUSED_GRANTS")
-    assert not KNOWN_UNUSED_GRANTS & needed, "used after all: remove from KNOWN_UNUSED_GRANTS"
-    missing, unused = sorted(needed - rules), sorted(rules - needed - KNOWN_UNUSED_GRANTS)
+    missing, unused = sorted(needed - rules), sorted(rules - needed)
     assert not missing and not unused, (
         "deploy/base/rbac.yaml and the code disagree:\n"
         f"  used by the code but not granted (add): {missing}\n"

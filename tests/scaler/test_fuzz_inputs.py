@@ -2,18 +2,15 @@
 file, fleet observations (decisions and the predictive plan) and metrics pages.
 
 Each property is "whatever comes in, the answer is the documented error type or a value within
-the documented bounds". Inputs that break a property today are known bugs: each has a strict
-``xfail`` regression test below with its minimal example (``KNOWN BUG``), and the property
-excludes exactly that input region through a named predicate (``_known_*``), so the property
-still covers everything else. When a bug is fixed its xfail test passes, strict mode fails it,
-and whoever fixed it deletes the xfail marker and the predicate.
+the documented bounds". The bugs these properties found are kept as regression tests with their
+minimal examples (``test_regression_*``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,35 +103,18 @@ def _metadata(draw: st.DrawFn) -> dict[str, str]:
     return found
 
 
-# --- known bugs: metadata ----------------------------------------------------------------------
+# --- regressions: metadata ---------------------------------------------------------------------
 
 
-def _known_profile_name_bug(metadata: Mapping[str, str]) -> bool:
-    """KNOWN BUG: a ``profile`` value longer than the file system's name limit raises OSError
-    (ENAMETOOLONG from ``Path.is_file``), not MetadataError."""
-    raw = metadata.get("profile")
-    return raw is not None and len(f"{raw.strip()}.yaml".encode(errors="replace")) > 255
-
-
-def _known_profile_path_bug(spec: WorkloadSpec) -> bool:
-    """KNOWN BUG: a ``profile`` value with a path (``../x``) is accepted when that file exists,
-    though the accepted form is a profile name from scaler/profiles."""
-    return "/" in spec.profile
-
-
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="KNOWN BUG: a long 'profile' value raises OSError, not MetadataError")
-def test_known_bug_long_profile_value_is_a_metadata_error() -> None:
+def test_regression_long_profile_value_is_a_metadata_error() -> None:
     with pytest.raises(MetadataError, match="key 'profile'"):
         parse_metadata({"endpoints": URL, "profile": "a" * 300})
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN BUG: 'profile' takes a path outside scaler/profiles")
 @pytest.mark.parametrize("value", ["../../deploy/base/configmap", "../profiles/llama-8b-h100"])
-def test_known_bug_profile_is_only_a_packaged_name(value: str) -> None:
-    # The first one parses, and the service then fails to load the ConfigMap as a profile
-    # (ValueError out of ScalerService.resolve): any *.yaml on the scaler's file system is
-    # probed by a ScaledObject's metadata.
+def test_regression_profile_is_only_a_packaged_name(value: str) -> None:
+    # Once, the first one parsed and the service then failed to load the ConfigMap as a
+    # profile: any *.yaml on the scaler's file system could be probed from a ScaledObject.
     with pytest.raises(MetadataError, match="key 'profile'"):
         parse_metadata({"endpoints": URL, "profile": value})
 
@@ -143,7 +123,6 @@ def test_known_bug_profile_is_only_a_packaged_name(value: str) -> None:
 
 
 def _parse_or_problems(metadata: dict[str, str]) -> WorkloadSpec | list[str]:
-    assume(not _known_profile_name_bug(metadata))
     try:
         return parse_metadata(metadata)
     except MetadataError as exc:
@@ -174,8 +153,7 @@ def _check_spec(spec: WorkloadSpec) -> None:
     assert spec.metrics_path.startswith("/") and not any(c.isspace() for c in spec.metrics_path)
     assert spec.server in SERVERS and spec.policy in POLICIES
     assert spec.metrics_source in METRICS_SOURCES
-    if not _known_profile_path_bug(spec):
-        assert spec.profile in PROFILE_NAMES
+    assert spec.profile in PROFILE_NAMES
     sources = [s for s in (spec.endpoints, spec.deployment, spec.stateful_set,
                            spec.label_selector) if s]
     selector_alone = spec.metrics_source == "prometheus" and spec.prometheus_selector
@@ -295,38 +273,6 @@ def _paths(document: Any, prefix: str = "") -> set[str]:
     return found
 
 
-def _known_config_bug(document: Any) -> bool:
-    """KNOWN BUGS in ``node_pools`` and ``tuning`` validation (see the xfail tests below)."""
-    if not isinstance(document, Mapping):
-        return False
-    tuning = document.get("tuning")
-    for scope in _metadata_maps(tuning):
-        if _known_profile_name_bug({"profile": str(scope["profile"])} if "profile" in scope
-                                   else {}):
-            return True
-    node_pools = document.get("node_pools")
-    if not isinstance(node_pools, dict):
-        return False
-    interval = node_pools.get("interval_s")
-    if isinstance(interval, float) and not math.isfinite(interval):
-        return True
-    pools = node_pools.get("pools")
-    if pools and not isinstance(pools, dict):
-        return True
-    for body in (pools or {}).values():
-        if not isinstance(body, dict):
-            continue
-        for key in ("gpus_per_node", "cooldown_up_s", "cooldown_down_s"):
-            value = body.get(key)
-            if isinstance(value, float) and not math.isfinite(value):
-                return True
-        gpus = body.get("gpus_per_node")
-        if isinstance(gpus, int | float) and not isinstance(gpus, bool) and (
-                0 <= gpus < 1 or gpus != int(gpus)):
-            return True
-    return False
-
-
 def _metadata_maps(tuning: Any) -> list[Mapping[Any, Any]]:
     if not isinstance(tuning, Mapping):
         return []
@@ -341,7 +287,6 @@ _WHOLE_DOCUMENT = ("not valid YAML", "the top level must be a mapping")
 
 
 def _check_config(document: Any) -> None:
-    assume(not _known_config_bug(document))
     text = yaml.safe_dump(document, allow_unicode=True)
     try:
         config = parse_config(text)
@@ -429,7 +374,7 @@ def test_the_shipped_config_is_valid() -> None:
     _check_parsed_config(parse_config(yaml.safe_dump(SHIPPED)))
 
 
-KNOWN_CONFIG_BUGS = [
+CONFIG_REGRESSIONS = [
     pytest.param("node_pools: {pools: [a]}", id="pools-a-list-AttributeError"),
     pytest.param("node_pools: {pools: 5}", id="pools-a-number-AttributeError"),
     pytest.param("node_pools: {pools: {h: {gpus_per_node: .inf}}}", id="gpus-inf-OverflowError"),
@@ -443,20 +388,12 @@ KNOWN_CONFIG_BUGS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN BUG: node_pools/tuning validation lets these through"
-                                       " or crashes on them instead of a ConfigError")
-@pytest.mark.parametrize("text", KNOWN_CONFIG_BUGS)
-def test_known_bug_bad_node_pools_are_config_errors(text: str) -> None:
+@pytest.mark.parametrize("text", CONFIG_REGRESSIONS)
+def test_regression_bad_node_pools_are_config_errors(text: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text)
     allowed = _paths(yaml.safe_load(text)) | KNOWN_DOTTED
     assert all(any(p.startswith(f"{key}: ") for key in allowed) for p in caught.value.problems)
-
-
-def test_the_known_config_bug_predicate_matches_its_examples() -> None:
-    for param in KNOWN_CONFIG_BUGS:
-        (text,) = param.values
-        assert _known_config_bug(yaml.safe_load(text)), text
 
 
 # --- decisions: the reactive policy ------------------------------------------------------------
@@ -507,20 +444,13 @@ def test_decide_stays_within_min_and_max(pods: dict[str, PodLoad | None], spec: 
     _check_decision(decision, spec)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="KNOWN BUG: an infinite gauge on a page crashes decide()")
-def test_known_bug_infinite_waiting_gauge_crashes_the_decision() -> None:
-    # read_page accepts '+Inf' (_checked_gauge only refuses NaN and < 0), so this pod load is
-    # what one such page gives; decide() then does math.ceil(inf) and the scrape round fails.
-    snapshot = read_page("vllm:num_requests_waiting +Inf\nvllm:num_requests_running 0\n")
-    spec = parse_metadata({"endpoints": URL})
-    decision = decide(FleetObservation({"a": PodLoad(snapshot.waiting, 0.0, None)}), spec)
-    _check_decision(decision, spec)
+def test_regression_an_infinite_gauge_is_a_page_error() -> None:
+    # Once accepted, and decide() then did math.ceil(inf): the scrape round failed.
+    with pytest.raises(PageError, match=r"must be a finite number >= 0"):
+        read_page("vllm:num_requests_waiting +Inf\nvllm:num_requests_running 0\n")
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="KNOWN BUG: read_page raises OverflowError, not PageError")
-def test_known_bug_gauges_summing_past_float_range_are_a_page_error() -> None:
+def test_regression_gauges_summing_past_float_range_are_a_page_error() -> None:
     with pytest.raises(PageError):
         read_page('vllm:num_requests_waiting{engine="0"} 1e308\n'
                   'vllm:num_requests_waiting{engine="1"} 1e308\n'
@@ -534,22 +464,8 @@ _wild = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
                   st.sampled_from([0.0, -0.0, -1.0, 1e-300, 1e300, math.nan, math.inf, -math.inf]))
 
 
-KNOWN_PLANNER_BUG_VALUES: dict[str, Callable[[float], bool]] = {  # field -> values that crash
-    "observed_rate": lambda v: v > 1e300,  # inf; and near float max, where Erlang C overflows
-    "backlog": lambda v: v > 1e300,
-    "mean_prompt_tokens": lambda v: v > 5e4,  # past what one replica prefills within the SLO
-    "mean_output_tokens": lambda v: math.isnan(v) or v > 1e5,
-}
-
-
-def _known_planner_bug(state: FleetState) -> bool:
-    """KNOWN BUGS: these inputs crash ``PredictivePlanner.plan`` (see the xfail tests)."""
-    return any(bad(getattr(state, name)) for name, bad in KNOWN_PLANNER_BUG_VALUES.items())
-
-
 def _observed(field: str, typical: st.SearchStrategy[float]) -> st.SearchStrategy[float]:
-    bad = KNOWN_PLANNER_BUG_VALUES[field]
-    return (_wild | typical).filter(lambda v: not bad(v))
+    return _wild | typical
 
 
 @st.composite
@@ -610,7 +526,7 @@ def _one_state(**changes: float) -> FleetState:
     return dataclasses.replace(base, **changes)
 
 
-KNOWN_PLANNER_BUGS = [
+PLANNER_REGRESSIONS = [
     pytest.param({"observed_rate": math.inf}, id="rate-inf-OverflowError"),
     pytest.param({"backlog": math.inf}, id="backlog-inf-OverflowError"),
     pytest.param({"observed_rate": 1.64728479013638e307, "mean_prompt_tokens": 9789.0,
@@ -623,19 +539,11 @@ KNOWN_PLANNER_BUGS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN BUG: these observations crash the planner")
-@pytest.mark.parametrize("changes", KNOWN_PLANNER_BUGS)
-def test_known_bug_planner_crashes(changes: dict[str, float]) -> None:
+@pytest.mark.parametrize("changes", PLANNER_REGRESSIONS)
+def test_regression_observations_that_crashed_the_planner(changes: dict[str, float]) -> None:
     planner = PredictivePlanner(PlannerSettings(), CapacityModel(CAPACITY_PROFILE),
                                 DemandForecaster(FORECAST_STEP_S))
     _check_plan(planner.plan(_one_state(**changes)), PlannerSettings())
-
-
-def test_the_known_planner_bug_predicate_matches_its_examples() -> None:
-    for param in KNOWN_PLANNER_BUGS:
-        (changes,) = param.values
-        assert _known_planner_bug(_one_state(**changes)), changes
-    assert not _known_planner_bug(_one_state())
 
 
 # --- Prometheus text: what tests/adapters/test_promtext.py does not cover yet -----------------
@@ -644,13 +552,8 @@ def test_the_known_planner_bug_predicate_matches_its_examples() -> None:
 # near-valid pages (mutated lines, # TYPE lines) wherever prometheus_client accepts them.
 
 
-def _known_blank_name_bug(name: str) -> bool:
-    """KNOWN BUG: a wanted name that is all whitespace makes ``parse`` raise IndexError."""
-    return name != "" and not name.strip()
-
-
 _wanted_names = st.one_of(st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,8}", fullmatch=True),
-                          st.text(max_size=8).filter(lambda n: not _known_blank_name_bug(n)))
+                          st.text(max_size=8))
 
 
 @FAST
@@ -663,9 +566,7 @@ def test_arbitrary_text_never_raises_in_either_mode(text: str, names: set[str] |
             assert names is None or sample.name in names
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="KNOWN BUG: a whitespace-only wanted name crashes the slow path")
-def test_known_bug_blank_wanted_name() -> None:
+def test_regression_blank_wanted_name() -> None:
     assert parse("\r", {"\r"}).samples == {}
 
 
