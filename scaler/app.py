@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -26,6 +27,28 @@ from scaler.service import ScalerService
 
 log = logging.getLogger("scaler.app")
 
+FREEZE_EVERY_S = 300.0
+FULL_COLLECT_EVERY = 12  # freezes: one full collection an hour
+
+
+async def keep_long_lived_state_out_of_gc(every_s: float = FREEZE_EVERY_S) -> None:
+    """Move what has lived a while out of the garbage collector's reach, every ``every_s``.
+
+    A full collection walks every element of every list it tracks, and each workload's
+    forecaster keeps tens of thousands of values in lists: at 1,000 workloads a full
+    collection paused the event loop (and every KEDA call) for about a second. Frozen objects
+    are skipped by collections (their floats are never tracked anyway); once an hour
+    everything is unfrozen and collected, so cyclic garbage that was frozen is not kept.
+    """
+    rounds = 0
+    while True:
+        await asyncio.sleep(every_s)
+        rounds += 1
+        if rounds % FULL_COLLECT_EVERY == 0:
+            gc.unfreeze()
+            gc.collect()
+        gc.freeze()
+
 
 @dataclass
 class RunningApp:
@@ -37,11 +60,13 @@ class RunningApp:
     config_task: asyncio.Task[None] | None = None
     node_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     elector: LeaderElector | None = None
+    gc_task: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
-        for task in self.node_tasks:
+        tasks = [*self.node_tasks, *([self.gc_task] if self.gc_task else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.node_tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.elector is not None:
             await self.elector.stop()
         if self.config_task is not None:
@@ -74,8 +99,9 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
     if config_path is not None:
         task = asyncio.create_task(ConfigWatcher(config_path, service).run(),
                                    name="config watcher")
+    gc_task = asyncio.create_task(keep_long_lived_state_out_of_gc(), name="gc freeze")
     return RunningApp(service, grpc_server, grpc_port, http_runner, http_port, task,
-                      node_tasks, elector)
+                      node_tasks, elector, gc_task)
 
 
 def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],

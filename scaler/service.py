@@ -86,6 +86,8 @@ class ScalerService:
         self._session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
         self._prometheus_source: PrometheusSource | None = None
+        self._heavy_work = asyncio.Semaphore(1)  # forecaster warm starts and refits, in turn
+        self._refitting: set[WorkloadKey] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -271,7 +273,7 @@ class ScalerService:
                 return
             try:
                 await self.scrape(workload)
-                await self.refit_forecast(workload)
+                self._refit_when_due(workload)
             except Exception:  # a bug must not end this workload's scraping for good
                 log.exception("workload %s: scrape round failed; retrying next interval",
                               workload.key)
@@ -507,11 +509,37 @@ class ScalerService:
             return
         offset = self.clock.monotonic() - now_wall  # history is in wall time, state monotonic
         times = [t + offset for t in series.times_s]
-        planner.forecaster.warm_start(times, series.values)
+        warmed = DemandForecaster.from_dict(planner.forecaster.to_dict())
+        async with self._heavy_work:  # ~50 ms of CPU for two weeks: in a thread, in turn
+            await asyncio.to_thread(warmed.warm_start, times, series.values)
+        if workload.planner is not planner or planner.has_observed:
+            self.telemetry.warm_starts.labels("skipped").inc()
+            return
+        planner.forecaster = warmed
         planner.warm_started(times[-1])
         self.telemetry.warm_starts.labels("ok").inc()
         log.info("workload %s: forecaster warm-started from %d points of Prometheus history",
                  workload.key, len(times))
+
+    def _refit_when_due(self, workload: Workload) -> None:
+        """Start a due refit in the background; refits run one at a time.
+
+        Workloads registered together come due together (a restart, a day later): run at
+        once, their refits would hold the interpreter for minutes while scrapes wait.
+        """
+        planner = workload.planner
+        key = workload.key
+        if planner is None or key in self._refitting or not planner.forecaster.needs_refit:
+            return
+        self._refitting.add(key)
+        self.spawn(self._refit_in_turn(workload), f"refit {key}")
+
+    async def _refit_in_turn(self, workload: Workload) -> None:
+        try:
+            async with self._heavy_work:
+                await self.refit_forecast(workload)
+        finally:
+            self._refitting.discard(workload.key)
 
     async def refit_forecast(self, workload: Workload) -> None:
         """Refit the forecaster's parameters on a copy, in a thread, off the event loop."""

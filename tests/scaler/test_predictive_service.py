@@ -201,3 +201,39 @@ async def test_is_active_turns_true_before_a_predicted_ramp(service, pods):
     assert early.active is True
     assert early.desired_replicas >= 2  # replicas started one pod lead time early
     assert "forecast" in early.reason
+
+
+async def test_due_refits_run_in_the_background_one_at_a_time(service, pods, monkeypatch):
+    import asyncio
+    import threading
+
+    from scaler.forecast import DemandForecaster
+    from tests.conftest import wait_until
+
+    fits: list[int] = []
+    release = threading.Event()
+
+    def blocking_fit(self: DemandForecaster):  # type: ignore[no-untyped-def]
+        fits.append(1)
+        release.wait(10)  # the first refit holds its thread until the test lets it go
+        return self.params
+
+    monkeypatch.setattr(DemandForecaster, "fit_params", blocking_fit)
+    pod = await pods()
+    workloads = [service.resolve("ns", f"so-{i}", {"endpoints": f"{pod.url}?{i}"})
+                 for i in range(2)]
+    for workload in workloads:
+        forecaster = workload.planner.forecaster
+        for i in range(3 * 288):
+            forecaster.observe(i * forecaster.step_s, 40.0)
+        assert forecaster.needs_refit
+    for workload in (*workloads, workloads[0]):  # the repeat is already scheduled
+        service._refit_when_due(workload)
+    await wait_until(lambda: len(fits) == 1)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert len(fits) == 1  # the second waits for the first
+    release.set()
+    await wait_until(lambda: not service._refitting)
+    assert len(fits) == 2
+    assert not any(w.planner.forecaster.needs_refit for w in workloads)
