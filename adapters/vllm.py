@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from adapters.promtext import PageError, ParsedPage, Sample, parse, parse_value
@@ -80,11 +81,14 @@ class _ServerSpec:
     counters: Mapping[str, tuple[str, ...]]
     histograms: Mapping[str, tuple[str, ...]]
 
-    def sample_names(self) -> frozenset[str]:
+    def sample_names(self, histograms: frozenset[str] | None = None) -> frozenset[str]:
+        """Names read; ``histograms`` limits the histograms to those keys (None: all)."""
         names = {self.waiting, self.running, *self.kv}
         for candidates in self.counters.values():
             names.update(candidates)
-        for candidates in self.histograms.values():
+        for key, candidates in self.histograms.items():
+            if histograms is not None and key not in histograms:
+                continue
             for base in candidates:
                 names.update((base + "_bucket", base + "_sum", base + "_count"))
         return frozenset(names)
@@ -244,11 +248,13 @@ def _read_histogram(page: ParsedPage, base: str,
     return HistogramSnapshot(bounds, cumulative, total, count), bad
 
 
-def _read_histograms(page: ParsedPage, spec: _ServerSpec,
-                     model_name: str | None) -> tuple[dict[str, HistogramSnapshot], int]:
+def _read_histograms(page: ParsedPage, spec: _ServerSpec, model_name: str | None,
+                     keys: frozenset[str] | None) -> tuple[dict[str, HistogramSnapshot], int]:
     histograms: dict[str, HistogramSnapshot] = {}
     bad_total = 0
     for key, candidates in spec.histograms.items():
+        if keys is not None and key not in keys:
+            continue
         for base in candidates:
             snapshot, bad = _read_histogram(page, base, model_name)
             bad_total += bad
@@ -281,36 +287,46 @@ def _queue_gauges(page: ParsedPage, spec: _ServerSpec,
             _finite_sum(_checked_gauge(running, "a running-request count"), spec.running))
 
 
-def read_page(text: str, *, server: Server = "vllm",
-              model_name: str | None = None) -> VllmSnapshot:
+def read_page(text: str, *, server: Server = "vllm", model_name: str | None = None,
+              histograms: frozenset[str] | None = None) -> VllmSnapshot:
     """Read one ``/metrics`` page of ``server`` into a snapshot (see the module docstring).
 
-    A missing waiting (or running) gauge reads as 0 when the other one is on the page.
-    Raises PageError when neither is on the page, when ``model_name`` matches no series, or
-    when a gauge that must be >= 0 is negative or NaN.
+    ``histograms`` names the histograms to read (``{"ttft"}``: the scaler's hot path skips
+    the others, half the parsing); None reads all. A missing waiting (or running) gauge
+    reads as 0 when the other one is on the page. Raises PageError when neither is on the
+    page, when ``model_name`` matches no series, or when a gauge that must be >= 0 is
+    negative or not finite.
     """
     if server not in _SPECS:
         raise ValueError(f"unknown server {server!r}; expected one of {sorted(_SPECS)}")
-    return read_samples(parse(text, _NAMES[server]), server=server, model_name=model_name)
+    return read_samples(parse(text, sample_names(server, histograms)), server=server,
+                        model_name=model_name, histograms=histograms)
 
 
-def sample_names(server: Server) -> frozenset[str]:
+def sample_names(server: Server, histograms: frozenset[str] | None = None) -> frozenset[str]:
     """Every sample name the reader of ``server`` uses (to ask Prometheus for just these)."""
-    return _NAMES[server]
+    if histograms is None:
+        return _NAMES[server]
+    return _names_for(server, histograms)
 
 
-def read_samples(page: ParsedPage, *, server: Server = "vllm",
-                 model_name: str | None = None) -> VllmSnapshot:
+@lru_cache(maxsize=32)
+def _names_for(server: Server, histograms: frozenset[str]) -> frozenset[str]:
+    return _SPECS[server].sample_names(histograms)
+
+
+def read_samples(page: ParsedPage, *, server: Server = "vllm", model_name: str | None = None,
+                 histograms: frozenset[str] | None = None) -> VllmSnapshot:
     """As ``read_page``, for samples already parsed (or read from Prometheus)."""
     spec = _SPECS[server]
     waiting, running = _queue_gauges(page, spec, model_name)
-    histograms, bad_le = _read_histograms(page, spec, model_name)
+    read, bad_le = _read_histograms(page, spec, model_name, histograms)
     return VllmSnapshot(
         waiting=waiting,
         running=running,
         kv_cache_usage=_read_kv(page, spec, model_name),
         counters=_read_counters(page, spec, model_name),
-        histograms=histograms,
+        histograms=read,
         model_names=_model_names(page),
         bad_lines=len(page.bad_lines) + bad_le,
     )

@@ -27,8 +27,8 @@ from scaler.service import ScalerService
 
 log = logging.getLogger("scaler.app")
 
-FREEZE_EVERY_S = 300.0
-FULL_COLLECT_EVERY = 12  # freezes: one full collection an hour
+FREEZE_EVERY_S = 30.0
+FULL_COLLECT_EVERY = 120  # freezes: one full collection an hour
 
 
 async def keep_long_lived_state_out_of_gc(every_s: float = FREEZE_EVERY_S) -> None:

@@ -22,7 +22,7 @@ from scaler.clock import Clock
 from scaler.config import PrometheusSettings
 from scaler.metadata import Endpoint
 from scaler.telemetry import Telemetry
-from scaler.workloads import Workload
+from scaler.workloads import READ_HISTOGRAMS, Workload
 
 log = logging.getLogger("scaler.prometheus_source")
 
@@ -50,7 +50,8 @@ class PrometheusSource:
             namespace = spec.pod_namespace or workload.key.namespace
             own = pod_matchers(namespace, pods, settings.pod_label)
             matchers = f"{own},{matchers}" if matchers else own
-        return samples_query(sample_names(spec.server), matchers, settings.source_lookback_s)
+        return samples_query(sample_names(spec.server, READ_HISTOGRAMS), matchers,
+                             settings.source_lookback_s)
 
     async def read(self, workload: Workload) -> list[str]:
         """Record what Prometheus holds; returns the pod URLs to scrape directly instead."""
@@ -85,6 +86,7 @@ class PrometheusSource:
             return False
         try:
             snapshot = read_samples(got.page, server=workload.spec.server,
+                                    histograms=READ_HISTOGRAMS,
                                     model_name=workload.spec.model_name)
         except PageError as exc:
             self._telemetry.scrape_errors.labels(

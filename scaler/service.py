@@ -42,7 +42,7 @@ from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, Predictive
 from scaler.profile import PROFILES_DIR, load_profile
 from scaler.prometheus_source import PrometheusSource
 from scaler.telemetry import Telemetry
-from scaler.workloads import Workload, WorkloadKey, WorkloadRegistry
+from scaler.workloads import READ_HISTOGRAMS, Workload, WorkloadKey, WorkloadRegistry
 
 log = logging.getLogger("scaler.service")
 
@@ -320,7 +320,8 @@ class ScalerService:
         try:
             with timer:
                 text = await self._fetcher.fetch(url)
-                snapshot = read_page(text, server=spec.server, model_name=spec.model_name)
+                snapshot = read_page(text, server=spec.server, model_name=spec.model_name,
+                                     histograms=READ_HISTOGRAMS)
         except (ScrapeError, PageError) as exc:
             kind = exc.kind if isinstance(exc, ScrapeError) else "bad_page"
             self.telemetry.scrape_errors.labels(*labels, kind).inc()

@@ -22,6 +22,8 @@ from scaler.metadata import Endpoint, WorkloadSpec
 from scaler.policy import Decision, FleetObservation, PodLoad
 from scaler.predictive import FleetState, Plan, PredictivePlanner
 
+READ_HISTOGRAMS = frozenset({"ttft"})  # the only histogram decisions and /metrics use
+
 
 class WorkloadKey(NamedTuple):
     namespace: str

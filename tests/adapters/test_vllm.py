@@ -254,3 +254,17 @@ def test_tgi_page() -> None:
     assert snap.histograms["e2e"].count == 40.0
     with pytest.raises(ValueError, match="unknown server 'trt'"):
         read_page(text, server="trt")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", VLLM_VERSIONS)
+def test_reading_only_some_histograms_gives_the_same_answer_for_those(version: str) -> None:
+    from adapters.vllm import read_page, sample_names
+
+    page = render_page([_engine(i, version) for i in range(3)], version=version)
+    full = read_page(page)
+    ttft = read_page(page, histograms=frozenset({"ttft"}))
+    assert set(ttft.histograms) == {"ttft"}
+    assert ttft.histograms["ttft"] == full.histograms["ttft"]
+    assert (ttft.waiting, ttft.running, ttft.counters) == (full.waiting, full.running,
+                                                            full.counters)
+    assert sample_names("vllm", frozenset({"ttft"})) < sample_names("vllm")
