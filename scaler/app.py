@@ -97,8 +97,10 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
     node_tasks, elector = start_node_pools(service)
     task = None
     if config_path is not None:
-        task = asyncio.create_task(ConfigWatcher(config_path, service).run(),
-                                   name="config watcher")
+        watcher = ConfigWatcher(config_path, service)
+        with contextlib.suppress(OSError):  # unreadable now: the watcher says so itself
+            watcher.started_from(await asyncio.to_thread(config_path.read_text, "utf-8"))
+        task = asyncio.create_task(watcher.run(), name="config watcher")
     gc_task = asyncio.create_task(keep_long_lived_state_out_of_gc(), name="gc freeze")
     return RunningApp(service, grpc_server, grpc_port, http_runner, http_port, task,
                       node_tasks, elector, gc_task)

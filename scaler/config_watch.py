@@ -11,6 +11,7 @@ any forecaster (``ScalerService.apply_config``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Literal
 from kubernetes_asyncio.client import CoreV1Api
 
 from adapters.kubernetes.events import ObjectRef, post_event
-from scaler.config import ConfigError, parse_config
+from scaler.config import ConfigError, ServerSettings, parse_config
 from scaler.service import ScalerService
 
 log = logging.getLogger("scaler.config")
@@ -35,6 +36,19 @@ class ConfigWatcher:
         self.service = service
         self.interval_s = interval_s
         self._last_text: str | None = None
+        self._started_server: ServerSettings | None = None
+
+    def started_from(self, text: str) -> None:
+        """The file's text the service started with: not a change, not counted as a reload.
+
+        Its ``server`` section may differ from the running one by command-line overrides
+        (``--grpc-port``...); while the file keeps that section, the running one stands.
+        """
+        self._last_text = text
+        try:
+            self._started_server = parse_config(text, source=str(self.path)).server
+        except ConfigError:
+            self._started_server = None
 
     def check(self) -> Outcome:
         """Read the file now and apply or reject it if its text changed."""
@@ -74,6 +88,8 @@ class ConfigWatcher:
             self.service.telemetry.config_reloads.labels("rejected").inc()
             self._tell_the_configmap(exc.problems)
             return "rejected"
+        if self._started_server is not None and config.server == self._started_server:
+            config = dataclasses.replace(config, server=self.service.config.server)
         for setting in self.service.apply_config(config):
             log.warning("config %s: '%s' changed; it takes effect at the next restart",
                         self.path, setting)

@@ -154,3 +154,25 @@ async def test_sections_read_at_start_are_flagged_for_a_restart(service, tmp_pat
     assert ConfigWatcher(path, service).check() == "applied"
     assert any(f"'{section}' changed; it takes effect at the next restart" in r.getMessage()
                for r in caplog.records)
+
+
+async def test_the_file_the_service_started_from_is_not_a_reload_and_keeps_port_overrides(
+        tmp_path, caplog):
+    import dataclasses
+
+    path = tmp_path / "scaler.yaml"
+    path.write_text("server: {grpc_port: 9999}\nscrape: {interval_s: 5}\n")
+    started = parse_config(path.read_text())
+    overridden = dataclasses.replace(started, server=dataclasses.replace(started.server,
+                                                                         grpc_port=0))
+    svc = ScalerService(overridden, clock=ManualClock(), background=False)
+    watcher = ConfigWatcher(path, svc)
+    watcher.started_from(path.read_text())
+    caplog.set_level(logging.WARNING, logger="scaler.config")
+    assert watcher.check() == "unchanged"
+    assert svc.telemetry.registry.get_sample_value(
+        "scaler_config_reloads_total", {"result": "applied"}) is None
+    path.write_text("server: {grpc_port: 9999}\nscrape: {interval_s: 7}\n")
+    assert watcher.check() == "applied"
+    assert svc.config.scrape.interval_s == 7 and svc.config.server.grpc_port == 0
+    assert not any("next restart" in r.getMessage() for r in caplog.records)
