@@ -102,6 +102,17 @@ class WorkloadCollector(Collector):
         age = GaugeMetricFamily(
             "scaler_workload_data_age_seconds",
             "Age of the freshest good metrics page (absent before the first).", labels=labels)
+        replicas = GaugeMetricFamily(
+            "scaler_workload_replicas",
+            "Replicas the scale target runs (its scale subresource, else the pods found).",
+            labels=labels)
+        slo = GaugeMetricFamily(
+            "scaler_workload_slo_ttft_seconds", "The TTFT SLO the workload is sized for.",
+            labels=labels)
+        lead = GaugeMetricFamily(
+            "scaler_workload_lead_time_seconds",
+            "How far ahead the plan looks: pod start-up (kind=pod), node provisioning "
+            "(kind=node).", labels=[*labels, "kind"])
         total = GaugeMetricFamily("scaler_workloads", "Workloads registered.")
         predictive = _PredictiveFamilies(labels)
         now = self._now_s()
@@ -117,6 +128,10 @@ class WorkloadCollector(Collector):
                 active.add_metric(key, float(w.decision.active))
                 for p in w.decision.proposals:
                     proposal.add_metric([*key, p.signal], p.replicas)
+            replicas.add_metric(key, w.replica_counts()[0])
+            slo.add_metric(key, w.spec.slo_ttft_s)
+            lead.add_metric([*key, "pod"], w.spec.pod_startup_s)
+            lead.add_metric([*key, "node"], w.spec.node_startup_s)
             fresh = sum(p.is_fresh(now, stale_after) for p in w.pods.values())
             pods.add_metric([*key, "fresh"], fresh)
             pods.add_metric([*key, "missing"], len(w.pods) - fresh)
@@ -126,7 +141,7 @@ class WorkloadCollector(Collector):
             if freshest is not None:
                 age.add_metric(key, now - freshest)
         total.add_metric([], count)
-        yield from (signal, desired, proposal, active, pods, age, total)
+        yield from (signal, desired, proposal, active, pods, age, replicas, slo, lead, total)
         yield from predictive.families()
 
 

@@ -178,7 +178,7 @@ class Workload:
         grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
         prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
         output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
-        replicas, starting, pending = self._replica_counts()
+        replicas, starting, pending = self.replica_counts()
         return FleetState(
             now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=0,
             ready_nodes=0, pending_replicas=pending, observed_rate=max(0.0, done + grown),
@@ -188,7 +188,7 @@ class Workload:
             mean_prompt_tokens=prompt / done if done > 0 else 0.0,
             mean_output_tokens=output / done if done > 0 else 0.0)
 
-    def _replica_counts(self) -> tuple[int, int, int]:
+    def replica_counts(self) -> tuple[int, int, int]:
         """(replicas, not yet serving, pending): from discovery, else the static endpoints."""
         if self.discovery is not None:
             counts = self.discovery.counts()

@@ -72,6 +72,12 @@ async def test_forecast_and_plan_are_exposed_as_metrics(service, pods):
     assert samples[("scaler_workload_desired_nodes", "")] >= 1
     assert samples[("scaler_workload_replica_capacity_requests_per_second", "")] > 0
     assert samples[("scaler_workload_capacity_correction", "")] == 1.0
+    get = service.telemetry.registry.get_sample_value
+    key = {"namespace": "ns", "scaledobject": "so", "metric": "desired-replicas"}
+    assert get("scaler_workload_replicas", key) == 1  # one pod behind static endpoints
+    assert get("scaler_workload_slo_ttft_seconds", key) == 2.0
+    assert get("scaler_workload_lead_time_seconds", {**key, "kind": "pod"}) == 180.0
+    assert get("scaler_workload_lead_time_seconds", {**key, "kind": "node"}) == 900.0
 
 
 async def test_metadata_changes_keep_what_the_forecaster_learnt(service, pods):
