@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,12 @@ class NodePool:
     gpus_per_node: int = 8
     cooldown_up_s: float = 60.0
     cooldown_down_s: float = 600.0
+    min_nodes: int = 0  # the pool's own bounds on what the scaler asks for (a MachineDeployment's
+    max_nodes: int | None = None  # autoscaler annotations apply as well)
+    api_version: str = "v1beta1"  # Cluster API version of a machinedeployment pool
+
+
+CAPI_VERSIONS = ("v1beta1", "v1beta2")
 
 
 @dataclass
@@ -93,9 +99,10 @@ class NodePoolController:
             return _PoolState(pool, DryRunActuator(), None)
         if pool.actuator == "machinedeployment":
             actuator: NodeActuator = MachineDeploymentActuator(
-                CustomObjectsApi(self._api), pool.namespace, pool.target)
+                CustomObjectsApi(self._api), pool.namespace, pool.target,
+                version=pool.api_version)
             ref = ObjectRef("MachineDeployment", pool.target, pool.namespace,
-                            "cluster.x-k8s.io/v1beta1")
+                            f"cluster.x-k8s.io/{pool.api_version}")
         else:
             actuator = PlaceholderActuator(AppsV1Api(self._api), pool.namespace, pool.target)
             ref = ObjectRef("Deployment", pool.target, pool.namespace, "apps/v1")
@@ -126,6 +133,9 @@ class NodePoolController:
         wanted = demand.nodes
         if isinstance(state.actuator, PlaceholderActuator):  # nodes beyond what runs now
             wanted = max(0, demand.nodes - math.ceil(demand.gpus_in_use / pool.gpus_per_node))
+        wanted = max(wanted, pool.min_nodes)
+        if pool.max_nodes is not None:
+            wanted = min(wanted, pool.max_nodes)
         try:
             now_target = await state.actuator.current()
         except ActuatorError as exc:
@@ -187,10 +197,12 @@ class NodePoolSettings:
 
     ``pools`` maps a pool name (used by the ``nodePool`` metadata key) to its actuator:
     ``dry-run`` (report only), ``machinedeployment`` (Cluster API, e.g. Metal3 bare metal:
-    ``namespace``/``target`` name the MachineDeployment; its autoscaler min/max annotations are
-    honoured) or ``placeholder`` (a Deployment of low-priority GPU pods, one per node, whose
-    replicas are the nodes wanted beyond current use). Only the holder of the Lease
-    ``lease_namespace``/``lease_name`` acts; without ``lease_namespace`` only dry-run pools run.
+    ``namespace``/``target`` name the MachineDeployment, ``api_version`` v1beta1 or v1beta2;
+    its autoscaler min/max annotations are honoured) or ``placeholder`` (a Deployment of
+    low-priority GPU pods, one per node, whose replicas are the nodes wanted beyond current
+    use). ``min_nodes``/``max_nodes`` bound what the scaler asks of any pool. Only the holder
+    of the Lease ``lease_namespace``/``lease_name`` acts; without ``lease_namespace`` only
+    dry-run pools run.
     """
 
     interval_s: float = 30.0
@@ -232,7 +244,7 @@ def _pool(name: str, body: Any, path: str, problems: list[str]) -> NodePool:
         problems.append(f"{path.rstrip('.')}: must be a mapping of keys")
         return NodePool(str(name))
     known = {"actuator", "namespace", "target", "gpus_per_node", "cooldown_up_s",
-             "cooldown_down_s"}
+             "cooldown_down_s", "min_nodes", "max_nodes", "api_version"}
     for key in body:
         if key not in known:
             problems.append(f"{path}{key}: unknown key; known keys: " + ", ".join(sorted(known)))
@@ -255,9 +267,30 @@ def _pool(name: str, body: Any, path: str, problems: list[str]) -> NodePool:
         problems.append(f"{path}gpus_per_node: {gpus!r} is not a whole number >= 1")
         gpus = 8
     numbers["gpus_per_node"] = gpus
+    low = _whole(body, "min_nodes", 0, 0, path, problems)
+    high = _whole(body, "max_nodes", None, 1, path, problems)
+    if high is not None and low is not None and low > high:
+        problems.append(f"{path}min_nodes: {low} is greater than max_nodes ({high})")
+    version = str(body.get("api_version", "v1beta1"))
+    if version not in CAPI_VERSIONS:
+        problems.append(f"{path}api_version: {version!r} is not one of "
+                        + ", ".join(CAPI_VERSIONS))
     return NodePool(str(name), actuator, str(body.get("namespace", "")),
                     str(body.get("target", "")), int(numbers["gpus_per_node"]),
-                    float(numbers["cooldown_up_s"]), float(numbers["cooldown_down_s"]))
+                    float(numbers["cooldown_up_s"]), float(numbers["cooldown_down_s"]),
+                    low or 0, high, version)
+
+
+def _whole(body: Mapping[str, Any], key: str, default: int | None, least: int, path: str,
+           problems: list[str]) -> int | None:
+    """An optional whole number >= ``least`` from a pool's settings (bad: named, default)."""
+    raw = body.get(key, default)
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < least:
+        problems.append(f"{path}{key}: {raw!r} is not a whole number >= {least}")
+        return default
+    return raw
 
 
 def _number(value: Any) -> bool:

@@ -86,6 +86,7 @@ class ScalerService:
         self._session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
         self._prometheus_source: PrometheusSource | None = None
+        self._owns_kube_api = False  # created in start() (closed in stop()), not given
         self._heavy_work = asyncio.Semaphore(1)  # forecaster warm starts and refits, in turn
         self._refitting: set[WorkloadKey] = set()
 
@@ -95,6 +96,7 @@ class ScalerService:
         if self._kube_api is None:
             try:
                 self._kube_api = await kube_client()
+                self._owns_kube_api = True
             except KubeConfigError as exc:  # fine without a cluster: static endpoints work
                 self._kube_problem = str(exc)
         scrape = self.config.scrape
@@ -141,6 +143,9 @@ class ScalerService:
         if self._session is not None:
             await asyncio.shield(self._session.close())
             self._session = None
+        if self._owns_kube_api and self._kube_api is not None:  # a given client is the giver's
+            await self._kube_api.close()
+            self._kube_api, self._owns_kube_api = None, False
 
     @property
     def ready(self) -> bool:

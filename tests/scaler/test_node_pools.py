@@ -189,3 +189,26 @@ async def test_a_node_pool_the_config_does_not_have_is_bad_metadata():
                                             r"configured node_pools\.pools: h100"):
         svc.spec_for({"endpoints": URL, "nodePool": "h10"})
     assert svc.spec_for({"endpoints": URL, "nodePool": "h100"}).node_pool == "h100"
+
+
+async def test_a_pool_s_own_bounds_cap_what_is_asked(service, api, server):
+    add_md(server, 2)
+    with_plans(service, 9)
+    pool = NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0, max_nodes=6)
+    c = NodePoolController([pool], workloads=lambda: service.registry, api=api,
+                           is_leader=lambda: True, now_s=service.clock.monotonic,
+                           registry=service.telemetry.registry)
+    await c.round()
+    assert md_replicas(server) == 6
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("{min_nodes: 5, max_nodes: 2}", "min_nodes: 5 is greater than max_nodes (2)"),
+    ("{max_nodes: 0}", "max_nodes: 0 is not a whole number >= 1"),
+    ("{min_nodes: -1}", "min_nodes: -1 is not a whole number >= 0"),
+    ("{api_version: v1alpha3}", "api_version: 'v1alpha3' is not one of v1beta1, v1beta2"),
+])
+def test_bad_pool_bounds_and_versions_name_the_key(text, problem):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"node_pools: {{pools: {{h100: {text}}}}}\n")
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
