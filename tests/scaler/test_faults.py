@@ -3,15 +3,18 @@ data, answers UNAVAILABLE once data is stale (KEDA's fallback) and recovers by i
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 
 from scaler.clock import ManualClock
+from scaler.config import PrometheusSettings
 from scaler.emulation.pod_server import EmulatedVllmPod
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.service import ScalerService, Unavailable
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_until
 
 STALE_AFTER = 15.0
 
@@ -145,3 +148,53 @@ async def test_a_restarted_service_does_not_scale_down_at_once(pods):
         assert desired(restarted, workload) < 3
     finally:
         await restarted.stop()
+
+
+@pytest.fixture
+async def slow_prometheus() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A Prometheus that accepts connections but answers nothing until the test lets it."""
+    from aiohttp import web
+
+    answer = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        await answer.wait()
+        return web.json_response({"status": "success",
+                                  "data": {"resultType": "matrix", "result": []}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", stall)
+    app.router.add_get("/api/v1/query_range", stall)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", answer
+    answer.set()
+    await runner.cleanup()
+
+
+async def test_a_slow_prometheus_never_holds_up_the_answers(pods, slow_prometheus):
+    """Past its timeout, a stalled Prometheus means a cold forecaster and pods scraped
+    directly: the workload is answered as if Prometheus were not configured."""
+    url, _ = slow_prometheus
+    (pod,) = await busy_pods(pods, 1)
+    config = make_config()
+    config = dataclasses.replace(config, prometheus=PrometheusSettings(
+        url=url, history_query="sum(rate(x[5m]))", timeout_s=0.3, source_timeout_s=0.3))
+    service = ScalerService(config, clock=ManualClock(), background=False)
+    await service.start()
+    try:
+        workload = service.resolve("ns", "so", {"endpoints": pod.url,
+                                                "metricsSource": "prometheus"})
+        await service.scrape(workload)  # the Prometheus query times out, the pod is read
+        assert desired(service, workload) > 1
+        errors = service.telemetry.registry.get_sample_value(
+            "scaler_scrape_errors_total", {"namespace": "ns", "scaledobject": "so",
+                                           "source": "prometheus", "kind": "unreachable"})
+        assert errors == 1
+        await wait_until(lambda: service.telemetry.registry.get_sample_value(
+            "scaler_forecast_warm_starts_total", {"result": "failed"}) == 1)
+        assert desired(service, workload) > 1
+    finally:
+        await service.stop()
