@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from scaler.cli import main
 from scaler.replay.traces import RateTrace, read_trace
-from tests.scaler.test_prometheus_warm_start import _wait_ready, free_port
+from tests.prometheus_server import backfill, free_port, running_prometheus
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("promtool") is None,
@@ -49,25 +48,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             for t in range(START, START + HOURS * 3600, SCRAPE):
                 total += rate_at(t) / 2 * SCRAPE * per_request
                 lines.append(f'{name}{{namespace="llm",pod="{pod}"}} {total:.1f} {t}')
-    lines.append("# EOF")
-    (root / "history.om").write_text("\n".join(lines) + "\n")
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics",
-                    str(root / "history.om"), str(root / "data")], check=True,
-                   capture_output=True)
-    (root / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        ["prometheus", f"--config.file={root / 'prometheus.yml'}",
-         f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-         "--storage.tsdb.retention.time=30d"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url)
+    with running_prometheus(root, data=backfill(root, lines)) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_the_history_becomes_a_trace_the_replay_reads(prometheus: str, tmp_path: Path,

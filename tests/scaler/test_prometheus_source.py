@@ -22,7 +22,7 @@ from scaler.emulation.vllm_metrics import EngineState
 from scaler.metadata import MetadataError
 from scaler.service import ScalerService
 from tests.conftest import make_config
-from tests.scaler.test_prometheus_warm_start import _wait_ready, free_port
+from tests.prometheus_server import free_port, wait_ready
 
 needs_prometheus = pytest.mark.skipif(
     shutil.which("prometheus") is None,
@@ -97,7 +97,7 @@ async def prometheus(tmp_path: Path,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        await asyncio.to_thread(_wait_ready, url)
+        await asyncio.to_thread(wait_ready, url)
         yield url
     finally:
         proc.terminate()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -18,6 +16,7 @@ from scaler.clock import SystemClock
 from scaler.config import PrometheusSettings
 from scaler.service import ScalerService
 from tests.conftest import make_config, wait_until
+from tests.prometheus_server import backfill, free_port, running_prometheus
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("promtool") is None,
@@ -32,12 +31,6 @@ def daily_rate(t: float) -> float:
     return 500.0 - 300.0 * math.cos(2 * math.pi * ((t % 86400) - 3 * 3600) / 86400)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Prometheus serving three days of recorded history (backfilled with promtool)."""
@@ -48,39 +41,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         t = now - k * STEP
         lines.append(f'recorded_requests_per_second{{namespace="llm",scaledobject="llama"}} '
                      f"{daily_rate(t):.3f} {t:.0f}")
-    lines.append("# EOF")
-    (root / "history.om").write_text("\n".join(lines) + "\n")
-    data = root / "data"
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics",
-                    str(root / "history.om"), str(data)], check=True, capture_output=True)
-    (root / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        ["prometheus", f"--config.file={root / 'prometheus.yml'}",
-         f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}",
-         "--storage.tsdb.retention.time=30d"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url)
+    with running_prometheus(root, data=backfill(root, lines)) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _wait_ready(url: str) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("prometheus did not become ready in 30 s")
 
 
 async def test_query_range_reads_the_recorded_history(prometheus: str) -> None:
