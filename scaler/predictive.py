@@ -15,8 +15,8 @@ decision with a ``FleetState`` and get a ``Plan``. The rules, in the order they 
    ``scale_down_window_s``; since ``need_now`` is computed by simulating the SLO at
    that count, N-1 replicas are never chosen unless they would still meet it. A fresh
    planner (a restarted scaler) counts the replicas running as a recent target, so a
-   restart never scales a serving fleet down before one window has passed (an idle one
-   may go to zero at once: nothing is lost).
+   restart never scales down before one window has passed: right after a restart no rate
+   is known yet (a counter needs two scrapes), and one quiet scrape proves nothing.
 5. Scale to zero only when nothing is in flight (no arrivals, nothing waiting or
    running) and the forecast's upper bound over
    the pod lead time is zero (less than half a request expected within it), through the
@@ -160,8 +160,8 @@ class PredictivePlanner:
         quiet = upper * pod_lead < 0.5  # not even one request expected within the lead time
         to_zero = idle and quiet and s.min_replicas == 0
         wanted = 0 if to_zero else max(need_now, need_ahead)
-        if not self._targets and not to_zero:  # a fresh planner (a restarted scaler) holds
-            self._targets.append((state.now_s, state.replicas))  # what runs for one window
+        if not self._targets:  # a fresh planner (a restarted scaler) holds what runs for one
+            self._targets.append((state.now_s, state.replicas))  # window, idle or not
         target, why = self._replicas(state, wanted, need_now, need_ahead)
         if to_zero:
             why = "idle, and no request forecast within one pod lead time" + (

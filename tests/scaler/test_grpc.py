@@ -116,10 +116,10 @@ async def test_down_pod_goes_unavailable_once_stale_and_others_keep_working(
         app, keda, pods, clock: ManualClock):
     sick, healthy = await pods(), await pods()
     load(healthy, waiting=10)
-    sick_ref = pb.ScaledObjectRef(name="sick", namespace=NS,
-                                  scalerMetadata={"endpoints": sick.url})
-    healthy_ref = pb.ScaledObjectRef(name="healthy", namespace=NS,
-                                     scalerMetadata={"endpoints": healthy.url})
+    sick_ref = pb.ScaledObjectRef(name="sick", namespace=NS, scalerMetadata={
+        "endpoints": sick.url, "policy": "reactive"})
+    healthy_ref = pb.ScaledObjectRef(name="healthy", namespace=NS, scalerMetadata={
+        "endpoints": healthy.url, "policy": "reactive"})
     await keda.GetMetricSpec(sick_ref)
     await keda.GetMetricSpec(healthy_ref)
     await scrape_all(app)
@@ -164,7 +164,7 @@ async def test_pod_serving_garbage_is_missing_not_zero(app, keda, pods, clock: M
 async def test_stream_is_active_first_message_then_true_when_work_appears(
         app, keda, pods):
     pod = await pods()
-    request = ref(pod.url)
+    request = ref(pod.url, policy="reactive")  # a fresh predictive plan would hold a window
     stream = keda.StreamIsActive(request)
     first = asyncio.ensure_future(stream.read())
     await wait_until(lambda: len(app.service.registry) == 1)

@@ -198,10 +198,15 @@ async def test_is_active_turns_true_before_a_predicted_ramp(service, pods):
     workload.planner.warm_started(float(times[-1]))
 
     await service.scrape(workload)
+    restarted = service.answer(workload).decision  # a fresh planner holds what runs...
+    assert (restarted.active, restarted.desired_replicas) == (True, 1)
+    for _ in range(21):  # ...for the 300 s scale-down window, then lets the idle pod go
+        service.clock.advance(15)
+        await service.scrape(workload)
     at_night = service.answer(workload).decision
     assert (at_night.active, at_night.desired_replicas) == (False, 0)
 
-    service.clock.advance(6 * 3600 - 150)  # 08:57:30, still no request anywhere
+    service.clock.advance(6 * 3600 - 150 - 21 * 15)  # 08:57:30, still no request anywhere
     await service.scrape(workload)
     early = service.answer(workload).decision
     assert early.active is True

@@ -100,7 +100,7 @@ async def test_prometheus_down_means_a_cold_start_not_a_failed_rpc(pods) -> None
         await wait_until(lambda: service.telemetry.registry.get_sample_value(
             "scaler_forecast_warm_starts_total", {"result": "failed"}) == 1, timeout_s=20)
         await service.scrape(workload)
-        assert service.answer(workload).decision.desired_replicas == 0
+        assert service.answer(workload).decision.desired_replicas == 1  # holds the pod running
     finally:
         await service.stop()
 

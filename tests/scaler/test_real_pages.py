@@ -50,6 +50,7 @@ async def test_real_vllm_pages_of_two_engine_generations(fixture_server, service
     workload = service.resolve("llm", "qwen", {
         "endpoints": f"{fixture_server}/v0/metrics,{fixture_server}/v1/metrics",
         "gpuEndpoints": f"{fixture_server}/dcgm2/metrics",
+        "policy": "reactive",  # what the pages say now (a fresh predictive plan holds a window)
     })
     await service.scrape(workload)
     answer = service.answer(workload)
@@ -68,6 +69,7 @@ async def test_dcgm_page_without_the_needed_fields_is_reported_not_fatal(
     workload = service.resolve("llm", "qwen", {
         "endpoints": f"{fixture_server}/v1/metrics",
         "gpuEndpoints": f"{fixture_server}/dcgm4/metrics",
+        "policy": "reactive",
     })
     with caplog.at_level(logging.WARNING, logger="scaler.service"):
         await service.scrape(workload)
