@@ -81,7 +81,11 @@ async def query_pod_samples(session: aiohttp.ClientSession, base_url: str, query
         raise PrometheusError(f"GET {url} timed out after {timeout_s:g} s") from exc
     except (aiohttp.ClientError, ValueError) as exc:
         raise PrometheusError(f"GET {url} failed: {exc}; is prometheus.url right?") from exc
-    return group_by_pod(_matrix(body, status, url, query), pod_label)
+    try:
+        return group_by_pod(_matrix(body, status, url, query), pod_label)
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise PrometheusError(f"GET {url} answered a result this reader cannot use ({exc}); "
+                              f"query: {query}") from exc
 
 
 def _matrix(body: Any, status: int, url: str, query: str) -> list[Mapping[str, Any]]:
@@ -99,9 +103,14 @@ def _matrix(body: Any, status: int, url: str, query: str) -> list[Mapping[str, A
 
 def group_by_pod(series: Iterable[Mapping[str, Any]],
                  pod_label: str = "pod") -> dict[str, PodSamples]:
-    """The newest sample of each series, grouped into one page per pod."""
-    pages: dict[str, ParsedPage] = {}
-    newest: dict[str, float] = {}
+    """The newest sample of each series, grouped into one page per pod.
+
+    A pod is read from one scrape target only, the one Prometheus scraped most recently
+    (``job`` and ``instance``): two jobs scraping the same pod, or the series a recreated pod
+    left behind under its old address, are not added in.
+    """
+    latest: dict[str, dict[tuple[str, str], list[Sample]]] = {}
+    newest: dict[tuple[str, tuple[str, str]], float] = {}
     for one in series:
         labels = dict(one.get("metric") or {})
         name, pod = labels.pop("__name__", None), labels.get(pod_label)
@@ -109,7 +118,15 @@ def group_by_pod(series: Iterable[Mapping[str, Any]],
         if not name or not pod or not values:
             continue
         t, raw = values[-1]
-        page = pages.setdefault(pod, ParsedPage({}, []))
-        page.samples.setdefault(name, []).append(Sample(name, labels, float(raw)))
-        newest[pod] = max(newest.get(pod, -math.inf), float(t))
-    return {pod: PodSamples(page, newest[pod]) for pod, page in pages.items()}
+        target = (labels.get("job", ""), labels.get("instance", ""))
+        latest.setdefault(pod, {}).setdefault(target, []).append(Sample(name, labels, float(raw)))
+        key = (pod, target)
+        newest[key] = max(newest.get(key, -math.inf), float(t))
+    found = {}
+    for pod, targets in latest.items():
+        target = max(targets, key=lambda tg: newest[pod, tg])
+        page = ParsedPage({}, [])
+        for sample in targets[target]:
+            page.samples.setdefault(sample.name, []).append(sample)
+        found[pod] = PodSamples(page, newest[pod, target])
+    return found

@@ -130,12 +130,11 @@ class NodePoolController:
         if demand.workloads == 0:
             return  # no plan names this pool yet: nothing to go on
         self.desired.labels(pool.name).set(demand.nodes)
-        wanted = demand.nodes
-        if isinstance(state.actuator, PlaceholderActuator):  # nodes beyond what runs now
-            wanted = max(0, demand.nodes - math.ceil(demand.gpus_in_use / pool.gpus_per_node))
-        wanted = max(wanted, pool.min_nodes)
+        wanted = max(demand.nodes, pool.min_nodes)  # the pool's bounds are on its nodes
         if pool.max_nodes is not None:
             wanted = min(wanted, pool.max_nodes)
+        if isinstance(state.actuator, PlaceholderActuator):  # nodes beyond what runs now
+            wanted = max(0, wanted - math.ceil(demand.gpus_in_use / pool.gpus_per_node))
         try:
             now_target = await state.actuator.current()
         except ActuatorError as exc:

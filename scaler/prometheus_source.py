@@ -2,14 +2,18 @@
 
 One query per workload and round (see ``adapters.prometheus_pods``). What Prometheus cannot
 give is scraped from the pods directly in the same round, where the pods' URLs are known:
-every pod while Prometheus is down or slow, and each pod it holds no recent sample of (a
-pod that just started). A workload named only by ``prometheusSelector`` has no URLs to fall
-back to; its data then ages until KEDA's fallback applies, as with any other outage.
+every pod while Prometheus is down or slow (for ``RETRY_AFTER_S`` after a failure, for all
+workloads at once, so an outage costs one timeout, not one per workload and round), and each
+pod it holds no recent sample of (a pod that just started). Prometheus has its own small
+connection pool: a stalled one never holds the connections the pod scrapes need. A workload
+named only by ``prometheusSelector`` has no URLs to fall back to; its data then ages until
+KEDA's fallback applies, as with any other outage.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import aiohttp
@@ -27,6 +31,7 @@ from scaler.workloads import READ_HISTOGRAMS, Workload
 log = logging.getLogger("scaler.prometheus_source")
 
 URL_PREFIX = "prometheus:"  # pods known only from Prometheus; never fetched
+RETRY_AFTER_S = 30.0  # after Prometheus failed, pods are scraped directly this long
 
 
 class PrometheusSource:
@@ -38,6 +43,7 @@ class PrometheusSource:
         self._clock = clock
         self._telemetry = telemetry
         self._problems: dict[object, str] = {}  # workload key -> the current outage
+        self._skip_until = -math.inf  # after a failure, every workload scrapes pods directly
 
     def query(self, workload: Workload) -> str | None:
         """The workload's query, or None when it has no pod to ask about yet."""
@@ -57,7 +63,7 @@ class PrometheusSource:
         """Record what Prometheus holds; returns the pod URLs to scrape directly instead."""
         direct = [url for url in workload.pods if not url.startswith(URL_PREFIX)]
         query = self.query(workload)
-        if query is None:
+        if query is None or self._clock.monotonic() < self._skip_until:
             return direct
         settings = self._settings()
         try:
@@ -66,6 +72,7 @@ class PrometheusSource:
                                                 pod_label=settings.pod_label,
                                                 timeout_s=settings.source_timeout_s)
         except PrometheusError as exc:
+            self._skip_until = self._clock.monotonic() + RETRY_AFTER_S
             self._outage(workload, str(exc), bool(direct))
             return direct
         self._recovered(workload)
@@ -94,7 +101,7 @@ class PrometheusSource:
             if workload.record_failure(url, f"Prometheus samples of {pod.endpoint.pod}: {exc}"):
                 log.warning("workload %s: pod %s (from Prometheus): %s", workload.key,
                             pod.endpoint.pod, exc)
-            return True
+            return url.startswith(URL_PREFIX)  # with a URL, the pod's own page may do better
         workload.record_page(url, now, snapshot, sampled_s=now - max(0.0, wall - got.scraped_s))
         return True
 

@@ -48,6 +48,8 @@ log = logging.getLogger("scaler.service")
 
 _METADATA_CACHE_SIZE = 4096
 TARGET_REPLICAS_EVERY_S = 30.0
+PROMETHEUS_CONNECTIONS = 8  # warm starts and metrics-source queries, all workloads
+REFIT_RETRY_S = 3600.0  # after a refit failed (logged), the next try
 
 
 class Unavailable(Exception):
@@ -84,11 +86,13 @@ class ScalerService:
         self._gpu_task: asyncio.Task[None] | None = None
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._prometheus_session: aiohttp.ClientSession | None = None
         self._fetcher: PageFetcher | None = None
         self._prometheus_source: PrometheusSource | None = None
         self._owns_kube_api = False  # created in start() (closed in stop()), not given
         self._heavy_work = asyncio.Semaphore(1)  # forecaster warm starts and refits, in turn
         self._refitting: set[WorkloadKey] = set()
+        self._refit_after: dict[WorkloadKey, float] = {}  # no refit before (after a failure)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -104,8 +108,12 @@ class ScalerService:
         self._session = aiohttp.ClientSession(connector=connector)
         self._fetcher = PageFetcher(session=self._session, timeout_s=scrape.timeout_s,
                                     max_concurrency=scrape.max_concurrency)
-        self._prometheus_source = PrometheusSource(self._session, lambda: self.config.prometheus,
-                                                   self.clock, self.telemetry)
+        # Prometheus gets its own small pool: a stalled Prometheus must never hold the
+        # connections the pod scrapes (and their direct fallback) need.
+        self._prometheus_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=PROMETHEUS_CONNECTIONS))
+        self._prometheus_source = PrometheusSource(
+            self._prometheus_session, lambda: self.config.prometheus, self.clock, self.telemetry)
         await self._start_gpu_index()
 
     async def _start_gpu_index(self) -> None:
@@ -140,9 +148,10 @@ class ScalerService:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._tasks_warm.clear()
-        if self._session is not None:
-            await asyncio.shield(self._session.close())
-            self._session = None
+        for session in (self._session, self._prometheus_session):
+            if session is not None:
+                await asyncio.shield(session.close())
+        self._session = self._prometheus_session = None
         if self._owns_kube_api and self._kube_api is not None:  # a given client is the giver's
             await self._kube_api.close()
             self._kube_api, self._owns_kube_api = None, False
@@ -499,10 +508,11 @@ class ScalerService:
         """
         settings = self.config.prometheus
         now_wall = self.clock.wall()
-        assert self._session is not None
+        assert self._prometheus_session is not None
         try:
             series = await query_range(
-                self._session, settings.url, query, start_s=now_wall - settings.history_s,
+                self._prometheus_session, settings.url, query,
+                start_s=now_wall - settings.history_s,
                 end_s=now_wall, step_s=FORECAST_STEP_S, timeout_s=settings.timeout_s)
         except PrometheusError as exc:
             log.warning("workload %s: no warm start from Prometheus (%s); the forecaster "
@@ -537,6 +547,8 @@ class ScalerService:
         key = workload.key
         if planner is None or key in self._refitting or not planner.forecaster.needs_refit:
             return
+        if self.clock.monotonic() < self._refit_after.get(key, -math.inf):
+            return
         self._refitting.add(key)
         self.spawn(self._refit_in_turn(workload), f"refit {key}")
 
@@ -544,6 +556,10 @@ class ScalerService:
         try:
             async with self._heavy_work:
                 await self.refit_forecast(workload)
+        except Exception:  # a bug in fitting must not retry every interval, nor stay silent
+            log.exception("workload %s: forecaster refit failed; the old parameters stay, next "
+                          "try in %.0f s", workload.key, REFIT_RETRY_S)
+            self._refit_after[workload.key] = self.clock.monotonic() + REFIT_RETRY_S
         finally:
             self._refitting.discard(workload.key)
 

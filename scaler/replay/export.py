@@ -74,7 +74,7 @@ def write_trace(rows: Sequence[TraceRow], path: Path) -> None:
         out = csv.writer(handle)
         out.writerow(HEADER)
         for r in rows:
-            out.writerow([f"{r.timestamp_s:g}", f"{r.requests_per_s:.4f}",
+            out.writerow([f"{r.timestamp_s:.3f}", f"{r.requests_per_s:.4f}",
                           "" if r.mean_input_tokens is None else f"{r.mean_input_tokens:.1f}",
                           "" if r.mean_output_tokens is None else f"{r.mean_output_tokens:.1f}"])
 

@@ -198,3 +198,35 @@ async def test_a_slow_prometheus_never_holds_up_the_answers(pods, slow_prometheu
         assert desired(service, workload) > 1
     finally:
         await service.stop()
+
+
+async def test_a_stalled_prometheus_costs_one_timeout_not_one_per_workload(
+        pods, slow_prometheus):
+    """Many workloads, few scrape connections: the pods are still read (Prometheus has its own
+    pool), and after the first timeouts every workload goes straight to its pods."""
+    url, _ = slow_prometheus
+    running = await busy_pods(pods, 6)
+    config = dataclasses.replace(make_config(max_concurrency=2), prometheus=PrometheusSettings(
+        url=url, source_timeout_s=0.3))
+    service = ScalerService(config, clock=ManualClock(), background=False)
+    await service.start()
+    try:
+        workloads = [service.resolve("ns", f"so-{i}", {"endpoints": pod.url,
+                                                       "metricsSource": "prometheus"})
+                     for i, pod in enumerate(running)]
+        errors = service.telemetry.registry.get_sample_value
+
+        def timeouts() -> float:
+            return sum(errors("scaler_scrape_errors_total", {
+                "namespace": "ns", "scaledobject": f"so-{i}", "source": "prometheus",
+                "kind": "unreachable"}) or 0 for i in range(6))
+
+        await asyncio.gather(*(service.scrape(w) for w in workloads))  # all asked at once
+        assert all(desired(service, w) > 1 for w in workloads)
+        first = timeouts()
+        service.clock.advance(5)
+        await asyncio.gather(*(service.scrape(w) for w in workloads))
+        assert timeouts() == first  # the breaker is open: straight to the pods
+        assert all(desired(service, w) > 1 for w in workloads)
+    finally:
+        await service.stop()

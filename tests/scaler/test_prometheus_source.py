@@ -191,3 +191,56 @@ async def test_only_a_pod_prometheus_has_not_seen_is_scraped_directly(
             assert all(p.snapshot is not None for p in workload.pods.values())
         finally:
             await service.stop()
+
+
+def test_a_pod_is_read_from_the_target_scraped_last() -> None:
+    """Two jobs scraping one pod (or a recreated pod's old address) are not added together."""
+    def series(name: str, instance: str, t: float, value: str) -> dict[str, object]:
+        return {"metric": {"__name__": name, "pod": "a", "job": "vllm", "instance": instance},
+                "values": [[t, value]]}
+
+    found = group_by_pod([
+        series("vllm:num_requests_running", "10.0.0.1:8000", 950.0, "30"),  # the old pod
+        series("vllm:num_requests_waiting", "10.0.0.1:8000", 950.0, "12"),
+        series("vllm:num_requests_running", "10.0.0.9:8000", 1000.0, "2"),
+        series("vllm:num_requests_waiting", "10.0.0.9:8000", 1000.0, "0"),
+    ])
+    snapshot = read_samples(found["a"].page)
+    assert (snapshot.running, snapshot.waiting) == (2.0, 0.0)
+    assert found["a"].scraped_s == 1000.0
+
+
+@pytest.fixture
+async def odd_prometheus() -> AsyncIterator[str]:
+    """A server that answers success with values no Prometheus would send."""
+    from aiohttp import web
+
+    async def odd(request: web.Request) -> web.Response:
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": [
+            {"metric": {"__name__": "vllm:num_requests_running", "pod": "llama-0"},
+             "values": [[1]]}]}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", odd)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def test_an_unusable_answer_is_an_outage_and_the_pods_are_scraped(
+        odd_prometheus: str, emulated_pods: list[EmulatedVllmPod]) -> None:
+    service = ScalerService(with_prometheus(odd_prometheus), clock=SystemClock(),
+                            background=False)
+    await service.start()
+    try:
+        endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(emulated_pods))
+        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
+                                                 "endpoints": endpoints})
+        await service.scrape(workload)
+        assert service.answer(workload).decision.desired_replicas >= 1
+        assert sum(p.requests_served for p in emulated_pods) == 2
+    finally:
+        await service.stop()
