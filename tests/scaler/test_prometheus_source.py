@@ -148,25 +148,32 @@ async def test_a_workload_named_by_a_selector_reads_its_pods_from_prometheus(
         await service.stop()
 
 
-@needs_prometheus
-async def test_pods_are_scraped_directly_while_prometheus_cannot_be_read(
-        emulated_pods: list[EmulatedVllmPod]) -> None:
-    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    service = ScalerService(with_prometheus(down), clock=SystemClock(), background=False)
+async def falls_back_to_the_pods(prometheus_url: str, pods: list[EmulatedVllmPod]) -> float:
+    """Scrape a metricsSource prometheus workload once; its answer must come from its pods.
+
+    Returns the outages counted."""
+    service = ScalerService(with_prometheus(prometheus_url), clock=SystemClock(),
+                            background=False)
     await service.start()
     try:
-        endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(emulated_pods))
+        endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(pods))
         workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
                                                  "endpoints": endpoints})
         await service.scrape(workload)
         assert service.answer(workload).decision.desired_replicas >= 1
-        assert sum(p.requests_served for p in emulated_pods) == 2
-        errors = service.telemetry.registry.get_sample_value(
+        assert sum(p.requests_served for p in pods) == len(pods)
+        outages = service.telemetry.registry.get_sample_value(
             "scaler_scrape_errors_total", {"namespace": NS, "scaledobject": "llama",
                                            "source": "prometheus", "kind": "unreachable"})
-        assert errors == 1
+        return outages or 0.0
     finally:
         await service.stop()
+
+
+async def test_pods_are_scraped_directly_while_prometheus_cannot_be_read(
+        emulated_pods: list[EmulatedVllmPod]) -> None:
+    down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert await falls_back_to_the_pods(down, emulated_pods) == 1
 
 
 @needs_prometheus
@@ -232,15 +239,4 @@ async def odd_prometheus() -> AsyncIterator[str]:
 
 async def test_an_unusable_answer_is_an_outage_and_the_pods_are_scraped(
         odd_prometheus: str, emulated_pods: list[EmulatedVllmPod]) -> None:
-    service = ScalerService(with_prometheus(odd_prometheus), clock=SystemClock(),
-                            background=False)
-    await service.start()
-    try:
-        endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(emulated_pods))
-        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
-                                                 "endpoints": endpoints})
-        await service.scrape(workload)
-        assert service.answer(workload).decision.desired_replicas >= 1
-        assert sum(p.requests_served for p in emulated_pods) == 2
-    finally:
-        await service.stop()
+    assert await falls_back_to_the_pods(odd_prometheus, emulated_pods) == 1
