@@ -79,10 +79,6 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds an answer is served before a background refresh (1)")
     front.add_argument("--max-age", type=float, default=10.0,
                        help="seconds after which an answer is never served (10)")
-    front.add_argument("--tls-cert", default="", help="PEM certificate: serve KEDA over TLS")
-    front.add_argument("--tls-key", default="", help="its unencrypted PEM key")
-    front.add_argument("--tls-client-ca", default="",
-                       help="PEM CA of KEDA's client certificate: mutual TLS")
     front.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     front.set_defaults(run=_front)
 
@@ -165,23 +161,11 @@ def _front(args: argparse.Namespace) -> int:
     if not 0 < args.fresh <= args.max_age:
         print("scaler front: need 0 < --fresh <= --max-age", file=sys.stderr)
         return 2
-    from scaler.config import ServerSettings, load_tls
     from scaler.front import run_front
 
-    try:
-        tls = load_tls(ServerSettings(tls_cert_file=args.tls_cert, tls_key_file=args.tls_key,
-                                      tls_client_ca_file=args.tls_client_ca))
-    except ConfigError as exc:
-        message = str(exc)
-        for key, flag in (("server.tls_client_ca_file", "--tls-client-ca"),
-                          ("server.tls_cert_file", "--tls-cert"),
-                          ("server.tls_key_file", "--tls-key")):
-            message = message.replace(key, flag)
-        print(f"scaler front: {message}", file=sys.stderr)
-        return 1
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_front(args.backend, host=args.host, port=args.port,
-                              fresh_s=args.fresh, max_age_s=args.max_age, tls=tls))
+                              fresh_s=args.fresh, max_age_s=args.max_age))
     return 0
 
 

@@ -30,8 +30,6 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from scaler.config import TlsMaterial
-from scaler.grpc_server import server_credentials
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
@@ -171,35 +169,24 @@ class FrontScaler(pb_grpc.ExternalScalerServicer):
             await context.abort(exc.code, exc.details)
 
 
-async def start_front(backend: str, *, host: str, port: int, cache: AnswerCache | None = None,
-                      tls: TlsMaterial | None = None
+async def start_front(backend: str, *, host: str, port: int, cache: AnswerCache | None = None
                       ) -> tuple[grpc.aio.Server, int, grpc.aio.Channel]:
-    """Serve KEDA on ``host:port`` from ``backend`` (``host:port`` of ``scaler serve``'s gRPC).
-
-    With ``tls`` KEDA's side speaks TLS (mutual with a client CA), as ``scaler serve`` would;
-    the backend is reached in plaintext, so keep it on loopback (the same pod).
-    """
+    """Serve KEDA on ``host:port`` from ``backend`` (``host:port`` of ``scaler serve``'s gRPC)."""
     channel = grpc.aio.insecure_channel(backend)
     stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
     server = grpc.aio.server()
     pb_grpc.add_ExternalScalerServicer_to_server(  # type: ignore[no-untyped-call]
         FrontScaler(stub, cache if cache is not None else AnswerCache()), server)
-    address = f"{host}:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, server_credentials(tls))
+    bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
-    log.info("scaler front: KEDA on %s:%d (%s), backend %s", host, bound,
-             "plaintext" if tls is None else "TLS", backend)
+    log.info("scaler front: KEDA on %s:%d, backend %s", host, bound, backend)
     return server, bound, channel
 
 
 async def run_front(backend: str, *, host: str, port: int, fresh_s: float,
-                    max_age_s: float, tls: TlsMaterial | None = None) -> None:
+                    max_age_s: float) -> None:
     server, _, channel = await start_front(
-        backend, host=host, port=port, cache=AnswerCache(fresh_s=fresh_s, max_age_s=max_age_s),
-        tls=tls)
+        backend, host=host, port=port, cache=AnswerCache(fresh_s=fresh_s, max_age_s=max_age_s))
     try:
         await server.wait_for_termination()
     finally:

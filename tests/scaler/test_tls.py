@@ -549,38 +549,3 @@ current-context: test
         await runner.cleanup()
     assert f"Bearer {token}" in seen  # the token was loaded and used...
     assert token not in _logged_text(caplog.records)  # ...and never logged
-
-
-# --- scaler front: TLS terminates at the front ----------------------------------------------
-
-
-async def test_the_front_serves_keda_over_mutual_tls(start_tls_app, pki, busy_pod):
-    from scaler.config import ServerSettings
-    from scaler.front import start_front
-
-    backend = await start_tls_app()  # plaintext on loopback, as beside the front in one pod
-    tls = load_tls(ServerSettings(**{k: v for k, v in tls_settings(pki, mutual=True).items()
-                                     if k != "http_tls"}))
-    server, port, channel = await start_front(f"127.0.0.1:{backend.grpc_port}",
-                                              host="127.0.0.1", port=0, tls=tls)
-    try:
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=pki.server_ca.cert_pem, private_key=pki.client.key_pem,
-            certificate_chain=pki.client.cert_pem)
-        async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials) as keda_channel:
-            keda = pb_grpc.ExternalScalerStub(keda_channel)  # type: ignore[no-untyped-call]
-            request = ref(busy_pod.url)
-            await keda.GetMetricSpec(request, timeout=RPC_TIMEOUT_S)
-            for workload in backend.service.registry:
-                await backend.service.scrape(workload)
-            active = await keda.IsActive(request, timeout=RPC_TIMEOUT_S)
-            assert active.result is True
-        anonymous = grpc.ssl_channel_credentials(root_certificates=pki.server_ca.cert_pem)
-        async with grpc.aio.secure_channel(f"127.0.0.1:{port}", anonymous) as no_cert:
-            keda = pb_grpc.ExternalScalerStub(no_cert)  # type: ignore[no-untyped-call]
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await keda.IsActive(ref(busy_pod.url), timeout=RPC_TIMEOUT_S)
-            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    finally:
-        await server.stop(0)
-        await channel.close(None)
