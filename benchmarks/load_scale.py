@@ -44,9 +44,7 @@ import math
 import multiprocessing as mp
 import pstats
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -453,26 +451,6 @@ class Bench:
 # -- orchestration ------------------------------------------------------------------------------
 
 
-def _start_front(backend_port: int) -> tuple[subprocess.Popen[bytes], int]:
-    """``scaler front`` in a process of its own, in front of this process's gRPC server."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    code = ("from scaler.cli import main; main(['front', '--backend', "
-            f"'127.0.0.1:{backend_port}', '--host', '127.0.0.1', '--port', '{port}', "
-            "'--log-level', 'WARNING'])")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                log(f"scaler front process on :{port}, answering from a cache of :{backend_port}")
-                return proc, port
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("scaler front did not start listening in 30 s")
-
-
 async def _run(args: argparse.Namespace, pod_port: int, pods: Connection,
                ctx: Any) -> tuple[list[Stage], dict[str, float]]:
     config = ServiceConfig()
@@ -483,9 +461,7 @@ async def _run(args: argparse.Namespace, pod_port: int, pods: Connection,
     rss_empty = rss_mib()
     log(f"scaler started in this process (gRPC :{app.grpc_port}); RSS {rss_empty:.0f} MiB")
     parent, child = ctx.Pipe()
-    front = _start_front(app.grpc_port) if args.front else None
-    keda_port = front[1] if front else app.grpc_port
-    keda = ctx.Process(target=_keda_main, args=(child, keda_port, pod_port), daemon=True)
+    keda = ctx.Process(target=_keda_main, args=(child, app.grpc_port, pod_port), daemon=True)
     keda.start()
     bench = Bench(args, app, service, pods, parent)
     stages: list[Stage] = []
@@ -501,9 +477,6 @@ async def _run(args: argparse.Namespace, pod_port: int, pods: Connection,
     finally:
         parent.send("stop")
         keda.join(10)
-        if front is not None:
-            front[0].terminate()
-            front[0].wait(10)
         bench.probe.task.cancel()
         await app.stop()
 
@@ -590,9 +563,6 @@ def main() -> None:
                         help="forecasters warm-started for real (the rest restored)")
     parser.add_argument("--refresh", type=float, default=5.0, help="pod page refresh, s")
     parser.add_argument("--engines", type=int, default=1, help="vLLM engines per pod page")
-    parser.add_argument("--front", action="store_true",
-                        help="KEDA calls a `scaler front` process, which answers from its cache"
-                             " of this scaler's answers")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the scaler's thread in the full stage's scrape window")
     args = parser.parse_args()

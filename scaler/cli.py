@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import sys
@@ -68,19 +67,6 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", metavar="DIR",
                       help="output directory (default out/demo)")
     demo.set_defaults(run=_demo)
-
-    front = commands.add_parser(
-        "front", help="answer KEDA from a process of its own, from a `scaler serve` backend")
-    front.add_argument("--backend", required=True, metavar="HOST:PORT",
-                       help="gRPC address of `scaler serve` (e.g. 127.0.0.1:9091)")
-    front.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
-    front.add_argument("--port", type=int, default=9090, help="gRPC port for KEDA (9090)")
-    front.add_argument("--fresh", type=float, default=1.0,
-                       help="seconds an answer is served before a background refresh (1)")
-    front.add_argument("--max-age", type=float, default=10.0,
-                       help="seconds after which an answer is never served (10)")
-    front.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    front.set_defaults(run=_front)
 
     export = commands.add_parser(
         "export-trace", help="a workload's request history from Prometheus, as a replay trace")
@@ -152,20 +138,6 @@ def _demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("scaler demo: interrupted; pods and service stopped", file=sys.stderr)
         return 130
-    return 0
-
-
-def _front(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not 0 < args.fresh <= args.max_age:
-        print("scaler front: need 0 < --fresh <= --max-age", file=sys.stderr)
-        return 2
-    from scaler.front import run_front
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_front(args.backend, host=args.host, port=args.port,
-                              fresh_s=args.fresh, max_age_s=args.max_age))
     return 0
 
 
