@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from kubernetes_asyncio.client import ApiClient, Configuration
 
 from scaler.app import RunningApp, start_app
 from scaler.clock import ManualClock
@@ -16,6 +17,7 @@ from scaler.config import ServiceConfig
 from scaler.emulation.pod_server import EmulatedVllmPod
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ScalerService
+from tests.kube_api import ApiServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures" / "metrics"
@@ -75,3 +77,19 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> N
     async with asyncio.timeout(timeout_s):
         while not condition():  # noqa: ASYNC110 - the effect has no event to await
             await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ApiServer]:
+    """The Kubernetes API of tests/kube_api.py, served by kmock over real HTTP."""
+    import kmock
+
+    async with ApiServer() as handler, kmock.Server(handler):
+        yield handler
+
+
+@pytest.fixture
+async def api(server: ApiServer) -> AsyncIterator[ApiClient]:
+    """The real kubernetes_asyncio client, pointed at ``server``."""
+    async with ApiClient(Configuration(host=str(server.url))) as client:
+        yield client

@@ -31,8 +31,8 @@ from scaler.clock import ManualClock
 from scaler.node_pools import NodePool, NodePoolController
 from scaler.predictive import Plan
 from scaler.service import ScalerService
-from tests.adapters.test_nodes import NS, ApiServer, add_md, md_replicas
 from tests.conftest import make_config
+from tests.kube_api import NS, ApiServer, add_md, md_replicas
 
 LEASE_NS, LEASE = "llm-scaler", "llm-predictive-scaler"
 LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S = 15.0, 10.0, 2.0

@@ -16,7 +16,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration, CoordinationV1Api
 
 from adapters.kubernetes.leader import LeaderElector
-from tests.adapters.test_nodes import ApiServer
+from tests.kube_api import ApiServer
 
 LEASES = kmock.resource("coordination.k8s.io", "v1", "leases")
 NS = "llm"
@@ -34,12 +34,6 @@ class Clock:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    async with ApiServer() as handler, kmock.Server(handler):
-        yield handler
 
 
 @pytest.fixture

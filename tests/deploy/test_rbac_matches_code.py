@@ -14,14 +14,14 @@ nothing used without a grant, nothing granted without a use.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import kmock
 import pytest
 import yaml
-from kubernetes_asyncio.client import ApiClient, Configuration, CoordinationV1Api
+from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 
 from adapters.kubernetes.discovery import PodDiscovery, WorkloadTarget
 from adapters.kubernetes.leader import LeaderElector
@@ -30,8 +30,8 @@ from scaler.config_watch import CONFIGMAP_ENV, ConfigWatcher
 from scaler.node_pools import NodePool, NodePoolController
 from scaler.predictive import Plan
 from scaler.service import ScalerService
-from tests.adapters.test_nodes import ApiServer, add_md, md_replicas
 from tests.conftest import make_config, wait_until
+from tests.kube_api import ApiServer, add_md, md_replicas
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "base" / "rbac.yaml"
 NS = "gpu"
@@ -108,18 +108,6 @@ def used(requests: Iterable[kmock.Request]) -> set[Grant]:
 
 
 # --- every feature, against one recording server ------------------------------------------------
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    async with ApiServer() as handler, kmock.Server(handler):
-        yield handler
-
-
-@pytest.fixture
-async def api(server: ApiServer) -> AsyncIterator[ApiClient]:
-    async with ApiClient(Configuration(host=str(server.url))) as client:
-        yield client
 
 
 def add_workload(server: ApiServer, resource: Any, name: str, replicas: int) -> None:

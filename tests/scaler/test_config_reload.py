@@ -118,8 +118,8 @@ async def test_a_rejected_config_is_an_event_on_its_configmap(tmp_path, monkeypa
     import kmock
     from kubernetes_asyncio.client import ApiClient, Configuration
 
-    from tests.adapters.test_nodes import ApiServer
     from tests.conftest import wait_until
+    from tests.kube_api import ApiServer
 
     async with (ApiServer() as server, kmock.Server(server),
                 ApiClient(Configuration(host=str(server.url))) as api):

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.client import ApiClient
 
 from scaler.clock import ManualClock
 from scaler.config import ConfigError, parse_config
 from scaler.node_pools import NodePool, NodePoolController
 from scaler.predictive import Plan
 from scaler.service import ScalerService
-from tests.adapters.test_nodes import MD, NS, ApiServer, add_md, md_replicas, scale_patches
 from tests.conftest import make_config
+from tests.kube_api import MD, NS, add_md, md_replicas, scale_patches
 
 URL = "http://127.0.0.1:9/metrics"
 
@@ -21,20 +21,6 @@ URL = "http://127.0.0.1:9/metrics"
 def plan(nodes: int) -> Plan:
     return Plan(replicas=nodes * 8, nodes=nodes, active=True, need_now=1, need_ahead=nodes * 8,
                 forecast_mean=0.0, forecast_upper=0.0, reason="test")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ApiServer]:
-    import kmock
-
-    async with ApiServer() as handler, kmock.Server(handler):
-        yield handler
-
-
-@pytest.fixture
-async def api(server: ApiServer) -> AsyncIterator[ApiClient]:
-    async with ApiClient(Configuration(host=str(server.url))) as client:
-        yield client
 
 
 @pytest.fixture
