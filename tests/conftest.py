@@ -93,3 +93,12 @@ async def api(server: ApiServer) -> AsyncIterator[ApiClient]:
     """The real kubernetes_asyncio client, pointed at ``server``."""
     async with ApiClient(Configuration(host=str(server.url))) as client:
         yield client
+
+
+@pytest.fixture
+async def service() -> AsyncIterator[ScalerService]:
+    """The service with default settings on a hand-moved clock; the test triggers scrapes."""
+    svc = ScalerService(make_config(), clock=ManualClock(), background=False)
+    await svc.start()
+    yield svc
+    await svc.stop()

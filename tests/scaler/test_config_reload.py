@@ -25,14 +25,6 @@ tuning:
 """
 
 
-@pytest.fixture
-async def service():
-    svc = ScalerService(make_config(), clock=ManualClock(), background=False)
-    await svc.start()
-    yield svc
-    await svc.stop()
-
-
 def test_precedence_trigger_then_workload_then_namespace_then_defaults():
     tuning = parse_config(GOOD).tuning
     merged = tuning.metadata_for("prod", "llama", {"headroom": "1.1", "endpoints": URL})

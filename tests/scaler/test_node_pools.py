@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
@@ -12,7 +10,6 @@ from scaler.config import ConfigError, parse_config
 from scaler.node_pools import NodePool, NodePoolController
 from scaler.predictive import Plan
 from scaler.service import ScalerService
-from tests.conftest import make_config
 from tests.kube_api import MD, NS, add_md, md_replicas, scale_patches
 
 URL = "http://127.0.0.1:9/metrics"
@@ -21,14 +18,6 @@ URL = "http://127.0.0.1:9/metrics"
 def plan(nodes: int) -> Plan:
     return Plan(replicas=nodes * 8, nodes=nodes, active=True, need_now=1, need_ahead=nodes * 8,
                 forecast_mean=0.0, forecast_upper=0.0, reason="test")
-
-
-@pytest.fixture
-async def service() -> AsyncIterator[ScalerService]:
-    svc = ScalerService(make_config(), clock=ManualClock(), background=False)
-    await svc.start()
-    yield svc
-    await svc.stop()
 
 
 def controller(service: ScalerService, api: ApiClient | None, *, leader: bool = True,

@@ -7,19 +7,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.capacity import CapacityModel
-from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.profile import default_profile
-from scaler.service import ScalerService
-from tests.conftest import make_config
-
-
-@pytest.fixture
-async def service():
-    svc = ScalerService(make_config(), clock=ManualClock(), background=False)
-    await svc.start()
-    yield svc
-    await svc.stop()
 
 
 async def serve_traffic(service, pod, workload, *, rate: float, seconds: float = 10) -> None:

@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from scaler.clock import ManualClock
-from scaler.service import ScalerService, Unavailable
+from scaler.service import Unavailable
 from scaler.telemetry import fleet_signals
-from tests.conftest import FIXTURES, make_config
+from tests.conftest import FIXTURES
 
 PAGES = {
     "v0": "vllm_v0_0.6-era_aibrix-docs.txt",
@@ -36,14 +35,6 @@ async def fixture_server() -> AsyncIterator[str]:
     port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
-
-
-@pytest.fixture
-async def service() -> AsyncIterator[ScalerService]:
-    svc = ScalerService(make_config(), clock=ManualClock(), background=False)
-    await svc.start()
-    yield svc
-    await svc.stop()
 
 
 async def test_real_vllm_pages_of_two_engine_generations(fixture_server, service):
