@@ -79,11 +79,13 @@ class RunningApp:
 
 
 async def start_app(config: ServiceConfig, service: ScalerService | None = None, *,
-                    config_path: Path | None = None) -> RunningApp:
+                    config_path: Path | None = None,
+                    config_text: str | None = None) -> RunningApp:
     """Start everything; ports 0 in the config pick free ones (see the returned ports).
 
-    With ``config_path`` the file is watched and re-applied when it changes. The TLS files
-    are read here, once: a renewed certificate takes effect at the next start.
+    With ``config_path`` the file is watched and re-applied when it changes from
+    ``config_text``, the text ``config`` was parsed from (read from the file when not given).
+    The TLS files are read here, once: a renewed certificate takes effect at the next start.
     """
     server = config.server
     tls = load_tls(server)  # before anything starts: a bad file stops nothing half-started
@@ -99,7 +101,8 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
     if config_path is not None:
         watcher = ConfigWatcher(config_path, service)
         with contextlib.suppress(OSError):  # unreadable now: the watcher says so itself
-            watcher.started_from(await asyncio.to_thread(config_path.read_text, "utf-8"))
+            watcher.started_from(config_text if config_text is not None else
+                                 await asyncio.to_thread(config_path.read_text, "utf-8"))
         task = asyncio.create_task(watcher.run(), name="config watcher")
     gc_task = asyncio.create_task(keep_long_lived_state_out_of_gc(), name="gc freeze")
     return RunningApp(service, grpc_server, grpc_port, http_runner, http_port, task,
@@ -131,8 +134,9 @@ def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],
     return tasks, elector
 
 
-async def serve(config: ServiceConfig, config_path: Path | None = None) -> None:
-    app = await start_app(config, config_path=config_path)
+async def serve(config: ServiceConfig, config_path: Path | None = None,
+                config_text: str | None = None) -> None:
+    app = await start_app(config, config_path=config_path, config_text=config_text)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

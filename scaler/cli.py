@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scaler.config import ConfigError, ServiceConfig, describe, load_config
+from scaler.config import ConfigError, ServiceConfig, describe, load_config, read_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config) if args.config else ServiceConfig()
+        config, text = read_config(args.config) if args.config else (ServiceConfig(), None)
     except ConfigError as exc:
         print(f"scaler: {exc}", file=sys.stderr)
         return 1
@@ -100,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     from scaler.app import serve  # imported here: grpc start-up cost only for `serve`
 
-    asyncio.run(serve(config, Path(args.config) if args.config else None))
+    asyncio.run(serve(config, Path(args.config) if args.config else None, text))
     return 0
 
 

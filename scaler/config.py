@@ -377,12 +377,17 @@ class ConfigError(ValueError):
 
 def load_config(path: str | Path) -> ServiceConfig:
     """Read and validate a YAML config file; raise ConfigError naming every bad key."""
+    return read_config(path)[0]
+
+
+def read_config(path: str | Path) -> tuple[ServiceConfig, str]:
+    """As ``load_config``, with the text it parsed (what a watcher of the file starts from)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from exc
-    return parse_config(text, source=source)
+    return parse_config(text, source=source), text
 
 
 def parse_config(text: str, *, source: str = "<config>") -> ServiceConfig:

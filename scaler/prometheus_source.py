@@ -26,7 +26,7 @@ from scaler.clock import Clock
 from scaler.config import PrometheusSettings
 from scaler.metadata import Endpoint
 from scaler.telemetry import Telemetry
-from scaler.workloads import READ_HISTOGRAMS, Workload
+from scaler.workloads import READ_HISTOGRAMS, Workload, WorkloadKey
 
 log = logging.getLogger("scaler.prometheus_source")
 
@@ -42,7 +42,7 @@ class PrometheusSource:
         self._settings = settings
         self._clock = clock
         self._telemetry = telemetry
-        self._problems: dict[object, str] = {}  # workload key -> the current outage
+        self._problems: dict[WorkloadKey, str] = {}  # workload -> the current outage
         self._skip_until = -math.inf  # after a failure, every workload scrapes pods directly
 
     def query(self, workload: Workload) -> str | None:

@@ -168,3 +168,24 @@ async def test_the_file_the_service_started_from_is_not_a_reload_and_keeps_port_
     assert watcher.check() == "applied"
     assert svc.config.scrape.interval_s == 7 and svc.config.server.grpc_port == 0
     assert not any("next restart" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_change_made_while_the_service_starts_is_applied(tmp_path):
+    """The watcher starts from the text the config was parsed from, not a second read of the
+    file: an edit landing between the two is a change like any other."""
+    from scaler.app import start_app
+    from scaler.config import read_config
+    from tests.conftest import wait_until
+
+    path = tmp_path / "scaler.yaml"
+    path.write_text("scrape: {interval_s: 5}\n")
+    config, text = read_config(path)
+    config = parse_config(text.replace("scrape:", "server: {host: 127.0.0.1, grpc_port: 0, "
+                                                 "http_port: 0}\nscrape:"))
+    path.write_text("scrape: {interval_s: 7}\n")  # the edit, after the read
+    app = await start_app(config, ScalerService(config, clock=ManualClock(), background=False),
+                          config_path=path, config_text=text)
+    try:
+        await wait_until(lambda: app.service.config.scrape.interval_s == 7)
+    finally:
+        await app.stop()
