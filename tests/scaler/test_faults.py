@@ -151,13 +151,16 @@ async def test_a_restarted_service_does_not_scale_down_at_once(pods):
 
 
 @pytest.fixture
-async def slow_prometheus() -> AsyncIterator[tuple[str, asyncio.Event]]:
-    """A Prometheus that accepts connections but answers nothing until the test lets it."""
+async def slow_prometheus() -> AsyncIterator[tuple[str, asyncio.Event, list[str]]]:
+    """A Prometheus that accepts connections but answers nothing until the test lets it
+    (the list holds the path of every request it is stalling)."""
     from aiohttp import web
 
     answer = asyncio.Event()
+    stalled: list[str] = []
 
     async def stall(request: web.Request) -> web.Response:
+        stalled.append(request.path)
         await answer.wait()
         return web.json_response({"status": "success",
                                   "data": {"resultType": "matrix", "result": []}})
@@ -169,7 +172,7 @@ async def slow_prometheus() -> AsyncIterator[tuple[str, asyncio.Event]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}", answer
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}", answer, stalled
     answer.set()
     await runner.cleanup()
 
@@ -177,7 +180,7 @@ async def slow_prometheus() -> AsyncIterator[tuple[str, asyncio.Event]]:
 async def test_a_slow_prometheus_never_holds_up_the_answers(pods, slow_prometheus):
     """Past its timeout, a stalled Prometheus means a cold forecaster and pods scraped
     directly: the workload is answered as if Prometheus were not configured."""
-    url, _ = slow_prometheus
+    url, *_ = slow_prometheus
     (pod,) = await busy_pods(pods, 1)
     config = make_config()
     config = dataclasses.replace(config, prometheus=PrometheusSettings(
@@ -204,7 +207,7 @@ async def test_a_stalled_prometheus_costs_one_timeout_not_one_per_workload(
         pods, slow_prometheus):
     """Many workloads, few scrape connections: the pods are still read (Prometheus has its own
     pool), and after the first timeouts every workload goes straight to its pods."""
-    url, _ = slow_prometheus
+    url, *_ = slow_prometheus
     running = await busy_pods(pods, 6)
     config = dataclasses.replace(make_config(max_concurrency=2), prometheus=PrometheusSettings(
         url=url, source_timeout_s=0.3))
@@ -228,5 +231,28 @@ async def test_a_stalled_prometheus_costs_one_timeout_not_one_per_workload(
         await asyncio.gather(*(service.scrape(w) for w in workloads))
         assert timeouts() == first  # the breaker is open: straight to the pods
         assert all(desired(service, w) > 1 for w in workloads)
+    finally:
+        await service.stop()
+
+
+async def test_stalled_prometheus_requests_never_hold_the_pod_scrapes_connections(
+        pods, slow_prometheus):
+    """Two warm starts hang on Prometheus while the scrape pool has two connections: the pods
+    are still read, because Prometheus has a pool of its own."""
+    url, _, stalled = slow_prometheus
+    (pod,) = await busy_pods(pods, 1)
+    config = dataclasses.replace(
+        make_config(max_concurrency=2, timeout_s=0.5),
+        prometheus=PrometheusSettings(url=url, history_query="sum(rate(x[5m]))", timeout_s=30))
+    service = ScalerService(config, clock=ManualClock(), background=False)
+    await service.start()
+    try:
+        for i in range(2):
+            service.resolve("ns", f"cold-{i}", {"endpoints": f"{pod.url}?{i}"})
+        await wait_until(lambda: len(stalled) == 2)  # both warm starts hang in Prometheus
+        workload = service.resolve("ns", "so", {"endpoints": pod.url, "policy": "reactive"})
+        await service.scrape(workload)
+        assert workload.pods[pod.url].problem is None
+        assert desired(service, workload) > 1
     finally:
         await service.stop()
