@@ -18,9 +18,10 @@ from kubernetes_asyncio.client import CoordinationV1Api
 from prometheus_client import Gauge
 
 from adapters.kubernetes.leader import LeaderElector
-from scaler.config import ServiceConfig, load_tls
+from scaler.config import ServiceConfig, TlsMaterial, load_tls
 from scaler.config_watch import ConfigWatcher
-from scaler.grpc_server import start_grpc_server, stop_grpc_server
+from scaler.front_link import FrontProcess
+from scaler.grpc_server import describe_grpc_security, start_grpc_server, stop_grpc_server
 from scaler.http_server import https_context, start_http_server
 from scaler.node_pools import NodePoolController
 from scaler.service import ScalerService
@@ -53,7 +54,7 @@ async def keep_long_lived_state_out_of_gc(every_s: float = FREEZE_EVERY_S) -> No
 @dataclass
 class RunningApp:
     service: ScalerService
-    grpc_server: grpc.aio.Server
+    grpc_server: grpc.aio.Server | FrontProcess
     grpc_port: int
     http_runner: web.AppRunner
     http_port: int
@@ -61,6 +62,12 @@ class RunningApp:
     node_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     elector: LeaderElector | None = None
     gc_task: asyncio.Task[None] | None = None
+
+    async def settle(self) -> None:
+        """Once this returns, KEDA's calls see every decision made so far (with a front
+        process, decisions reach it in batches; in one process they are seen at once)."""
+        if isinstance(self.grpc_server, FrontProcess):
+            await self.grpc_server.settle()
 
     async def stop(self) -> None:
         tasks = [*self.node_tasks, *([self.gc_task] if self.gc_task else [])]
@@ -73,7 +80,10 @@ class RunningApp:
             self.config_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.config_task
-        await stop_grpc_server(self.grpc_server, self.service.config.server.grace_s)
+        if isinstance(self.grpc_server, FrontProcess):
+            await self.grpc_server.stop()
+        else:
+            await stop_grpc_server(self.grpc_server, self.service.config.server.grace_s)
         await self.http_runner.cleanup()
         await self.service.stop()
 
@@ -92,8 +102,7 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
     https = https_context(server) if server.http_tls else None
     service = service or ScalerService(config)
     await service.start()
-    grpc_server, grpc_port = await start_grpc_server(service, host=server.host,
-                                                     port=server.grpc_port, tls=tls)
+    grpc_server, grpc_port = await start_keda_server(service, tls)
     http_runner, http_port = await start_http_server(service, host=server.host,
                                                      port=server.http_port, ssl_context=https)
     node_tasks, elector = start_node_pools(service)
@@ -107,6 +116,18 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
     gc_task = asyncio.create_task(keep_long_lived_state_out_of_gc(), name="gc freeze")
     return RunningApp(service, grpc_server, grpc_port, http_runner, http_port, task,
                       node_tasks, elector, gc_task)
+
+
+async def start_keda_server(service: ScalerService, tls: TlsMaterial | None
+                            ) -> tuple[grpc.aio.Server | FrontProcess, int]:
+    """KEDA's gRPC server, in this process or (``server.front_process``) in a front one."""
+    server = service.config.server
+    if not server.front_process:
+        return await start_grpc_server(service, host=server.host, port=server.grpc_port,
+                                       tls=tls)
+    front = FrontProcess(service, tls=tls, security=describe_grpc_security(server, tls),
+                         log_level=logging.getLevelName(logging.getLogger().level))
+    return front, await front.start()
 
 
 def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],

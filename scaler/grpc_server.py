@@ -58,12 +58,23 @@ class ServiceDecisions:
         return self.service.resolve(ref.namespace, ref.name, ref.scalerMetadata)
 
     def _verdict_of(self, workload: Workload) -> Verdict:
-        try:
-            decision = self.service.answer(workload).decision
-        except Unavailable as exc:
-            return Verdict(workload.spec.metric_name, UNAVAILABLE, str(exc))
-        return Verdict(workload.spec.metric_name, desired_replicas=decision.desired_replicas,
-                       active=decision.active)
+        return verdict_of(self.service, workload)[0]
+
+
+def verdict_of(service: ScalerService, workload: Workload) -> tuple[Verdict, float]:
+    """The verdict now, and for how many seconds more it holds if nothing else happens.
+
+    A decision holds while its data is fresh (``scrape.stale_after_s`` minus the data's
+    age); an UNAVAILABLE verdict may change at any moment (0).
+    """
+    try:
+        answer = service.answer(workload)
+    except Unavailable as exc:
+        return Verdict(workload.spec.metric_name, UNAVAILABLE, str(exc)), 0.0
+    decision = answer.decision
+    fresh_s = max(0.0, service.config.scrape.stale_after_s - answer.data_age_s)
+    return Verdict(workload.spec.metric_name, desired_replicas=decision.desired_replicas,
+                   active=decision.active), fresh_s
 
 
 async def start_grpc_server(service: ScalerService, *, host: str, port: int,

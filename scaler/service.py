@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,7 @@ class ScalerService:
         self._heavy_work = asyncio.Semaphore(1)  # forecaster warm starts and refits, in turn
         self._refitting: set[WorkloadKey] = set()
         self._refit_after: dict[WorkloadKey, float] = {}  # no refit before (after a failure)
+        self.decision_listeners: list[Callable[[Workload], None]] = []  # after each decision
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -181,6 +182,11 @@ class ScalerService:
                 self._tasks[key] = asyncio.create_task(self._scrape_loop(workload),
                                                        name=f"scrape {key}")
         return workload
+
+    def lookup(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload | None:
+        """The registered workload an RPC would be about, without counting it as asked."""
+        spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
+        return self.registry.get(WorkloadKey(namespace, name, spec.metric_name))
 
     def apply_config(self, config: ServiceConfig) -> list[str]:
         """Take a new, validated config without a restart; what it learnt is kept.
@@ -598,6 +604,8 @@ class ScalerService:
         self._changed[workload.key] = asyncio.Event()
         if event is not None:
             event.set()
+        for listener in self.decision_listeners:
+            listener(workload)
 
 
 def _target(workload: Workload) -> WorkloadTarget | None:

@@ -8,16 +8,19 @@ hand-moved clock without background loops), so timing is exact and nothing sleep
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
-from scaler.app import RunningApp
+from scaler.app import RunningApp, start_app
 from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.proto import externalscaler_pb2 as pb
-from tests.conftest import wait_until
+from scaler.service import ScalerService
+from tests.conftest import make_config, wait_until
 
 NS, NAME = "llm", "llama-8b"
 
@@ -31,9 +34,22 @@ def load(pod, *, waiting: int = 0, running: int = 0, kv: float = 0.0) -> None:
     pod.engines = [EngineState(waiting=waiting, running=running, kv_cache_usage=kv)]
 
 
+@pytest.fixture(params=[False, True], ids=["one process", "front process"])
+async def app(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[RunningApp]:
+    """Every test of the contract runs twice: KEDA served by the scaling process itself, and
+    by a front process (``server.front_process``) that the scaling process pushes to."""
+    config = make_config(timeout_s=1.0)
+    config = dataclasses.replace(config, server=dataclasses.replace(
+        config.server, front_process=request.param))
+    running = await start_app(config, ScalerService(config, clock=clock, background=False))
+    yield running
+    await running.stop()
+
+
 async def scrape_all(app: RunningApp) -> None:
     for workload in app.service.registry:
         await app.service.scrape(workload)
+    await app.settle()
 
 
 async def poll(keda, request: pb.ScaledObjectRef) -> tuple[pb.MetricSpec, pb.MetricValue, bool]:
@@ -196,6 +212,7 @@ async def test_rpc_metrics_are_counted(app, keda, pods):
     await keda.GetMetricSpec(request)
     await scrape_all(app)
     await poll(keda, request)
+    await app.settle()  # a front process reports its calls once a second
     registry = app.service.telemetry.registry
     for method in ("GetMetricSpec", "GetMetrics", "IsActive"):
         assert registry.get_sample_value(

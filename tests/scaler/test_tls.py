@@ -138,14 +138,18 @@ def tls_settings(pki: Pki, *, mutual: bool = False, http_tls: bool = False) -> d
 StartApp = Callable[..., Awaitable[RunningApp]]
 
 
-@pytest.fixture
-async def start_tls_app() -> AsyncIterator[StartApp]:
-    """Factory: the real gRPC and HTTP servers with the given server settings; all stopped."""
+@pytest.fixture(params=[False, True], ids=["one process", "front process"])
+async def start_tls_app(request: pytest.FixtureRequest) -> AsyncIterator[StartApp]:
+    """Factory: the real gRPC and HTTP servers with the given server settings; all stopped.
+
+    Each test runs with KEDA served by the scaling process and by a front process (which
+    gets the TLS material from the scaling process and must serve it the same way)."""
     started: list[RunningApp] = []
 
     async def start(**server: Any) -> RunningApp:
         config = make_config(timeout_s=1.0)
-        config = dataclasses.replace(config, server=dataclasses.replace(config.server, **server))
+        config = dataclasses.replace(config, server=dataclasses.replace(
+            config.server, **{"front_process": request.param, **server}))
         service = ScalerService(config, clock=ManualClock(), background=False)
         app = await start_app(config, service)
         started.append(app)
@@ -192,6 +196,7 @@ async def answers(channel: grpc.aio.Channel, app: RunningApp, pod_url: str) -> b
         assert spec.metricSpecs[0].metricName == "desired-replicas"
         for workload in app.service.registry:
             await app.service.scrape(workload)
+        await app.settle()
         active = await keda.IsActive(request, timeout=RPC_TIMEOUT_S)
         return bool(active.result)
 
