@@ -42,6 +42,7 @@ import io
 import json
 import math
 import multiprocessing as mp
+import os
 import pstats
 import random
 import statistics
@@ -60,6 +61,7 @@ from _load_pods import POD_PATH, model_name, serve_pods
 from scaler.app import RunningApp, start_app
 from scaler.config import ServiceConfig
 from scaler.forecast import DemandForecaster
+from scaler.front_link import FrontProcess
 from scaler.predictive import FORECAST_STEP_S
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -286,6 +288,8 @@ class Stage:
     rpc_ms: tuple[float, float, float] = (math.nan,) * 3  # p50, p99, max
     rpc_errors: dict[str, int] = dataclasses.field(default_factory=dict)
     rpc_cpu: float = math.nan  # process CPU s per wall s, scraping + RPCs
+    front_cpu: tuple[float, float] = (math.nan,) * 2  # front process: scrape window, gRPC
+    front_rss: float = math.nan
     client_cpu: float = math.nan
     slip_ms: float = math.nan
 
@@ -321,6 +325,7 @@ class Bench:
         self.gc.clear()
         pods0 = await self.ask(self.pods, "stats")
         profile = cProfile.Profile() if args.profile and stage.name == "full" else None
+        front0 = self.front_cpu_s()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profile is not None:
             profile.enable()
@@ -330,6 +335,7 @@ class Bench:
         cpu1, wall1 = time.process_time(), time.perf_counter()
         pods1 = await self.ask(self.pods, "stats")
         wall = wall1 - wall0
+        front_scraping = (self.front_cpu_s() - front0) / wall
         stage.seconds = wall
         stage.cpu = (cpu1 - cpu0) / wall
         stage.rss = rss_mib()
@@ -357,10 +363,14 @@ class Bench:
             pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(25)
             print(text.getvalue(), flush=True)
         log(f"{stage.name}: GetMetrics at {args.rate:g} RPC/s open loop, {args.rpc_seconds:g} s")
+        front0 = self.front_cpu_s()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = await self.ask(self.keda, ("load", stage.workloads, args.rate,
                                             args.rpc_seconds))
-        stage.rpc_cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        wall = time.perf_counter() - wall0
+        stage.rpc_cpu = (time.process_time() - cpu0) / wall
+        stage.front_cpu = (front_scraping, (self.front_cpu_s() - front0) / wall)
+        stage.front_rss = self.front_rss_mib()
         lat = result["latencies"]
         stage.rpc_rate, stage.rpc_errors = result["rate"], result["errors"]
         stage.rpc_ms = (pct(lat, 0.5), pct(lat, 0.99), max(lat, default=math.nan))
@@ -370,8 +380,34 @@ class Bench:
             f"p99 {stage.rpc_ms[1]:.2f} ms, max {stage.rpc_ms[2]:.1f} ms, errors "
             f"{stage.rpc_errors or 0}; scaler CPU {stage.rpc_cpu:.3f} s/s, client CPU "
             f"{stage.client_cpu:.2f} s/s, worst schedule slip {stage.slip_ms:.1f} ms")
+        if self.front_pid() is not None:
+            log(f"  front process: CPU {stage.front_cpu[0]:.3f} s/s scraping window, "
+                f"{stage.front_cpu[1]:.3f} s/s gRPC window, RSS {stage.front_rss:.0f} MiB")
         log(f"  GC pauses (both windows): {self.gc.summary()}")
         return stage
+
+    def front_pid(self) -> int | None:
+        server = self.app.grpc_server
+        if isinstance(server, FrontProcess) and server.process is not None:
+            return server.process.pid
+        return None
+
+    def front_cpu_s(self) -> float:
+        """CPU seconds the front process has used (0 without one), from /proc."""
+        pid = self.front_pid()
+        if pid is None:
+            return 0.0
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def front_rss_mib(self) -> float:
+        pid = self.front_pid()
+        if pid is None:
+            return math.nan
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return math.nan
 
     async def warm_histories(self) -> dict[str, float]:
         """Every workload's forecaster gets 14 days of 5-minute points; RSS before/after."""
@@ -455,7 +491,7 @@ async def _run(args: argparse.Namespace, pod_port: int, pods: Connection,
                ctx: Any) -> tuple[list[Stage], dict[str, float]]:
     config = ServiceConfig()
     config = dataclasses.replace(config, server=dataclasses.replace(
-        config.server, host="127.0.0.1", grpc_port=0, http_port=0))
+        config.server, host="127.0.0.1", grpc_port=0, http_port=0, front_process=args.front))
     service = RecordingService(config)
     app = await start_app(config, service)
     rss_empty = rss_mib()
@@ -488,7 +524,8 @@ def _ms(values: Sequence[float], digits: int = 1) -> str:
 def report(args: argparse.Namespace, stages: list[Stage], history: dict[str, float]) -> None:
     base, full, warm = stages
     print()
-    print(f"## Load and scale ({args.workloads} workloads x {PODS_PER_WORKLOAD} pods, "
+    front = ", front process" if args.front else ""
+    print(f"## Load and scale ({args.workloads} workloads{front} x {PODS_PER_WORKLOAD} pods, "
           f"scrape every 5 s, GetMetrics at {args.rate:g} RPC/s)")
     print()
     print("| state | pages/s (expected) | scaler CPU s/s, scraping | with gRPC load | RSS MiB "
@@ -544,6 +581,11 @@ def report(args: argparse.Namespace, stages: list[Stage], history: dict[str, flo
           f"{capacity:.0f} workloads of {PODS_PER_WORKLOAD} pods at a 5 s scrape interval "
           f"(memory with history: {capacity * (per_workload_mib + all_mib):.0f} MiB "
           f"+ {history['rss_empty']:.0f} MiB).")
+    if args.front:
+        print("- Front process (server.front_process): CPU s/s scraping window / gRPC window: "
+              + "; ".join(f"{s.name} {s.front_cpu[0]:.3f}/{s.front_cpu[1]:.3f}" for s in stages)
+              + f"; RSS {full.front_rss:.0f} MiB. The scaler CPU columns are the scaling "
+              "process alone.")
     print(f"- Goal GetMetrics p99 < 5 ms at {args.rate:g} RPC/s with {full.workloads} workloads: "
           f"{'met' if full.rpc_ms[1] < 5 else 'NOT met'} ({full.rpc_ms[1]:.2f} ms; with history "
           f"{warm.rpc_ms[1]:.2f} ms).")
@@ -563,6 +605,8 @@ def main() -> None:
                         help="forecasters warm-started for real (the rest restored)")
     parser.add_argument("--refresh", type=float, default=5.0, help="pod page refresh, s")
     parser.add_argument("--engines", type=int, default=1, help="vLLM engines per pod page")
+    parser.add_argument("--front", action="store_true",
+                        help="server.front_process: KEDA served by a front process")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the scaler's thread in the full stage's scrape window")
     args = parser.parse_args()

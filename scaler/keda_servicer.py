@@ -171,10 +171,13 @@ async def serve_keda(decisions: Decisions, *, host: str, port: int,
     server = grpc.aio.server()
     pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(decisions), server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
-    if credentials is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio >= 1.60 raises where older ones returned 0
+        bound = 0
     if bound == 0:
         raise OSError(f"cannot listen for gRPC on {address}: is the port in use?")
     await server.start()

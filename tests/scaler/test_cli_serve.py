@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import signal
 import socket
 import sys
 
 import aiohttp
 import grpc
+import pytest
 
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.proto import externalscaler_pb2 as pb
@@ -21,11 +24,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_serve_answers_keda_and_stops_on_sigterm(pods, tmp_path):
+@pytest.mark.parametrize("front_process", [False, True], ids=["one process", "front process"])
+async def test_serve_answers_keda_and_stops_on_sigterm(pods, tmp_path, front_process):
     pod = await pods()
     pod.engines = [EngineState(waiting=11)]
     config = tmp_path / "scaler.yaml"
-    config.write_text("scrape:\n  interval_s: 0.2\n")
+    config.write_text("scrape:\n  interval_s: 0.2\n"
+                      f"server:\n  front_process: {str(front_process).lower()}\n")
     grpc_port, http_port = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "scaler", "serve", "--config", str(config), "--host", "127.0.0.1",
@@ -45,6 +50,11 @@ async def test_serve_answers_keda_and_stops_on_sigterm(pods, tmp_path):
         output, _ = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, output.decode()
     assert b"shutting down" in output
+    front = re.search(rb"listening on 127.0.0.1:\d+ in front process (\d+)", output)
+    assert (front is not None) == front_process, output.decode()
+    if front is not None:  # the front process ended with the scaling process
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(front.group(1)), 0)
 
 
 async def _wait_http(url: str) -> None:

@@ -1,0 +1,309 @@
+"""The front process (``server.front_process``): its decision table, and the process itself.
+
+The table is driven over a real socket pair by the test, playing the scaling process, on an
+injected clock. The process tests run the real ``start_app`` with a front process; the KEDA
+contract and TLS suites (``test_grpc.py``, ``test_tls.py``) also run in this mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from scaler.app import RunningApp, start_app
+from scaler.clock import ManualClock
+from scaler.emulation.vllm_metrics import EngineState
+from scaler.front import DecisionTable
+from scaler.front_channel import Channel, Message
+from scaler.front_link import FrontProcess
+from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.service import ScalerService
+from tests.conftest import make_config, wait_until
+
+NS, NAME = "llm", "llama-8b"
+
+
+def ref(url: str = "http://127.0.0.1:1/metrics", **extra: str) -> pb.ScaledObjectRef:
+    return pb.ScaledObjectRef(name=NAME, namespace=NS, scalerMetadata={"endpoints": url, **extra})
+
+
+# -- the decision table, with the test as the scaling process -------------------------------
+
+
+class Now:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+async def line() -> AsyncIterator[tuple[Channel, Channel]]:
+    """(the front's end, the scaling process's end) of a real socket pair."""
+    a, b = socket.socketpair()
+    front, back = await Channel.over(a), await Channel.over(b)
+    yield front, back
+    await front.close()
+    await back.close()
+
+
+@pytest.fixture
+def now() -> Now:
+    return Now()
+
+
+@pytest.fixture
+async def table(line: tuple[Channel, Channel], now: Now) -> AsyncIterator[DecisionTable]:
+    front, _ = line
+    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=2.0)
+    task = asyncio.create_task(_apply_all(front, table))
+    yield table
+    task.cancel()
+
+
+async def _apply_all(channel: Channel, table: DecisionTable) -> None:
+    while (message := await channel.receive()) is not None:
+        table.apply(message)
+
+
+def push(back: Channel, ref_id: int, verdict: Verdict, valid_for_s: float) -> None:
+    back.send({"t": "verdicts", "items": [[ref_id, verdict.to_json(), valid_for_s]]})
+
+
+async def next_message(back: Channel) -> Message:
+    message = await asyncio.wait_for(back.receive(), 5)
+    assert message is not None
+    return message
+
+
+OK_3 = Verdict("desired-replicas", OK, "", 3, True)
+
+
+async def test_an_unknown_object_is_asked_for_once_and_concurrent_calls_share_it(table, line):
+    _, back = line
+    calls = [asyncio.ensure_future(table.verdict(ref())) for _ in range(5)]
+    ask = await next_message(back)
+    assert ask == {"t": "ask", "id": ask["id"], "namespace": NS, "name": NAME,
+                   "metadata": {"endpoints": "http://127.0.0.1:1/metrics"}}
+    push(back, ask["id"], OK_3, 10.0)
+    assert await asyncio.gather(*calls) == [OK_3] * 5
+    back.send({"t": "sync", "n": 1})
+    report = await next_message(back)  # had a second ask been sent, it would come first
+    assert report["t"] == "asked" and report["ids"] == [ask["id"]]
+
+
+async def test_a_pushed_verdict_is_answered_from_memory_until_it_expires(table, line, now):
+    _, back = line
+    first = asyncio.ensure_future(table.verdict(ref()))
+    ask = await next_message(back)
+    push(back, ask["id"], OK_3, 10.0)
+    await first
+    newer = Verdict("desired-replicas", OK, "", 5, True)
+    push(back, ask["id"], newer, 10.0)
+    await wait_until(lambda: len(table) == 1 and _answer_now(table) == newer)
+    now.t += 9.9
+    assert await table.verdict(ref()) == newer  # still fresh: no ask
+    now.t += 0.2
+    again = asyncio.ensure_future(table.verdict(ref()))
+    ask_again = await next_message(back)  # expired: asked for once more
+    assert ask_again["t"] == "ask" and ask_again["id"] == ask["id"]
+    stale = Verdict("desired-replicas", UNAVAILABLE, "metrics are stale")
+    push(back, ask["id"], stale, 5.0)
+    assert await again == stale
+
+
+def _answer_now(table: DecisionTable) -> Verdict | None:
+    entries = list(table._entries.values())
+    return entries[0].verdict if entries else None
+
+
+async def test_no_answer_in_time_is_unavailable_naming_the_object_and_asks_again(line, now):
+    front, back = line
+    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=0.05)
+    verdict = await table.verdict(ref())
+    assert verdict.code == UNAVAILABLE
+    assert verdict.message == (f"{NS}/{NAME}: the scaling process did not answer within 0.05 s "
+                               "(overloaded or restarting? see its log); KEDA retries")
+    await table.verdict(ref())
+    assert [(await next_message(back))["t"] for _ in range(2)] == ["ask", "ask"]
+
+
+async def test_bad_metadata_stays_invalid_argument_while_the_scaling_process_is_silent(
+        line, now):
+    front, back = line
+    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=0.05)
+    task = asyncio.create_task(_apply_all(front, table))
+    call = asyncio.ensure_future(table.verdict(ref(targetKvCacheUsage="80%")))
+    ask = await next_message(back)
+    bad = Verdict("", INVALID, "scalerMetadata key 'targetKvCacheUsage' has value '80%'")
+    push(back, ask["id"], bad, 5.0)
+    assert await call == bad
+    now.t += 6.0  # expired, and no answer to the new ask
+    assert await table.verdict(ref(targetKvCacheUsage="80%")) == bad
+    task.cancel()
+
+
+async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table, line, now):
+    _, back = line
+    table.record("GetMetrics", grpc.StatusCode.OK, 0.002)
+    table.record("GetMetrics", grpc.StatusCode.OK, 0.004)
+    table.record("StreamIsActive", grpc.StatusCode.OK, None)
+    call = asyncio.ensure_future(table.verdict(ref()))
+    ask = await next_message(back)
+    push(back, ask["id"], OK_3, 100.0)
+    await call
+    stream = table.verdicts(ref("http://127.0.0.1:2/metrics"))
+    stream_call = asyncio.ensure_future(anext(stream))
+    stream_ask = await next_message(back)
+    push(back, stream_ask["id"], OK_3, 100.0)
+    await stream_call
+    report = table.report()
+    assert report == {"t": "asked", "ids": [ask["id"]], "held": [stream_ask["id"]],
+                      "calls": [["GetMetrics", "OK", [0.002, 0.004]],
+                                ["StreamIsActive", "OK", [None]]]}
+    assert table.report() == {"t": "asked", "ids": [], "held": [], "calls": []}
+    await stream.aclose()
+
+
+async def test_objects_not_asked_about_for_the_idle_time_are_forgotten(table, line, now):
+    _, back = line
+    call = asyncio.ensure_future(table.verdict(ref()))
+    ask = await next_message(back)
+    push(back, ask["id"], OK_3, 1000.0)
+    await call
+    table.report()
+    now.t += 59.0
+    table.report()
+    assert len(table) == 1
+    now.t += 2.0
+    table.report()
+    assert len(table) == 0
+    call = asyncio.ensure_future(table.verdict(ref()))
+    again = await next_message(back)  # known no more: asked with its full identity
+    assert again["t"] == "ask" and again["id"] != ask["id"] and again["name"] == NAME
+    call.cancel()
+
+
+# -- the process ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def front_app(clock: ManualClock) -> AsyncIterator[RunningApp]:
+    config = make_config(timeout_s=1.0, stale_after_s=0.3)
+    config = dataclasses.replace(config, server=dataclasses.replace(
+        config.server, front_process=True))
+    running = await start_app(config, ScalerService(config, clock=clock, background=False))
+    yield running
+    await running.stop()
+
+
+async def desired(app: RunningApp, request: pb.ScaledObjectRef) -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        keda = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+        answer = await keda.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=request),
+                                       timeout=5)
+        return int(answer.metricValues[0].metricValue)
+
+
+async def status_of(app: RunningApp, request: pb.ScaledObjectRef) -> grpc.StatusCode:
+    try:
+        await desired(app, request)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+async def scrape_all(app: RunningApp) -> None:
+    for workload in app.service.registry:
+        await app.service.scrape(workload)
+    await app.settle()
+
+
+def front_of(app: RunningApp) -> FrontProcess:
+    assert isinstance(app.grpc_server, FrontProcess)
+    return app.grpc_server
+
+
+async def test_keda_is_answered_by_another_process(front_app, pods):
+    pod = await pods()
+    pod.engines = [EngineState(waiting=11)]
+    request = ref(pod.url)
+    assert await status_of(front_app, request) == grpc.StatusCode.UNAVAILABLE  # registers it
+    await scrape_all(front_app)
+    assert await desired(front_app, request) == 3
+    front = front_of(front_app)
+    assert front.process is not None and front.process.pid != os.getpid()
+
+
+async def test_a_killed_front_process_is_replaced_on_the_same_port(front_app, pods):
+    pod = await pods()
+    pod.engines = [EngineState(waiting=11)]
+    request = ref(pod.url)
+    await status_of(front_app, request)
+    await scrape_all(front_app)
+    front = front_of(front_app)
+    assert front.process is not None
+    killed = front.process
+    killed.send_signal(signal.SIGKILL)
+    await wait_until(lambda: front.process is not killed and front.process is not None, 15)
+    await wait_until(lambda: front._link is not None, 15)
+    assert await desired(front_app, request) == 3  # nothing learnt was lost
+    assert front_app.service.telemetry.registry.get_sample_value(
+        "scaler_front_restarts_total") == 1
+
+
+async def test_a_verdict_turns_unavailable_in_the_front_once_its_data_is_stale(
+        front_app, pods, clock: ManualClock):
+    pod = await pods()
+    request = ref(pod.url)
+    await status_of(front_app, request)
+    await scrape_all(front_app)
+    assert await status_of(front_app, request) == grpc.StatusCode.OK
+    clock.advance(1.0)  # past scrape.stale_after_s = 0.3, and no new decision is pushed
+    statuses: list[grpc.StatusCode] = []
+
+    async def poll_until_unavailable() -> None:
+        while (code := await status_of(front_app, request)) == grpc.StatusCode.OK:
+            statuses.append(code)
+        statuses.append(code)
+
+    await asyncio.wait_for(poll_until_unavailable(), 10)
+    assert statuses[-1] == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_stop_ends_the_front_process_cleanly(clock: ManualClock):
+    config = make_config(timeout_s=1.0)
+    config = dataclasses.replace(config, server=dataclasses.replace(
+        config.server, front_process=True))
+    app = await start_app(config, ScalerService(config, clock=clock, background=False))
+    process = front_of(app).process
+    assert process is not None
+    await app.stop()
+    assert process.returncode == 0
+    assert await status_of(app, ref()) == grpc.StatusCode.UNAVAILABLE  # nothing listens
+
+
+async def test_a_port_in_use_fails_the_start_saying_so(clock: ManualClock):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = make_config(timeout_s=1.0)
+        config = dataclasses.replace(config, server=dataclasses.replace(
+            config.server, front_process=True, grpc_port=port))
+        service = ScalerService(config, clock=clock, background=False)
+        with pytest.raises(OSError) as info:
+            await start_app(config, service)
+        await service.stop()
+    assert str(info.value) == (f"the front process did not start: cannot listen for gRPC on "
+                               f"127.0.0.1:{port}: is the port in use?")
