@@ -94,16 +94,39 @@ def _ref(workload: int, pod_port: int) -> pb.ScaledObjectRef:
                               scalerMetadata=_metadata(workload, pod_port))
 
 
-def _keda_main(conn: Connection, grpc_port: int, pod_port: int) -> None:
-    asyncio.run(_keda(conn, grpc_port, pod_port))
+class ConstantScaler(pb_grpc.ExternalScalerServicer):
+    """The floor: a grpc.aio servicer of the same proto answering a constant, doing nothing."""
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest,
+                         context: Any) -> pb.GetMetricsResponse:
+        return pb.GetMetricsResponse(metricValues=[
+            pb.MetricValue(metricName=request.metricName, metricValue=3, metricValueFloat=3.0)])
 
 
-async def _keda(conn: Connection, grpc_port: int, pod_port: int) -> None:
-    """Commands: ("register", lo, hi) -> seconds; ("load", n, rate, seconds) -> dict; "stop"."""
+def _constant_main(conn: Connection) -> None:
+    async def serve() -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_ExternalScalerServicer_to_server(ConstantScaler(), server)  # type: ignore[no-untyped-call]
+        conn.send(server.add_insecure_port("127.0.0.1:0"))
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
+
+
+def _keda_main(conn: Connection, grpc_port: int, pod_port: int, floor_port: int) -> None:
+    asyncio.run(_keda(conn, grpc_port, pod_port, floor_port))
+
+
+async def _keda(conn: Connection, grpc_port: int, pod_port: int, floor_port: int) -> None:
+    """Commands: ("register", lo, hi) -> seconds; ("load", n, rate, seconds) -> dict;
+    ("floor", n, rate, seconds) -> dict (the same load on the constant servicer); "stop"."""
     loop = asyncio.get_running_loop()
     refs: list[pb.ScaledObjectRef] = []
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{floor_port}") as floor_channel:
         stub: Any = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+        floor: Any = pb_grpc.ExternalScalerStub(floor_channel)  # type: ignore[no-untyped-call]
         while True:
             message = await loop.run_in_executor(None, conn.recv)
             if message == "stop":
@@ -120,6 +143,9 @@ async def _keda(conn: Connection, grpc_port: int, pod_port: int) -> None:
             elif message[0] == "load":
                 _, n, rate, seconds = message
                 conn.send(await _open_loop(stub, refs[:n], rate, seconds))
+            elif message[0] == "floor":
+                _, n, rate, seconds = message
+                conn.send(await _open_loop(floor, refs[:n], rate, seconds))
 
 
 async def _until_answered(stub: Any, refs: Sequence[pb.ScaledObjectRef]) -> None:
@@ -287,6 +313,7 @@ class Stage:
     rpc_rate: float = math.nan
     rpc_ms: tuple[float, float, float] = (math.nan,) * 3  # p50, p99, max
     rpc_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    floor_ms: tuple[float, float, float] = (math.nan,) * 3  # constant servicer, same load
     rpc_cpu: float = math.nan  # process CPU s per wall s, scraping + RPCs
     front_cpu: tuple[float, float] = (math.nan,) * 2  # front process: scrape window, gRPC
     front_rss: float = math.nan
@@ -384,6 +411,13 @@ class Bench:
             log(f"  front process: CPU {stage.front_cpu[0]:.3f} s/s scraping window, "
                 f"{stage.front_cpu[1]:.3f} s/s gRPC window, RSS {stage.front_rss:.0f} MiB")
         log(f"  GC pauses (both windows): {self.gc.summary()}")
+        floor = await self.ask(self.keda, ("floor", stage.workloads, args.rate,
+                                           args.rpc_seconds))
+        lat = floor["latencies"]
+        stage.floor_ms = (pct(lat, 0.5), pct(lat, 0.99), max(lat, default=math.nan))
+        log(f"  floor, the same load on a constant servicer: p50 {stage.floor_ms[0]:.2f} ms, "
+            f"p99 {stage.floor_ms[1]:.2f} ms, max {stage.floor_ms[2]:.1f} ms, errors "
+            f"{floor['errors'] or 0}")
         return stage
 
     def front_pid(self) -> int | None:
@@ -497,7 +531,12 @@ async def _run(args: argparse.Namespace, pod_port: int, pods: Connection,
     rss_empty = rss_mib()
     log(f"scaler started in this process (gRPC :{app.grpc_port}); RSS {rss_empty:.0f} MiB")
     parent, child = ctx.Pipe()
-    keda = ctx.Process(target=_keda_main, args=(child, app.grpc_port, pod_port), daemon=True)
+    floor_conn, floor_child = ctx.Pipe()
+    constant = ctx.Process(target=_constant_main, args=(floor_child,), daemon=True)
+    constant.start()
+    floor_port = floor_conn.recv()
+    keda = ctx.Process(target=_keda_main, args=(child, app.grpc_port, pod_port, floor_port),
+                       daemon=True)
     keda.start()
     bench = Bench(args, app, service, pods, parent)
     stages: list[Stage] = []
@@ -514,6 +553,7 @@ async def _run(args: argparse.Namespace, pod_port: int, pods: Connection,
         parent.send("stop")
         keda.join(10)
         bench.probe.task.cancel()
+        constant.terminate()
         await app.stop()
 
 
@@ -530,21 +570,23 @@ def report(args: argparse.Namespace, stages: list[Stage], history: dict[str, flo
     print()
     print("| state | pages/s (expected) | scaler CPU s/s, scraping | with gRPC load | RSS MiB "
           "| scrape lag p50/p99/max ms | round p50/p99 ms | loop lag p99/max ms "
-          "| worst GC pause ms | RPC/s | GetMetrics p50/p99/max ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| worst GC pause ms | RPC/s | GetMetrics p50/p99/max ms | floor p50/p99/max ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in stages:
         errors = f" ({sum(s.rpc_errors.values())} errors)" if s.rpc_errors else ""
         print(f"| {s.name}: {s.workloads} workloads | {s.pages_per_s:.0f} "
               f"({s.expected_pages_per_s:.0f}) | {s.cpu:.3f} | {s.rpc_cpu:.3f} | {s.rss:.0f} "
               f"| {_ms(s.lag_ms)} | {_ms(s.round_ms, 0)} | {_ms(s.loop_lag_ms)} "
-              f"| {s.gc_ms:.0f} | {s.rpc_rate:.0f}{errors} | {_ms(s.rpc_ms, 2)} |")
+              f"| {s.gc_ms:.0f} | {s.rpc_rate:.0f}{errors} | {_ms(s.rpc_ms, 2)} "
+              f"| {_ms(s.floor_ms, 2)} |")
     for s in (full, warm):
         print(f"| ratio {s.name} / baseline | {s.pages_per_s / base.pages_per_s:.2f}x "
               f"| {s.cpu / base.cpu:.2f}x | {s.rpc_cpu / base.rpc_cpu:.2f}x "
               f"| {s.rss / base.rss:.2f}x | p99 {s.lag_ms[1] / base.lag_ms[1]:.2f}x "
               f"| p99 {s.round_ms[1] / base.round_ms[1]:.2f}x "
               f"| p99 {s.loop_lag_ms[0] / base.loop_lag_ms[0]:.2f}x "
-              f"| {s.gc_ms / base.gc_ms:.2f}x | | p99 {s.rpc_ms[1] / base.rpc_ms[1]:.2f}x |")
+              f"| {s.gc_ms / base.gc_ms:.2f}x | | p99 {s.rpc_ms[1] / base.rpc_ms[1]:.2f}x "
+              f"| p99 vs floor {s.rpc_ms[1] / s.floor_ms[1]:.2f}x |")
     print()
     extra = full.workloads - base.workloads
     per_workload_cpu = (full.cpu - base.cpu) / extra
@@ -588,7 +630,8 @@ def report(args: argparse.Namespace, stages: list[Stage], history: dict[str, flo
               "process alone.")
     print(f"- Goal GetMetrics p99 < 5 ms at {args.rate:g} RPC/s with {full.workloads} workloads: "
           f"{'met' if full.rpc_ms[1] < 5 else 'NOT met'} ({full.rpc_ms[1]:.2f} ms; with history "
-          f"{warm.rpc_ms[1]:.2f} ms).")
+          f"{warm.rpc_ms[1]:.2f} ms). The same client against a constant servicer at the same "
+          f"time (the floor of Python gRPC on this machine): p99 {full.floor_ms[1]:.2f} ms.")
 
 
 def main() -> None:
