@@ -89,6 +89,17 @@ async def next_message(back: Channel) -> Message:
 OK_3 = Verdict("desired-replicas", OK, "", 3, True)
 
 
+async def known(table: DecisionTable, back: Channel, request: pb.ScaledObjectRef,
+                verdict: Verdict = OK_3, valid_for_s: float = 10.0) -> int:
+    """A first call, its ask answered with ``verdict``; the id the front gave the object."""
+    call = asyncio.ensure_future(table.verdict(request))
+    ask = await next_message(back)
+    assert ask["t"] == "ask"
+    push(back, ask["id"], verdict, valid_for_s)
+    assert await call == verdict
+    return int(ask["id"])
+
+
 async def test_an_unknown_object_is_asked_for_once_and_concurrent_calls_share_it(table, line):
     _, back = line
     calls = [asyncio.ensure_future(table.verdict(ref())) for _ in range(5)]
@@ -104,21 +115,18 @@ async def test_an_unknown_object_is_asked_for_once_and_concurrent_calls_share_it
 
 async def test_a_pushed_verdict_is_answered_from_memory_until_it_expires(table, line, now):
     _, back = line
-    first = asyncio.ensure_future(table.verdict(ref()))
-    ask = await next_message(back)
-    push(back, ask["id"], OK_3, 10.0)
-    await first
+    ref_id = await known(table, back, ref())
     newer = Verdict("desired-replicas", OK, "", 5, True)
-    push(back, ask["id"], newer, 10.0)
+    push(back, ref_id, newer, 10.0)
     await wait_until(lambda: len(table) == 1 and _answer_now(table) == newer)
     now.t += 9.9
     assert await table.verdict(ref()) == newer  # still fresh: no ask
     now.t += 0.2
     again = asyncio.ensure_future(table.verdict(ref()))
     ask_again = await next_message(back)  # expired: asked for once more
-    assert ask_again["t"] == "ask" and ask_again["id"] == ask["id"]
+    assert ask_again["t"] == "ask" and ask_again["id"] == ref_id
     stale = Verdict("desired-replicas", UNAVAILABLE, "metrics are stale")
-    push(back, ask["id"], stale, 5.0)
+    push(back, ref_id, stale, 5.0)
     assert await again == stale
 
 
@@ -158,17 +166,14 @@ async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table,
     table.record("GetMetrics", grpc.StatusCode.OK, 0.002)
     table.record("GetMetrics", grpc.StatusCode.OK, 0.004)
     table.record("StreamIsActive", grpc.StatusCode.OK, None)
-    call = asyncio.ensure_future(table.verdict(ref()))
-    ask = await next_message(back)
-    push(back, ask["id"], OK_3, 100.0)
-    await call
+    ref_id = await known(table, back, ref())
     stream = table.verdicts(ref("http://127.0.0.1:2/metrics"))
     stream_call = asyncio.ensure_future(anext(stream))
     stream_ask = await next_message(back)
     push(back, stream_ask["id"], OK_3, 100.0)
     await stream_call
     report = table.report()
-    assert report == {"t": "asked", "ids": [ask["id"]], "held": [stream_ask["id"]],
+    assert report == {"t": "asked", "ids": [ref_id], "held": [stream_ask["id"]],
                       "calls": [["GetMetrics", "OK", [0.002, 0.004]],
                                 ["StreamIsActive", "OK", [None]]]}
     assert table.report() == {"t": "asked", "ids": [], "held": [], "calls": []}
@@ -177,10 +182,7 @@ async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table,
 
 async def test_objects_not_asked_about_for_the_idle_time_are_forgotten(table, line, now):
     _, back = line
-    call = asyncio.ensure_future(table.verdict(ref()))
-    ask = await next_message(back)
-    push(back, ask["id"], OK_3, 1000.0)
-    await call
+    ref_id = await known(table, back, ref(), valid_for_s=1000.0)
     table.report()
     now.t += 59.0
     table.report()
@@ -190,7 +192,7 @@ async def test_objects_not_asked_about_for_the_idle_time_are_forgotten(table, li
     assert len(table) == 0
     call = asyncio.ensure_future(table.verdict(ref()))
     again = await next_message(back)  # known no more: asked with its full identity
-    assert again["t"] == "ask" and again["id"] != ask["id"] and again["name"] == NAME
+    assert again["t"] == "ask" and again["id"] != ref_id and again["name"] == NAME
     call.cancel()
 
 
