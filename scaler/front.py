@@ -223,7 +223,10 @@ async def run_front(sock: socket.socket) -> int:
 
 async def _receive(channel: Channel, table: DecisionTable) -> None:
     while (message := await channel.receive()) is not None:
-        table.apply(message)
+        try:
+            table.apply(message)
+        except Exception:  # a bug must not stop this process's updates for good
+            log.exception("message %.200r from the scaling process failed", message)
 
 
 def _credentials(tls: dict[str, Any] | None) -> grpc.ServerCredentials | None:

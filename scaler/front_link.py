@@ -70,7 +70,10 @@ class FrontLink:
         publishing = asyncio.create_task(self._publish(), name="front publish")
         try:
             while (message := await self.channel.receive()) is not None:
-                self.handle(message)
+                try:
+                    self.handle(message)
+                except Exception:  # a bug must not stop the front's updates for good
+                    log.exception("message %.200r from the front process failed", message)
         finally:
             publishing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,7 +144,9 @@ class FrontLink:
         except MetadataError as exc:
             return [ref_id, Verdict("", INVALID, str(exc)).to_json(), RECHECK_INVALID_S]
         if workload is None:  # dropped as idle: the front asks (and so registers) at once
-            return [ref_id, Verdict("", UNAVAILABLE, "not registered").to_json(), 0.0]
+            message = (f"workload {ref.namespace}/{ref.name} is not registered (no call for "
+                       f"workloads.idle_timeout_s); it is registered again at the next call")
+            return [ref_id, Verdict("", UNAVAILABLE, message).to_json(), 0.0]
         self._map(ref_id, ref, workload.key)
         verdict, fresh_s = verdict_of(self.service, workload)
         return [ref_id, verdict.to_json(), fresh_s if verdict.code == OK

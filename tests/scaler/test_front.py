@@ -22,7 +22,7 @@ from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.front import DecisionTable
 from scaler.front_channel import Channel, Message
-from scaler.front_link import FrontProcess
+from scaler.front_link import FrontLink, FrontProcess
 from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -194,6 +194,32 @@ async def test_objects_not_asked_about_for_the_idle_time_are_forgotten(table, li
     again = await next_message(back)  # known no more: asked with its full identity
     assert again["t"] == "ask" and again["id"] != ref_id and again["name"] == NAME
     call.cancel()
+
+
+# -- the scaling process's side, with the test as the front ---------------------------------
+
+
+async def test_the_scaling_side_answers_asks_pushes_decisions_and_survives_a_bad_message(
+        service: ScalerService, pods, line, caplog):
+    front, back = line
+    link = FrontLink(service, back)
+    service.decision_listeners.append(link.on_decision)
+    task = asyncio.create_task(link.run())
+    pod = await pods()
+    pod.engines = [EngineState(waiting=11)]
+    front.send({"t": "asked", "ids": []})  # no "held": a bug on either side, logged
+    front.send({"t": "ask", "id": 7, "namespace": NS, "name": NAME,
+                "metadata": {"endpoints": pod.url}})
+    (ref_id, first, valid_for_s), = (await next_message(front))["items"]
+    assert (ref_id, first[1], valid_for_s) == (7, "UNAVAILABLE", 5.0)
+    assert "no scrape has completed yet" in first[2]
+    assert "message {'t': 'asked', 'ids': []} from the front process failed" in caplog.text
+    (workload,) = service.registry
+    await service.scrape(workload)  # a decision: pushed without being asked
+    pushed = await next_message(front)
+    assert pushed["items"] == [[7, ["desired-replicas", "OK", "", 3, True],
+                                service.config.scrape.stale_after_s]]
+    task.cancel()
 
 
 # -- the process ------------------------------------------------------------------------------
