@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import time
@@ -31,6 +32,7 @@ from scaler.emulation.vllm_metrics import DEFAULT_MODEL, EngineState, render_pag
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 POD_PATH = "/pod/{}/metrics"
+PODS_NICE = 5  # lower CPU priority than the scaler and KEDA: in a cluster pods run elsewhere
 
 
 def model_name(workload: int) -> str:
@@ -111,6 +113,7 @@ def serve_pods(conn: Connection, workloads: int, pods_per_workload: int, engines
     ``"stop"``."""
     with contextlib.suppress(ValueError):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us over the pipe
+    os.nice(PODS_NICE)  # they stand for other machines: the scaler's processes go first
     parts = render_variants(8, variants, refresh_s, engines)
     asyncio.run(_serve(conn, PodFarm(workloads, pods_per_workload, parts, refresh_s), port))
 

@@ -22,7 +22,7 @@ from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.front import DecisionTable
 from scaler.front_channel import Channel, Message
-from scaler.front_link import FrontLink, FrontProcess
+from scaler.front_link import SCALING_NICE, FrontLink, FrontProcess
 from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -288,6 +288,25 @@ async def test_a_killed_front_process_is_replaced_on_the_same_port(front_app, po
     assert await desired(front_app, request) == 3  # nothing learnt was lost
     assert front_app.service.telemetry.registry.get_sample_value(
         "scaler_front_restarts_total") == 1
+
+
+def nice_of(pid: int) -> int:
+    """The nice value of a process's main thread, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])
+
+
+async def test_answers_go_before_scraping_for_the_cpu_also_after_a_restart(front_app):
+    """The scaling process's event loop lowers its priority; every front keeps the higher one."""
+    front = front_of(front_app)
+    assert front.process is not None
+    scaling = os.getpriority(os.PRIO_PROCESS, 0)  # this thread: the event loop's
+    assert scaling - nice_of(front.process.pid) == SCALING_NICE
+    first = front.process
+    first.send_signal(signal.SIGKILL)
+    await wait_until(lambda: front.process is not first and front._link is not None, 15)
+    assert front.process is not None
+    assert scaling - nice_of(front.process.pid) == SCALING_NICE
 
 
 async def test_a_verdict_turns_unavailable_in_the_front_once_its_data_is_stale(
