@@ -224,6 +224,7 @@ class FrontProcess:
         self._link_task: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        service.readiness_checks.append(self._not_ready_because)
         self.restarts = Counter("scaler_front_restarts_total",
                                 "Front processes started again after one exited unasked.",
                                 registry=service.telemetry.registry)
@@ -263,6 +264,11 @@ class FrontProcess:
         """See ``FrontLink.settle``; returns at once while no front is connected."""
         if self._link is not None:
             await self._link.settle()
+
+    def _not_ready_because(self) -> str | None:
+        if self._link is None and not self._stopping:
+            return "the front process answering KEDA is not running (it is being started)"
+        return None
 
     async def _spawn(self, port: int) -> int:
         parent, child = socket.socketpair()

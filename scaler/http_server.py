@@ -56,6 +56,9 @@ async def readyz(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     if not service.ready:
         return web.json_response({"status": "starting"}, status=503)
+    reasons = [reason for check in service.readiness_checks if (reason := check())]
+    if reasons:
+        return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
     return web.json_response({"status": "ready", "workloads": len(service.registry)})
 
 

@@ -94,6 +94,7 @@ class ScalerService:
         self._refitting: set[WorkloadKey] = set()
         self._refit_after: dict[WorkloadKey, float] = {}  # no refit before (after a failure)
         self.decision_listeners: list[Callable[[Workload], None]] = []  # after each decision
+        self.readiness_checks: list[Callable[[], str | None]] = []  # why not ready, or None
 
     # -- lifecycle ---------------------------------------------------------------------------
 

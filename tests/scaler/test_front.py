@@ -14,6 +14,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 
+import aiohttp
 import grpc
 import pytest
 
@@ -282,12 +283,24 @@ async def test_a_killed_front_process_is_replaced_on_the_same_port(front_app, po
     front = front_of(front_app)
     assert front.process is not None
     killed = front.process
+    assert await readiness(front_app) == (200, "ready")
     killed.send_signal(signal.SIGKILL)
-    await wait_until(lambda: front.process is not killed and front.process is not None, 15)
-    await wait_until(lambda: front._link is not None, 15)
+    await wait_until(lambda: front._link is None, 15)
+    assert await readiness(front_app) == (503, "the front process answering KEDA is not "
+                                                "running (it is being started)")
+    await wait_until(lambda: front.process is not killed and front._link is not None, 15)
+    assert await readiness(front_app) == (200, "ready")
     assert await desired(front_app, request) == 3  # nothing learnt was lost
     assert front_app.service.telemetry.registry.get_sample_value(
         "scaler_front_restarts_total") == 1
+
+
+async def readiness(app: RunningApp) -> tuple[int, str]:
+    """/readyz: the status code and the reason (or "ready")."""
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{app.http_port}/readyz") as resp:
+        body = await resp.json()
+        return resp.status, body.get("reasons", [body["status"]])[0]
 
 
 def nice_of(pid: int) -> int:
