@@ -83,21 +83,25 @@ class DecisionTable:
     # -- the Decisions protocol ----------------------------------------------------------------
 
     async def verdict(self, ref: pb.ScaledObjectRef) -> Verdict:
-        return await self._verdict(ref, self._asked)
+        return await self._verdict(ref, held=False)
 
-    async def _verdict(self, ref: pb.ScaledObjectRef, asked: set[int]) -> Verdict:
+    async def _verdict(self, ref: pb.ScaledObjectRef, *, held: bool) -> Verdict:
+        """``held``: asked by an open stream after its first message, which only keeps its
+        workload alive; a call (or a stream's first message) registers and updates it."""
         ref_id = self._id(ref)
-        asked.add(ref_id)
+        (self._held if held else self._asked).add(ref_id)
         entry = self._entries.get(ref_id)
         if entry is not None and entry.expires_s > self.now():
             return entry.verdict
-        return await self._ask(ref_id, ref)
+        return await self._ask(ref_id, ref, held=held)
 
     async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
         ref_id = self._id(ref)
+        held = False
         while True:
             changed = self._changed.setdefault(ref_id, asyncio.Event())
-            yield await self._verdict(ref, self._held)
+            yield await self._verdict(ref, held=held)
+            held = True
             entry = self._entries.get(ref_id)
             wait_s = entry.expires_s - self.now() if entry is not None else STREAM_RECHECK_S
             with contextlib.suppress(TimeoutError):
@@ -132,7 +136,8 @@ class DecisionTable:
                 event.set()
 
     def report(self) -> Message:
-        """What KEDA asked about and the call statistics since the last report."""
+        """What KEDA asked about and the call statistics since the last report (and, as
+        the once-a-second chore it is, forget what KEDA stopped asking about)."""
         now = self.now()
         for ref_id in self._asked | self._held:
             self._last_asked[ref_id] = now
@@ -160,12 +165,13 @@ class DecisionTable:
             self._keys[ref_id] = key
         return ref_id
 
-    async def _ask(self, ref_id: int, ref: pb.ScaledObjectRef) -> Verdict:
+    async def _ask(self, ref_id: int, ref: pb.ScaledObjectRef, *, held: bool) -> Verdict:
         pending = self._pending.get(ref_id)
         if pending is None:
             pending = self._pending[ref_id] = asyncio.get_running_loop().create_future()
             self.channel.send({"t": "ask", "id": ref_id, "namespace": ref.namespace,
-                               "name": ref.name, "metadata": dict(ref.scalerMetadata)})
+                               "name": ref.name, "metadata": dict(ref.scalerMetadata),
+                               "held": held})
         try:
             return await asyncio.wait_for(asyncio.shield(pending), self.ask_timeout_s)
         except TimeoutError:
@@ -174,22 +180,25 @@ class DecisionTable:
             return self._unanswered(ref_id, ref)
 
     def _unanswered(self, ref_id: int, ref: pb.ScaledObjectRef) -> Verdict:
+        """Bad metadata stays bad; anything else is UNAVAILABLE for now."""
         known = self._entries.get(ref_id)
-        code = INVALID if known is not None and known.verdict.code == INVALID else UNAVAILABLE
-        if code == INVALID:
-            return known.verdict  # type: ignore[union-attr]
-        return Verdict(known.verdict.metric_name if known else "", code, (
+        if known is not None and known.verdict.code == INVALID:
+            return known.verdict
+        return Verdict(known.verdict.metric_name if known else "", UNAVAILABLE, (
             f"{ref.namespace}/{ref.name}: the scaling process did not answer within "
             f"{self.ask_timeout_s:g} s (overloaded or restarting? see its log); KEDA retries"))
 
     def _forget_idle(self, now: float) -> None:
         """Drop what KEDA has not asked about for ``idle_s`` (old metadata, deleted objects)."""
         for ref_id, asked_s in list(self._last_asked.items()):
-            if now - asked_s > self.idle_s and ref_id not in self._pending:
+            if now - asked_s > self.idle_s:
                 del self._last_asked[ref_id]
                 self._ids.pop(self._keys.pop(ref_id), None)
                 self._entries.pop(ref_id, None)
                 self._changed.pop(ref_id, None)
+                pending = self._pending.pop(ref_id, None)
+                if pending is not None:  # its callers gave up long ago
+                    pending.cancel()
 
 
 async def run_front(sock: socket.socket) -> int:
@@ -218,6 +227,9 @@ async def run_front(sock: socket.socket) -> int:
     reports.cancel()
     await server.stop(float(hello["grace_s"]))
     await channel.close()
+    if receiving.done() and receiving.exception() is not None:
+        log.error("the line to the scaling process broke", exc_info=receiving.exception())
+        return 1
     return 0
 
 

@@ -3,6 +3,17 @@
 A Unix socket pair made before the front starts, so nothing else can connect and nothing
 is exposed on the network (the TLS key travels over it once, in the hello). JSON keeps
 both ends readable in a debugger; at a few hundred decisions a second it is cheap.
+
+The messages (``t`` names each; ids are the front's numbers for one ScaledObject identity,
+namespace + name + exact metadata; a verdict is ``Verdict.to_json()``):
+
+- scaling -> front: ``hello`` {host, port, tls, grace_s, idle_s} once; ``verdicts``
+  {items: [[id, verdict, valid_for_s], ...]}, pushed after decisions and as answers to asks;
+  ``sync`` {n}: reply with a report, then ``synced``;
+- front -> scaling: ``ready`` {port} or ``failed`` {error} once; ``ask`` {id, namespace,
+  name, metadata, held}: resolve this ScaledObject now (``held``: for an open stream, which
+  only keeps its workload alive); ``asked`` {ids, held, calls: [[method, code, [seconds or
+  null, ...]], ...]} once a second; ``synced`` {n}.
 """
 
 from __future__ import annotations

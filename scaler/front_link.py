@@ -35,7 +35,7 @@ from scaler.metadata import MetadataError
 from scaler.service import ScalerService
 from scaler.workloads import Workload, WorkloadKey
 
-log = logging.getLogger("scaler.front")
+log = logging.getLogger("scaler.front_link")
 
 PUBLISH_BATCH_S = 0.05  # decisions made within this share one message
 REPUBLISH_EVERY_S = 15.0  # every verdict again (a ConfigMap reload may change any of them)
@@ -71,7 +71,7 @@ class FrontLink:
         self._sync_numbers = itertools.count(1)
 
     async def run(self) -> None:
-        """Until the front closes the line."""
+        """Until the front closes the line (or it breaks: then this raises)."""
         publishing = asyncio.create_task(self._publish(), name="front publish")
         try:
             while (message := await self.channel.receive()) is not None:
@@ -83,6 +83,9 @@ class FrontLink:
             publishing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publishing
+            for future in self._syncs.values():  # nobody waits for a line that is gone
+                if not future.done():
+                    future.set_exception(ConnectionError("the front process is gone"))
 
     def on_decision(self, workload: Workload) -> None:
         ids = self._ids_of.get(workload.key)
@@ -92,11 +95,7 @@ class FrontLink:
 
     def handle(self, message: Message) -> None:
         if message["t"] == "ask":
-            ref_id = int(message["id"])
-            self._refs[ref_id] = _Ref(str(message["namespace"]), str(message["name"]),
-                                      dict(message["metadata"]), self._now())
-            self._touch(ref_id)
-            self.channel.send({"t": "verdicts", "items": [self._item(ref_id)]})
+            self._answer_ask(message)
         elif message["t"] == "synced":
             future = self._syncs.pop(int(message["n"]), None)
             if future is not None and not future.done():
@@ -110,6 +109,19 @@ class FrontLink:
             self._forget_idle()
         else:
             log.warning("unknown message %r from the front process: ignored", message["t"])
+
+    def _answer_ask(self, message: Message) -> None:
+        """Resolve the ScaledObject as a call here would (a held stream's ask: as the
+        stream would, never rolling newer metadata back), then send its verdict."""
+        ref_id = int(message["id"])
+        if ref_id not in self._refs:
+            self._refs[ref_id] = _Ref(str(message["namespace"]), str(message["name"]),
+                                      dict(message["metadata"]), self._now())
+        if message.get("held"):
+            self._keep(ref_id)
+        else:
+            self._touch(ref_id)
+        self.channel.send({"t": "verdicts", "items": [self._item(ref_id)]})
 
     async def settle(self) -> None:
         """Return once the front holds every decision made so far, and this process has
@@ -159,10 +171,15 @@ class FrontLink:
 
     def _map(self, ref_id: int, ref: _Ref, key: WorkloadKey) -> None:
         if ref.key != key:
-            if ref.key is not None:
-                self._ids_of.get(ref.key, set()).discard(ref_id)
+            self._unmap(ref_id, ref)
             ref.key = key
             self._ids_of.setdefault(key, set()).add(ref_id)
+
+    def _unmap(self, ref_id: int, ref: _Ref) -> None:
+        if ref.key is not None and (ids := self._ids_of.get(ref.key)) is not None:
+            ids.discard(ref_id)
+            if not ids:
+                del self._ids_of[ref.key]
 
     async def _publish(self) -> None:
         """Changed verdicts in batches; all of them every ``REPUBLISH_EVERY_S``."""
@@ -202,8 +219,7 @@ class FrontLink:
         for ref_id, ref in list(self._refs.items()):
             if now - ref.last_asked_s > limit:
                 del self._refs[ref_id]
-                if ref.key is not None:
-                    self._ids_of.get(ref.key, set()).discard(ref_id)
+                self._unmap(ref_id, ref)
 
     def _now(self) -> float:
         return self.service.clock.monotonic()
@@ -214,6 +230,7 @@ class FrontProcess:
 
     def __init__(self, service: ScalerService, *, tls: TlsMaterial | None, security: str,
                  log_level: str = "INFO") -> None:
+        """``security`` describes the gRPC security for the log (never key material)."""
         self.service = service
         self.tls = tls
         self.security = security
@@ -271,6 +288,7 @@ class FrontProcess:
         return None
 
     async def _spawn(self, port: int) -> int:
+        """Start a front and link it; on any failure (or cancellation) none is left running."""
         parent, child = socket.socketpair()
         try:
             process = await FrontChild.spawn(
@@ -278,26 +296,47 @@ class FrontProcess:
                  "--log-level", self.log_level], pass_fds=(child.fileno(),))
         finally:
             child.close()
-        channel = await Channel.over(parent)
+        self.process = process  # from now on, stop() sees it whatever happens here
+        try:
+            channel = await Channel.over(parent)
+            bound = await self._handshake(channel, port)
+        except BaseException:
+            process.kill_and_reap()
+            parent.close()
+            raise
+        self._link = FrontLink(self.service, channel)
+        self.service.decision_listeners.append(self._link.on_decision)
+        self._link_task = asyncio.create_task(self._link.run(), name="front link")
+        self._link_task.add_done_callback(self._line_ended)
+        log.info("gRPC ExternalScaler listening on %s:%d in front process %d (%s)",
+                 self.service.config.server.host, bound, process.pid, self.security)
+        return bound
+
+    async def _handshake(self, channel: Channel, port: int) -> int:
+        """Send the hello; the port the front bound, or OSError saying why it could not."""
         channel.send(self._hello(port))
         await channel.drain()
         try:
             reply = await asyncio.wait_for(channel.receive(), START_TIMEOUT_S)
         except TimeoutError:
             reply = {"t": "failed", "error": f"no answer within {START_TIMEOUT_S:g} s"}
+        except ValueError as exc:
+            reply = {"t": "failed", "error": f"unreadable answer: {exc}"}
         if reply is None or reply["t"] != "ready":
             await channel.close()
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
             why = reply["error"] if reply else "it exited (see its log above)"
             raise OSError(f"the front process did not start: {why}")
-        self.process, self._link = process, FrontLink(self.service, channel)
-        self.service.decision_listeners.append(self._link.on_decision)
-        self._link_task = asyncio.create_task(self._link.run(), name="front link")
-        log.info("gRPC ExternalScaler listening on %s:%d in front process %d (%s)",
-                 self.service.config.server.host, reply["port"], process.pid, self.security)
         return int(reply["port"])
+
+    def _line_ended(self, task: asyncio.Task[None]) -> None:
+        """The line to a running front ended: unless stopping, end that front too (the
+        supervisor starts a new one) rather than leave it answering from a table that no
+        longer changes."""
+        if self._stopping or task.cancelled() or self.process is None:
+            return
+        log.error("the line to front process %d ended (%s): ending the process, so that a "
+                  "new one starts", self.process.pid, task.exception() or "closed")
+        self.process.kill()
 
     def _hello(self, port: int) -> Message:
         server = self.service.config.server
@@ -307,7 +346,7 @@ class FrontProcess:
                    "private_key": self.tls.private_key.decode(),
                    "client_ca": self.tls.client_ca.decode() if self.tls.client_ca else None}
         return {"t": "hello", "host": server.host, "port": port, "tls": tls,
-                "security": self.security, "grace_s": server.grace_s,
+                "grace_s": server.grace_s,
                 "idle_s": self.service.config.workloads.idle_timeout_s}
 
     async def _supervise(self) -> None:
@@ -328,7 +367,7 @@ class FrontProcess:
             try:
                 await self._spawn(self.port or self.service.config.server.grpc_port)
                 return
-            except OSError as exc:
+            except Exception as exc:  # whatever went wrong, keep trying: KEDA needs a front
                 log.error("%s; trying again in %g s", exc, RESTART_DELAY_S)
 
     def _unlink(self) -> None:
@@ -379,6 +418,11 @@ class FrontChild:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+    def kill_and_reap(self) -> None:
+        """Kill and wait, without awaiting (usable while being cancelled)."""
+        self.kill()
+        self._popen.wait()
 
     async def wait(self) -> int:
         """The exit status, once the process has ended (a pidfd: no thread, no polling)."""

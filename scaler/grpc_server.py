@@ -65,7 +65,8 @@ def verdict_of(service: ScalerService, workload: Workload) -> tuple[Verdict, flo
     """The verdict now, and for how many seconds more it holds if nothing else happens.
 
     A decision holds while its data is fresh (``scrape.stale_after_s`` minus the data's
-    age); an UNAVAILABLE verdict may change at any moment (0).
+    age); an UNAVAILABLE verdict holds until the next decision (0 here; a front process asks
+    again after a few seconds, and is pushed the next decision anyway).
     """
     try:
         answer = service.answer(workload)

@@ -91,7 +91,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         async def handle() -> pb.GetMetricsResponse:
             ref = request.scaledObjectRef
             verdict = await self.decisions.verdict(ref)
-            if (verdict.code != INVALID and request.metricName
+            if (verdict.code != INVALID and verdict.metric_name and request.metricName
                     and request.metricName != verdict.metric_name):
                 raise _Refused(Verdict(verdict.metric_name, INVALID, (
                     f"metricName {request.metricName!r} is not served for "

@@ -23,8 +23,8 @@ from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.front import DecisionTable
 from scaler.front_channel import Channel, Message
-from scaler.front_link import SCALING_NICE, FrontLink, FrontProcess
-from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict
+from scaler.front_link import SCALING_NICE, FrontChild, FrontLink, FrontProcess
+from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict, serve_keda
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ScalerService
@@ -106,7 +106,7 @@ async def test_an_unknown_object_is_asked_for_once_and_concurrent_calls_share_it
     calls = [asyncio.ensure_future(table.verdict(ref())) for _ in range(5)]
     ask = await next_message(back)
     assert ask == {"t": "ask", "id": ask["id"], "namespace": NS, "name": NAME,
-                   "metadata": {"endpoints": "http://127.0.0.1:1/metrics"}}
+                   "metadata": {"endpoints": "http://127.0.0.1:1/metrics"}, "held": False}
     push(back, ask["id"], OK_3, 10.0)
     assert await asyncio.gather(*calls) == [OK_3] * 5
     back.send({"t": "sync", "n": 1})
@@ -162,6 +162,42 @@ async def test_bad_metadata_stays_invalid_argument_while_the_scaling_process_is_
     task.cancel()
 
 
+async def test_a_stream_asks_again_as_held_so_it_never_updates_the_metadata(table, line):
+    _, back = line
+    stream = table.verdicts(ref())
+    first = asyncio.ensure_future(anext(stream))
+    ask = await next_message(back)
+    assert ask["held"] is False  # opening a stream registers, as a call does
+    push(back, ask["id"], OK_3, 10.0)
+    assert await first == OK_3
+    second = asyncio.ensure_future(anext(stream))
+    push(back, ask["id"], OK_3, 0.0)  # a change that is at once past its freshness
+    again = await next_message(back)
+    assert (again["t"], again["id"], again["held"]) == ("ask", ask["id"], True)
+    push(back, ask["id"], OK_3, 10.0)
+    assert await second == OK_3
+    await stream.aclose()
+
+
+async def test_an_unanswered_first_call_with_a_metric_name_is_unavailable_not_invalid(
+        line, now):
+    """KEDA's GetMetrics names the metric; with no answer yet there is nothing to compare it
+    with, and UNAVAILABLE (retry, then fallback) is the truth, not bad metadata."""
+    front, _ = line
+    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=0.05)
+    server, port = await serve_keda(table, host="127.0.0.1", port=0, credentials=None)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            keda = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await keda.GetMetrics(pb.GetMetricsRequest(
+                    scaledObjectRef=ref(), metricName="desired-replicas"), timeout=5)
+    finally:
+        await server.stop(0)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "did not answer within 0.05 s" in (info.value.details() or "")
+
+
 async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table, line, now):
     _, back = line
     table.record("GetMetrics", grpc.StatusCode.OK, 0.002)
@@ -173,8 +209,11 @@ async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table,
     stream_ask = await next_message(back)
     push(back, stream_ask["id"], OK_3, 100.0)
     await stream_call
+    push(back, stream_ask["id"], OK_3, 100.0)  # a change: the stream looks again, held
+    await anext(stream)
     report = table.report()
-    assert report == {"t": "asked", "ids": [ref_id], "held": [stream_ask["id"]],
+    assert report == {"t": "asked", "ids": [ref_id, stream_ask["id"]],
+                      "held": [stream_ask["id"]],
                       "calls": [["GetMetrics", "OK", [0.002, 0.004]],
                                 ["StreamIsActive", "OK", [None]]]}
     assert table.report() == {"t": "asked", "ids": [], "held": [], "calls": []}
@@ -220,6 +259,28 @@ async def test_the_scaling_side_answers_asks_pushes_decisions_and_survives_a_bad
     pushed = await next_message(front)
     assert pushed["items"] == [[7, ["desired-replicas", "OK", "", 3, True],
                                 service.config.scrape.stale_after_s]]
+    task.cancel()
+
+
+async def test_a_held_streams_ask_never_rolls_newer_metadata_back(service, pods, line):
+    front, back = line
+    link = FrontLink(service, back)
+    task = asyncio.create_task(link.run())
+    old, new = await pods(), await pods()
+
+    async def ask(ref_id: int, url: str, held: bool) -> None:
+        front.send({"t": "ask", "id": ref_id, "namespace": NS, "name": NAME,
+                    "metadata": {"endpoints": url}, "held": held})
+        await next_message(front)
+
+    await ask(1, old.url, held=False)  # the stream opens with the old metadata
+    await ask(2, new.url, held=False)  # a call with the ScaledObject's new metadata
+    (workload,) = service.registry
+    assert list(workload.pods) == [new.url]
+    await ask(1, old.url, held=True)  # the stream's verdict ran out: it asks again
+    assert list(workload.pods) == [new.url]
+    await ask(1, old.url, held=False)  # a call with old metadata does update, as in one process
+    assert list(workload.pods) == [old.url]
     task.cancel()
 
 
@@ -301,6 +362,47 @@ async def readiness(app: RunningApp) -> tuple[int, str]:
             http.get(f"http://127.0.0.1:{app.http_port}/readyz") as resp:
         body = await resp.json()
         return resp.status, body.get("reasons", [body["status"]])[0]
+
+
+async def test_a_broken_line_ends_that_front_and_a_new_one_answers(front_app, pods):
+    pod = await pods()
+    pod.engines = [EngineState(waiting=11)]
+    request = ref(pod.url)
+    await status_of(front_app, request)
+    await scrape_all(front_app)
+    front = front_of(front_app)
+    assert front.process is not None and front._link is not None
+    first = front.process
+    front._link.channel._reader.feed_data(b"{not json\n")  # as if the front wrote garbage
+    await wait_until(lambda: first.returncode is not None, 15)
+    await wait_until(lambda: front.process is not first and front._link is not None, 15)
+    assert await desired(front_app, request) == 3
+
+
+async def test_stopping_while_a_front_is_being_started_leaves_no_process(
+        front_app, monkeypatch):
+    front = front_of(front_app)
+    spawned: list[FrontChild] = []
+    in_handshake = asyncio.Event()
+    real_spawn = FrontChild.spawn
+
+    async def recorded_spawn(args: list[str], *, pass_fds: tuple[int, ...]) -> FrontChild:
+        child = await real_spawn(args, pass_fds=pass_fds)
+        spawned.append(child)
+        return child
+
+    async def stuck_handshake(channel: Channel, port: int) -> int:
+        in_handshake.set()
+        await asyncio.Event().wait()  # never answers: stop() comes first
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(FrontChild, "spawn", recorded_spawn)
+    monkeypatch.setattr(front, "_handshake", stuck_handshake)
+    assert front.process is not None
+    front.process.send_signal(signal.SIGKILL)
+    await asyncio.wait_for(in_handshake.wait(), 15)
+    await front_app.stop()
+    assert len(spawned) == 1 and spawned[0].returncode is not None  # killed and reaped
 
 
 def nice_of(pid: int) -> int:

@@ -201,8 +201,8 @@ async def test_stream_is_active_sends_nothing_until_data_exists(app, keda, pods)
     first = asyncio.ensure_future(stream.read())
     await wait_until(lambda: len(app.service.registry) == 1)
     await scrape_all(app)
-    await asyncio.sleep(0)
-    assert not first.done()
+    done, _ = await asyncio.wait([first], timeout=0.3)  # a message would cross in ~1 ms
+    assert not done
     stream.cancel()
 
 
