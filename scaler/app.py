@@ -11,6 +11,7 @@ import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 from aiohttp import web
@@ -51,10 +52,34 @@ async def keep_long_lived_state_out_of_gc(every_s: float = FREEZE_EVERY_S) -> No
         gc.freeze()
 
 
+class KedaServer(Protocol):
+    """Where KEDA's gRPC calls are answered: this process, or a front process."""
+
+    async def settle(self) -> None:
+        """Return once KEDA's calls see every decision made so far."""
+
+    async def stop(self) -> None:
+        """Stop answering, letting calls in flight finish within ``server.grace_s``."""
+
+
+@dataclass
+class InProcessServer:
+    """The gRPC server in this process: it reads decisions as they are made."""
+
+    server: grpc.aio.Server
+    grace_s: float
+
+    async def settle(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await stop_grpc_server(self.server, self.grace_s)
+
+
 @dataclass
 class RunningApp:
     service: ScalerService
-    grpc_server: grpc.aio.Server | FrontProcess
+    grpc_server: KedaServer
     grpc_port: int
     http_runner: web.AppRunner
     http_port: int
@@ -66,8 +91,7 @@ class RunningApp:
     async def settle(self) -> None:
         """Once this returns, KEDA's calls see every decision made so far (with a front
         process, decisions reach it in batches; in one process they are seen at once)."""
-        if isinstance(self.grpc_server, FrontProcess):
-            await self.grpc_server.settle()
+        await self.grpc_server.settle()
 
     async def stop(self) -> None:
         tasks = [*self.node_tasks, *([self.gc_task] if self.gc_task else [])]
@@ -80,10 +104,7 @@ class RunningApp:
             self.config_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.config_task
-        if isinstance(self.grpc_server, FrontProcess):
-            await self.grpc_server.stop()
-        else:
-            await stop_grpc_server(self.grpc_server, self.service.config.server.grace_s)
+        await self.grpc_server.stop()
         await self.http_runner.cleanup()
         await self.service.stop()
 
@@ -119,12 +140,13 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
 
 
 async def start_keda_server(service: ScalerService, tls: TlsMaterial | None
-                            ) -> tuple[grpc.aio.Server | FrontProcess, int]:
+                            ) -> tuple[KedaServer, int]:
     """KEDA's gRPC server, in this process or (``server.front_process``) in a front one."""
     server = service.config.server
     if not server.front_process:
-        return await start_grpc_server(service, host=server.host, port=server.grpc_port,
-                                       tls=tls)
+        grpc_server, port = await start_grpc_server(service, host=server.host,
+                                                    port=server.grpc_port, tls=tls)
+        return InProcessServer(grpc_server, server.grace_s), port
     front = FrontProcess(service, tls=tls, security=describe_grpc_security(server, tls),
                          log_level=logging.getLevelName(logging.getLogger().level))
     return front, await front.start()
