@@ -15,13 +15,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +25,7 @@ from prometheus_client import Counter
 
 from scaler.config import TlsMaterial
 from scaler.front_channel import Channel, Message
+from scaler.front_child import FrontChild, yield_cpu_to_the_front
 from scaler.grpc_server import verdict_of
 from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict
 from scaler.metadata import MetadataError
@@ -44,7 +41,6 @@ RECHECK_INVALID_S = 5.0  # and for bad metadata (the ConfigMap may have made it 
 START_TIMEOUT_S = 30.0
 RESTART_DELAY_S = 1.0
 FORGET_EVERY_S = 60.0
-SCALING_NICE = 5  # the scaling process yields the CPU to the front (see FrontProcess.start)
 
 
 @dataclass
@@ -256,7 +252,7 @@ class FrontProcess:
         changes.
         """
         self.port = await self._spawn(self.service.config.server.grpc_port)
-        _yield_cpu_to_the_front()
+        yield_cpu_to_the_front()
         self._supervisor = asyncio.create_task(self._supervise(), name="front supervisor")
         return self.port
 
@@ -377,82 +373,3 @@ class FrontProcess:
         if self._link_task is not None:
             self._link_task.cancel()
         self._link, self._link_task = None, None
-
-
-class FrontChild:
-    """A started front process: ``pid``, ``returncode``, ``kill``, ``send_signal``, ``wait``.
-
-    Started from a thread that keeps this process's original CPU priority: on Linux the nice
-    value belongs to a thread and a child inherits its parent thread's, so a front started
-    again after this process lowered its own priority still gets the original one.
-    """
-
-    _spawner: ThreadPoolExecutor | None = None
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self._popen = popen
-        self.pid = popen.pid
-
-    @classmethod
-    async def spawn(cls, args: list[str], *, pass_fds: tuple[int, ...]) -> FrontChild:
-        def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(args, pass_fds=pass_fds)
-
-        return cls(await asyncio.get_running_loop().run_in_executor(
-            cls._spawning_thread(), start))
-
-    @classmethod
-    def _spawning_thread(cls) -> ThreadPoolExecutor:
-        if cls._spawner is None:
-            cls._spawner = ThreadPoolExecutor(1, thread_name_prefix="front spawner")
-            cls._spawner.submit(lambda: None).result()  # the thread exists from now on
-        return cls._spawner
-
-    @property
-    def returncode(self) -> int | None:
-        return self._popen.poll()
-
-    def send_signal(self, signum: int) -> None:
-        if self._popen.poll() is None:
-            self._popen.send_signal(signum)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def kill_and_reap(self) -> None:
-        """Kill and wait, without awaiting (usable while being cancelled)."""
-        self.kill()
-        self._popen.wait()
-
-    async def wait(self) -> int:
-        """The exit status, once the process has ended (a pidfd: no thread, no polling)."""
-        if (status := self._popen.poll()) is not None:
-            return status
-        loop = asyncio.get_running_loop()
-        if not hasattr(os, "pidfd_open"):  # not Linux: a thread waits
-            return await loop.run_in_executor(None, self._popen.wait)
-        pidfd = os.pidfd_open(self.pid)
-        ended: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not ended.done():
-                ended.set_result(None)
-
-        loop.add_reader(pidfd, readable)
-        try:
-            await ended
-        finally:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        return self._popen.wait()
-
-
-def _yield_cpu_to_the_front() -> None:
-    """Lower this thread's CPU priority (the event loop's), once per process."""
-    FrontChild._spawning_thread()  # created before: fronts keep the original priority
-    if not _yielded:
-        _yielded.append(True)
-        os.nice(SCALING_NICE)
-
-
-_yielded: list[bool] = []  # once per process, however many fronts it starts (tests)

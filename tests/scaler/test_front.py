@@ -23,7 +23,8 @@ from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.front import DecisionTable
 from scaler.front_channel import Channel, Message
-from scaler.front_link import SCALING_NICE, FrontChild, FrontLink, FrontProcess
+from scaler.front_child import SCALING_NICE, FrontChild
+from scaler.front_link import FrontLink, FrontProcess
 from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict, serve_keda
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
