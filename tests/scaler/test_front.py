@@ -325,23 +325,25 @@ def front_of(app: RunningApp) -> FrontProcess:
     return app.grpc_server
 
 
-async def test_keda_is_answered_by_another_process(front_app, pods):
+async def answering_workload(app: RunningApp, pods) -> pb.ScaledObjectRef:
+    """A workload registered through the front and decided: 11 waiting, so 3 replicas."""
     pod = await pods()
     pod.engines = [EngineState(waiting=11)]
     request = ref(pod.url)
-    assert await status_of(front_app, request) == grpc.StatusCode.UNAVAILABLE  # registers it
-    await scrape_all(front_app)
-    assert await desired(front_app, request) == 3
+    assert await status_of(app, request) == grpc.StatusCode.UNAVAILABLE  # registers it
+    await scrape_all(app)
+    assert await desired(app, request) == 3
+    return request
+
+
+async def test_keda_is_answered_by_another_process(front_app, pods):
+    await answering_workload(front_app, pods)
     front = front_of(front_app)
     assert front.process is not None and front.process.pid != os.getpid()
 
 
 async def test_a_killed_front_process_is_replaced_on_the_same_port(front_app, pods):
-    pod = await pods()
-    pod.engines = [EngineState(waiting=11)]
-    request = ref(pod.url)
-    await status_of(front_app, request)
-    await scrape_all(front_app)
+    request = await answering_workload(front_app, pods)
     front = front_of(front_app)
     assert front.process is not None
     killed = front.process
@@ -366,11 +368,7 @@ async def readiness(app: RunningApp) -> tuple[int, str]:
 
 
 async def test_a_broken_line_ends_that_front_and_a_new_one_answers(front_app, pods):
-    pod = await pods()
-    pod.engines = [EngineState(waiting=11)]
-    request = ref(pod.url)
-    await status_of(front_app, request)
-    await scrape_all(front_app)
+    request = await answering_workload(front_app, pods)
     front = front_of(front_app)
     assert front.process is not None and front._link is not None
     first = front.process
