@@ -25,45 +25,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import logging
 import signal
 import socket
-import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
 from scaler.front_channel import Channel, Message
-from scaler.keda_servicer import (
-    INVALID,
-    OK,
-    UNAVAILABLE,
-    Refused,
-    Verdict,
-    activity_answer,
-    listen,
-    metric_spec_answer,
-    metrics_answer,
-    server_credentials,
-)
+from scaler.keda_servicer import INVALID, UNAVAILABLE, Verdict, serve_keda, server_credentials
 from scaler.proto import externalscaler_pb2 as pb
-from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
 log = logging.getLogger("scaler.front")
 
 ASK_TIMEOUT_S = 2.0  # a call waits this long for the scaling process to answer an ask
 REPORT_EVERY_S = 1.0  # asked ScaledObjects and call statistics, to the scaling process
 STREAM_RECHECK_S = 1.0  # a stream with no verdict to wait for looks again after this
-HANDLER_THREADS = 1024  # created as needed: a few for calls, plus one per open stream
-
-T = TypeVar("T")
 
 RefKey = tuple[str, str, frozenset[tuple[str, str]]]
 
@@ -93,7 +75,6 @@ class DecisionTable:
         self._held: set[int] = set()  # by open streams: they only keep alive
         self._last_asked: dict[int, float] = {}
         self._calls: dict[tuple[str, str], list[float | None]] = {}
-        self._calls_lock = threading.Lock()  # recorded from gRPC's threads
         self._next_id = itertools.count(1)
 
     def __len__(self) -> int:
@@ -114,7 +95,7 @@ class DecisionTable:
             return entry.verdict
         return await self._ask(ref_id, ref, held=held)
 
-    async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncGenerator[Verdict, None]:
+    async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
         ref_id = self._id(ref)
         held = False
         while True:
@@ -127,18 +108,7 @@ class DecisionTable:
                 await asyncio.wait_for(changed.wait(), max(wait_s, 0.0))
 
     def record(self, method: str, code: grpc.StatusCode, seconds: float | None) -> None:
-        with self._calls_lock:
-            self._calls.setdefault((method, code.name), []).append(seconds)
-
-    def fresh(self, ref: pb.ScaledObjectRef) -> Verdict | None:
-        """The verdict if known and fresh, else None (then ``verdict`` must ask). Safe from
-        any thread: only single dict and set operations, each atomic under the GIL."""
-        ref_id = self._ids.get((ref.namespace, ref.name, frozenset(ref.scalerMetadata.items())))
-        entry = self._entries.get(ref_id) if ref_id is not None else None
-        if entry is None or entry.expires_s <= self.now():
-            return None
-        self._asked.add(ref_id)  # type: ignore[arg-type]
-        return entry.verdict
+        self._calls.setdefault((method, code.name), []).append(seconds)
 
     # -- from and to the scaling process ---------------------------------------------------
 
@@ -169,14 +139,13 @@ class DecisionTable:
         """What KEDA asked about and the call statistics since the last report (and, as
         the once-a-second chore it is, forget what KEDA stopped asking about)."""
         now = self.now()
-        with self._calls_lock:
-            calls, self._calls = self._calls, {}
-        asked, self._asked = self._asked, set()  # a thread adding meanwhile: next report
-        held, self._held = self._held, set()
-        for ref_id in asked | held:
+        for ref_id in self._asked | self._held:
             self._last_asked[ref_id] = now
-        message = {"t": "asked", "ids": sorted(asked), "held": sorted(held),
-                   "calls": [[method, code, seconds] for (method, code), seconds in calls.items()]}
+        message = {"t": "asked", "ids": sorted(self._asked), "held": sorted(self._held),
+                   "calls": [[method, code, seconds]
+                             for (method, code), seconds in self._calls.items()]}
+        self._asked, self._held = set(), set()
+        self._calls = {}
         self._forget_idle(now)
         return message
 
@@ -232,109 +201,6 @@ class DecisionTable:
                     pending.cancel()
 
 
-class ThreadedScaler(pb_grpc.ExternalScalerServicer):
-    """KEDA's service on gRPC's thread-pool server, answering from a ``DecisionTable``.
-
-    Why threads and not grpc.aio: under the same load the thread-pool server's p99 is a
-    third of the asyncio server's at the same CPU per call, because gRPC's core moves the
-    bytes in its own threads (``benchmarks/grpc_server_kinds.py``). A known, fresh verdict is
-    read straight from the table (``fresh``); anything else (a first call, a verdict that ran
-    out, every step of a stream) runs on the table's event loop. Each open StreamIsActive
-    holds one thread of the pool while it lasts.
-    """
-
-    def __init__(self, table: DecisionTable, loop: asyncio.AbstractEventLoop) -> None:
-        self.table = table
-        self.loop = loop
-
-    def GetMetricSpec(self, request: pb.ScaledObjectRef,
-                      context: grpc.ServicerContext) -> pb.GetMetricSpecResponse:
-        return self._call("GetMetricSpec", context,
-                          lambda: metric_spec_answer(self._verdict(request)))
-
-    def GetMetrics(self, request: pb.GetMetricsRequest,
-                   context: grpc.ServicerContext) -> pb.GetMetricsResponse:
-        return self._call("GetMetrics", context,
-                          lambda: metrics_answer(request, self._verdict(request.scaledObjectRef)))
-
-    def IsActive(self, request: pb.ScaledObjectRef,
-                 context: grpc.ServicerContext) -> pb.IsActiveResponse:
-        return self._call("IsActive", context, lambda: activity_answer(self._verdict(request)))
-
-    def StreamIsActive(self, request: pb.ScaledObjectRef,
-                       context: grpc.ServicerContext) -> Iterator[pb.IsActiveResponse]:
-        """As ``ExternalScaler.StreamIsActive``: each next verdict is awaited on the loop;
-        when KEDA goes away, the wait in progress is cancelled there."""
-        verdicts = self.table.verdicts(request)
-        waiting: list[concurrent.futures.Future[Verdict]] = []
-
-        def stop_waiting() -> None:
-            for future in waiting:
-                future.cancel()
-
-        context.add_callback(stop_waiting)
-        sent: bool | None = None
-        opened = False
-        try:
-            while context.is_active():
-                waiting[:] = [asyncio.run_coroutine_threadsafe(_awaited(anext(verdicts)),
-                                                               self.loop)]
-                verdict = waiting[0].result()
-                if not opened:
-                    opened = True
-                    self.table.record("StreamIsActive",
-                                      INVALID if verdict.code == INVALID else OK, None)
-                if verdict.code == INVALID:
-                    context.abort(INVALID, verdict.message)
-                if verdict.code == OK and verdict.active != sent:
-                    yield pb.IsActiveResponse(result=verdict.active)
-                    sent = verdict.active
-        except concurrent.futures.CancelledError:
-            return  # KEDA closed the stream while a verdict was awaited
-        finally:
-            asyncio.run_coroutine_threadsafe(_closed(verdicts), self.loop)
-
-    def _verdict(self, ref: pb.ScaledObjectRef) -> Verdict:
-        verdict = self.table.fresh(ref)
-        return verdict if verdict is not None else self._on_loop(self.table.verdict(ref))
-
-    def _on_loop(self, coroutine: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(_awaited(coroutine), self.loop).result()
-
-    def _call(self, method: str, context: grpc.ServicerContext, handle: Callable[[], T]) -> T:
-        started = time.perf_counter()
-        code = OK
-        try:
-            return handle()
-        except Refused as refused:
-            code = refused.verdict.code
-            context.abort(code, refused.verdict.message)
-            raise  # unreachable: abort raises
-        finally:
-            self.table.record(method, code, time.perf_counter() - started)
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-async def _closed(verdicts: AsyncGenerator[Verdict, None]) -> None:
-    with contextlib.suppress(RuntimeError):  # still running: its cancellation ends it
-        await verdicts.aclose()
-
-
-def start_front_server(table: DecisionTable, loop: asyncio.AbstractEventLoop, *, host: str,
-                       port: int, credentials: grpc.ServerCredentials | None
-                       ) -> tuple[grpc.Server, int]:
-    """The thread-pool gRPC server over ``table``; the bound port, or OSError."""
-    server = grpc.server(ThreadPoolExecutor(max_workers=HANDLER_THREADS,
-                                            thread_name_prefix="keda call"))
-    pb_grpc.add_ExternalScalerServicer_to_server(ThreadedScaler(table, loop), server)  # type: ignore[no-untyped-call]
-    bound = listen(server, host=host, port=port, credentials=credentials)
-    server.start()
-    return server, bound
-
-
 async def run_front(sock: socket.socket) -> int:
     """Serve until the scaling process closes the line (or SIGTERM); the exit status."""
     channel = await Channel.over(sock)
@@ -343,11 +209,9 @@ async def run_front(sock: socket.socket) -> int:
         log.error("expected a hello from the scaling process, got %r", hello)
         return 2
     table = DecisionTable(channel, idle_s=float(hello["idle_s"]))
-    loop = asyncio.get_running_loop()
     try:
-        server, port = start_front_server(table, loop, host=hello["host"],
-                                          port=int(hello["port"]),
-                                          credentials=_credentials(hello.get("tls")))
+        server, port = await serve_keda(table, host=hello["host"], port=int(hello["port"]),
+                                        credentials=_credentials(hello.get("tls")))
     except (OSError, RuntimeError, ValueError) as exc:
         channel.send({"t": "failed", "error": str(exc)})
         await channel.drain()
@@ -356,12 +220,12 @@ async def run_front(sock: socket.socket) -> int:
     reports = asyncio.create_task(table.report_every(), name="front reports")
     receiving = asyncio.create_task(_receive(channel, table), name="front receive")
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([receiving, stopped], return_when=asyncio.FIRST_COMPLETED)
     reports.cancel()
-    stopping = server.stop(float(hello["grace_s"]))  # calls in flight may still need the loop
-    await asyncio.to_thread(stopping.wait)
+    await server.stop(float(hello["grace_s"]))
     await channel.close()
     if receiving.done() and receiving.exception() is not None:
         log.error("the line to the scaling process broke", exc_info=receiving.exception())

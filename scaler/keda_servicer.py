@@ -76,21 +76,43 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                             context: grpc.aio.ServicerContext[Any, Any]
                             ) -> pb.GetMetricSpecResponse:
         async def handle() -> pb.GetMetricSpecResponse:
-            return metric_spec_answer(await self.decisions.verdict(request))
+            verdict = await self.decisions.verdict(request)
+            if verdict.code == INVALID or not verdict.metric_name:
+                raise _Refused(verdict)
+            size, size_float = keda.target_size()
+            spec = pb.MetricSpec(metricName=verdict.metric_name, targetSize=size,
+                                 targetSizeFloat=size_float)
+            return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
         return await self._call("GetMetricSpec", context, handle)
 
     async def GetMetrics(self, request: pb.GetMetricsRequest,
                          context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetMetricsResponse:
         async def handle() -> pb.GetMetricsResponse:
-            return metrics_answer(request, await self.decisions.verdict(request.scaledObjectRef))
+            ref = request.scaledObjectRef
+            verdict = await self.decisions.verdict(ref)
+            if (verdict.code != INVALID and verdict.metric_name and request.metricName
+                    and request.metricName != verdict.metric_name):
+                raise _Refused(Verdict(verdict.metric_name, INVALID, (
+                    f"metricName {request.metricName!r} is not served for "
+                    f"{ref.namespace}/{ref.name}; GetMetricSpec returned "
+                    f"{verdict.metric_name!r}")))
+            if verdict.code != OK:
+                raise _Refused(verdict)
+            value, value_float = keda.metric_value(verdict.desired_replicas)
+            metric = pb.MetricValue(metricName=verdict.metric_name, metricValue=value,
+                                    metricValueFloat=value_float)
+            return pb.GetMetricsResponse(metricValues=[metric])
 
         return await self._call("GetMetrics", context, handle)
 
     async def IsActive(self, request: pb.ScaledObjectRef,
                        context: grpc.aio.ServicerContext[Any, Any]) -> pb.IsActiveResponse:
         async def handle() -> pb.IsActiveResponse:
-            return activity_answer(await self.decisions.verdict(request))
+            verdict = await self.decisions.verdict(request)
+            if verdict.code != OK:
+                raise _Refused(verdict)
+            return pb.IsActiveResponse(result=verdict.active)
 
         return await self._call("IsActive", context, handle)
 
@@ -121,7 +143,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         code = OK
         try:
             return await handle()
-        except Refused as refused:
+        except _Refused as refused:
             code = refused.verdict.code
             await context.abort(code, refused.verdict.message)
         finally:
@@ -129,45 +151,10 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         raise AssertionError("unreachable: context.abort raises")
 
 
-class Refused(Exception):
-    """The call gets this verdict's status code and message instead of an answer."""
-
+class _Refused(Exception):
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.message)
         self.verdict = verdict
-
-
-# -- verdicts to KEDA's messages: shared by every server ---------------------------------------
-
-
-def metric_spec_answer(verdict: Verdict) -> pb.GetMetricSpecResponse:
-    if verdict.code == INVALID or not verdict.metric_name:
-        raise Refused(verdict)
-    size, size_float = keda.target_size()
-    spec = pb.MetricSpec(metricName=verdict.metric_name, targetSize=size,
-                         targetSizeFloat=size_float)
-    return pb.GetMetricSpecResponse(metricSpecs=[spec])
-
-
-def metrics_answer(request: pb.GetMetricsRequest, verdict: Verdict) -> pb.GetMetricsResponse:
-    ref = request.scaledObjectRef
-    if (verdict.code != INVALID and verdict.metric_name and request.metricName
-            and request.metricName != verdict.metric_name):
-        raise Refused(Verdict(verdict.metric_name, INVALID, (
-            f"metricName {request.metricName!r} is not served for {ref.namespace}/{ref.name};"
-            f" GetMetricSpec returned {verdict.metric_name!r}")))
-    if verdict.code != OK:
-        raise Refused(verdict)
-    value, value_float = keda.metric_value(verdict.desired_replicas)
-    metric = pb.MetricValue(metricName=verdict.metric_name, metricValue=value,
-                            metricValueFloat=value_float)
-    return pb.GetMetricsResponse(metricValues=[metric])
-
-
-def activity_answer(verdict: Verdict) -> pb.IsActiveResponse:
-    if verdict.code != OK:
-        raise Refused(verdict)
-    return pb.IsActiveResponse(result=verdict.active)
 
 
 def server_credentials(*, cert_chain: bytes, private_key: bytes,
@@ -183,14 +170,6 @@ async def serve_keda(decisions: Decisions, *, host: str, port: int,
     """Start the ExternalScaler service; returns the server and the bound port (for port 0)."""
     server = grpc.aio.server()
     pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(decisions), server)  # type: ignore[no-untyped-call]
-    bound = listen(server, host=host, port=port, credentials=credentials)
-    await server.start()
-    return server, bound
-
-
-def listen(server: grpc.Server | grpc.aio.Server, *, host: str, port: int,
-           credentials: grpc.ServerCredentials | None) -> int:
-    """Add the port (TLS with ``credentials``); the bound port, or OSError saying why not."""
     address = f"{host}:{port}"
     try:
         if credentials is None:
@@ -201,4 +180,5 @@ def listen(server: grpc.Server | grpc.aio.Server, *, host: str, port: int,
         bound = 0
     if bound == 0:
         raise OSError(f"cannot listen for gRPC on {address}: is the port in use?")
-    return bound
+    await server.start()
+    return server, bound

@@ -21,11 +21,11 @@ import pytest
 from scaler.app import RunningApp, start_app
 from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
-from scaler.front import DecisionTable, start_front_server
+from scaler.front import DecisionTable
 from scaler.front_channel import Channel, Message
 from scaler.front_child import SCALING_NICE, FrontChild
 from scaler.front_link import FrontLink, FrontProcess
-from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict
+from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict, serve_keda
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ScalerService
@@ -186,8 +186,7 @@ async def test_an_unanswered_first_call_with_a_metric_name_is_unavailable_not_in
     with, and UNAVAILABLE (retry, then fallback) is the truth, not bad metadata."""
     front, _ = line
     table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=0.05)
-    server, port = start_front_server(table, asyncio.get_running_loop(), host="127.0.0.1",
-                                      port=0, credentials=None)
+    server, port = await serve_keda(table, host="127.0.0.1", port=0, credentials=None)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             keda = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
@@ -195,7 +194,7 @@ async def test_an_unanswered_first_call_with_a_metric_name_is_unavailable_not_in
                 await keda.GetMetrics(pb.GetMetricsRequest(
                     scaledObjectRef=ref(), metricName="desired-replicas"), timeout=5)
     finally:
-        await asyncio.to_thread(server.stop(0).wait)
+        await server.stop(0)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "did not answer within 0.05 s" in (info.value.details() or "")
 
