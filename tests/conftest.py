@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -23,15 +24,22 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures" / "metrics"
 
 
-def make_config(**scrape: float) -> ServiceConfig:
-    """Loopback, free ports, the given scrape settings."""
+def make_config(server: Mapping[str, Any] | None = None, **scrape: float) -> ServiceConfig:
+    """Loopback, free ports, the given server and scrape settings."""
     config = ServiceConfig()
     return dataclasses.replace(
         config,
-        server=dataclasses.replace(config.server, host="127.0.0.1", grpc_port=0, http_port=0,
-                                   grace_s=0),
+        server=dataclasses.replace(config.server, **{
+            "host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "grace_s": 0, **(server or {})}),
         scrape=dataclasses.replace(config.scrape, **scrape),
     )
+
+
+async def scrape_all(app: RunningApp) -> None:
+    """One scrape round of every workload, then until KEDA's answers reflect it."""
+    for workload in app.service.registry:
+        await app.service.scrape(workload)
+    await app.settle()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ contract and TLS suites (``test_grpc.py``, ``test_tls.py``) also run in this mod
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import socket
@@ -29,7 +28,7 @@ from scaler.keda_servicer import INVALID, OK, UNAVAILABLE, Verdict, serve_keda
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ScalerService
-from tests.conftest import make_config, wait_until
+from tests.conftest import make_config, scrape_all, wait_until
 
 NS, NAME = "llm", "llama-8b"
 
@@ -290,9 +289,7 @@ async def test_a_held_streams_ask_never_rolls_newer_metadata_back(service, pods,
 
 @pytest.fixture
 async def front_app(clock: ManualClock) -> AsyncIterator[RunningApp]:
-    config = make_config(timeout_s=1.0, stale_after_s=0.3)
-    config = dataclasses.replace(config, server=dataclasses.replace(
-        config.server, front_process=True))
+    config = make_config({"front_process": True}, timeout_s=1.0, stale_after_s=0.3)
     running = await start_app(config, ScalerService(config, clock=clock, background=False))
     yield running
     await running.stop()
@@ -312,12 +309,6 @@ async def status_of(app: RunningApp, request: pb.ScaledObjectRef) -> grpc.Status
     except grpc.aio.AioRpcError as exc:
         return exc.code()
     return grpc.StatusCode.OK
-
-
-async def scrape_all(app: RunningApp) -> None:
-    for workload in app.service.registry:
-        await app.service.scrape(workload)
-    await app.settle()
 
 
 def front_of(app: RunningApp) -> FrontProcess:
@@ -443,9 +434,7 @@ async def test_a_verdict_turns_unavailable_in_the_front_once_its_data_is_stale(
 
 
 async def test_stop_ends_the_front_process_cleanly(clock: ManualClock):
-    config = make_config(timeout_s=1.0)
-    config = dataclasses.replace(config, server=dataclasses.replace(
-        config.server, front_process=True))
+    config = make_config({"front_process": True}, timeout_s=1.0)
     app = await start_app(config, ScalerService(config, clock=clock, background=False))
     process = front_of(app).process
     assert process is not None
@@ -459,9 +448,7 @@ async def test_a_port_in_use_fails_the_start_saying_so(clock: ManualClock):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = make_config(timeout_s=1.0)
-        config = dataclasses.replace(config, server=dataclasses.replace(
-            config.server, front_process=True, grpc_port=port))
+        config = make_config({"front_process": True, "grpc_port": port}, timeout_s=1.0)
         service = ScalerService(config, clock=clock, background=False)
         with pytest.raises(OSError) as info:
             await start_app(config, service)

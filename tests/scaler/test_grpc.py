@@ -8,7 +8,6 @@ hand-moved clock without background loops), so timing is exact and nothing sleep
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import math
 from collections.abc import AsyncIterator
 
@@ -20,7 +19,7 @@ from scaler.clock import ManualClock
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.service import ScalerService
-from tests.conftest import make_config, wait_until
+from tests.conftest import make_config, scrape_all, wait_until
 
 NS, NAME = "llm", "llama-8b"
 
@@ -38,18 +37,10 @@ def load(pod, *, waiting: int = 0, running: int = 0, kv: float = 0.0) -> None:
 async def app(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[RunningApp]:
     """Every test of the contract runs twice: KEDA served by the scaling process itself, and
     by a front process (``server.front_process``) that the scaling process pushes to."""
-    config = make_config(timeout_s=1.0)
-    config = dataclasses.replace(config, server=dataclasses.replace(
-        config.server, front_process=request.param))
+    config = make_config({"front_process": request.param}, timeout_s=1.0)
     running = await start_app(config, ScalerService(config, clock=clock, background=False))
     yield running
     await running.stop()
-
-
-async def scrape_all(app: RunningApp) -> None:
-    for workload in app.service.registry:
-        await app.service.scrape(workload)
-    await app.settle()
 
 
 async def poll(keda, request: pb.ScaledObjectRef) -> tuple[pb.MetricSpec, pb.MetricValue, bool]:

@@ -37,7 +37,7 @@ from scaler.http_server import build_app
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service import ScalerService
-from tests.conftest import make_config, wait_until
+from tests.conftest import make_config, scrape_all, wait_until
 
 NS, NAME = "llm", "llama-8b"
 RPC_TIMEOUT_S = 10.0
@@ -147,9 +147,7 @@ async def start_tls_app(request: pytest.FixtureRequest) -> AsyncIterator[StartAp
     started: list[RunningApp] = []
 
     async def start(**server: Any) -> RunningApp:
-        config = make_config(timeout_s=1.0)
-        config = dataclasses.replace(config, server=dataclasses.replace(
-            config.server, **{"front_process": request.param, **server}))
+        config = make_config({"front_process": request.param, **server}, timeout_s=1.0)
         service = ScalerService(config, clock=ManualClock(), background=False)
         app = await start_app(config, service)
         started.append(app)
@@ -194,9 +192,7 @@ async def answers(channel: grpc.aio.Channel, app: RunningApp, pod_url: str) -> b
         request = ref(pod_url)
         spec = await keda.GetMetricSpec(request, timeout=RPC_TIMEOUT_S)
         assert spec.metricSpecs[0].metricName == "desired-replicas"
-        for workload in app.service.registry:
-            await app.service.scrape(workload)
-        await app.settle()
+        await scrape_all(app)
         active = await keda.IsActive(request, timeout=RPC_TIMEOUT_S)
         return bool(active.result)
 
