@@ -51,6 +51,7 @@ class WorkloadSpec:
     headroom: float
     pod_startup_s: float
     node_startup_s: float
+    scale_down_window_s: float
     gpus_per_replica: int
     gpus_per_node: int
     spare_nodes: int
@@ -299,6 +300,12 @@ METADATA_KEYS += (
     MetadataKey(
         "nodeStartupSeconds", "node_startup_s", "900", _float_in(0, 86400), "seconds >= 0",
         "Time from ordering a node to it being ready (bare metal: 10-30 min).",
+    ),
+    MetadataKey(
+        "scaleDownWindowSeconds", "scale_down_window_s", "300", _float_in(0, 86400),
+        "seconds >= 0",
+        "The predictive plan scales down to the largest target of this window (never while "
+        "replicas start); as the HPA's scale-down stabilization window.",
     ),
     MetadataKey(
         "gpusPerReplica", "gpus_per_replica", "1", _int_at_least(1), "an integer >= 1",

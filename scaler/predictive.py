@@ -261,7 +261,7 @@ class PredictivePlanner:
     def _remember(history: deque[tuple[float, int]], now_s: float, value: int,
                   window_s: float) -> None:
         history.append((now_s, value))
-        while history and history[0][0] <= now_s - window_s:
+        while len(history) > 1 and history[0][0] <= now_s - window_s:  # a 0 s window keeps now
             history.popleft()
 
 

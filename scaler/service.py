@@ -410,6 +410,7 @@ class ScalerService:
             return
         settings = PlannerSettings(
             pod_startup_s=spec.pod_startup_s, node_startup_s=spec.node_startup_s,
+            scale_down_window_s=spec.scale_down_window_s,
             decision_interval_s=self.config.scrape.interval_s, headroom=spec.headroom,
             min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
             gpus_per_replica=spec.gpus_per_replica, gpus_per_node=spec.gpus_per_node,

@@ -150,7 +150,8 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
             forecaster=DemandForecaster(step_s=FORECAST_STEP_S),
             settings=PlannerSettings(
                 pod_startup_s=settings.pod_startup_s, node_startup_s=settings.node_startup_s,
-                decision_interval_s=settings.decision_interval_s, min_replicas=1,
+                decision_interval_s=settings.decision_interval_s,
+                scale_down_window_s=settings.scale_down_window_s, min_replicas=1,
                 max_replicas=2 * oracle.peak_replicas,
                 gpus_per_replica=settings.gpus_per_replica,
                 gpus_per_node=settings.gpus_per_node))
@@ -173,13 +174,18 @@ def _load(args: argparse.Namespace
     if args.rate_scale <= 0:
         print(f"scaler: --rate-scale must be > 0, got {args.rate_scale}", file=sys.stderr)
         return None
+    if not args.scale_down_window >= 0:
+        print(f"scaler: --scale-down-window must be >= 0 seconds, got {args.scale_down_window}",
+              file=sys.stderr)
+        return None
     if args.rate_scale != 1.0:
         trace = scale(trace, args.rate_scale)
         print(f"demand scaled x{args.rate_scale:g}: {trace.name}")
     settings = ReplaySettings(pod_startup_s=args.pod_startup, node_startup_s=args.node_startup,
                               slo_ttft_s=args.slo_ttft, slo_target=args.slo_target,
                               gpus_per_replica=args.gpus_per_replica,
-                              gpus_per_node=args.gpus_per_node)
+                              gpus_per_node=args.gpus_per_node,
+                              scale_down_window_s=args.scale_down_window)
     return trace, settings, profile
 
 

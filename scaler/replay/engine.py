@@ -46,6 +46,7 @@ class ReplaySettings:
     request_tick_s: float = 0.1
     oracle_bin_s: float = 5.0  # time bins of the oracle's need (request traces: bursts of seconds)
     drain_s: float = 600.0  # request traces: keep serving this long after the last arrival
+    scale_down_window_s: float = 300.0  # the predictive plan's (scaleDownWindowSeconds)
 
 
 def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,

@@ -19,6 +19,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> Non
                         help="multiply demand by this (said in the output)")
     parser.add_argument("--pod-startup", type=float, default=180.0, help="seconds")
     parser.add_argument("--node-startup", type=float, default=900.0, help="seconds")
+    parser.add_argument("--scale-down-window", type=float, default=300.0,
+                        help="seconds; the predictive plan's scaleDownWindowSeconds")
     parser.add_argument("--slo-ttft", type=float, default=2.0, help="seconds")
     parser.add_argument("--slo-target", type=float, default=0.99,
                         help="share of requests that must meet the TTFT SLO")

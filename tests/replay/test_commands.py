@@ -45,6 +45,23 @@ def test_replay_writes_summary_decisions_report_and_plot(tmp_path, capsys):
     assert "SLO attainment" in (out / "report.md").read_text()
 
 
+def test_predictive_replay_uses_the_scale_down_window_asked_for(tmp_path, capsys):
+    trace = trace_file(tmp_path)
+    held: dict[float, int] = {}
+    for window in (0.0, 600.0):
+        out = tmp_path / f"w{window:g}"
+        assert main(["replay", "--trace", str(trace), "--policy", "predictive", "--out",
+                     str(out), "--scale-down-window", f"{window:g}"]) == 0
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["parameters"]["scale_down_window_s"] == window
+        with (out / "decisions.csv").open() as f:  # after 260 req/s falls to 90 at 1,800 s
+            rows = [r for r in csv.DictReader(f) if 1800 <= float(r["time_s"]) < 2400]
+        held[window] = sum(int(r["desired_replicas"]) for r in rows)
+    assert held[600.0] > held[0.0]
+    assert main(["replay", "--trace", str(trace), "--scale-down-window", "-1"]) == 2
+    assert "--scale-down-window must be >= 0 seconds, got -1.0" in capsys.readouterr().err
+
+
 def test_a_bad_trace_names_file_line_and_column(tmp_path, capsys):
     bad = trace_file(tmp_path, "timestamp_s,requests_per_s\n0,5\n600,-3\n")
     assert main(["replay", "--trace", str(bad), "--out", str(tmp_path / "o")]) == 2

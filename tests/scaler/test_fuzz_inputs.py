@@ -140,7 +140,7 @@ def _check_spec(spec: WorkloadSpec) -> None:
     assert 0.5 <= spec.headroom <= 10
     assert spec.slo_ttft_s > 0
     for name in ("target_running_per_replica", "target_ttft_s", "activation_threshold",
-                 "pod_startup_s", "node_startup_s"):
+                 "pod_startup_s", "node_startup_s", "scale_down_window_s"):
         assert floats[name] >= 0, name
     for name in ("min_replicas", "max_replicas", "gpus_per_replica", "gpus_per_node",
                  "spare_nodes", "min_nodes", "max_nodes", "metrics_port"):
@@ -215,6 +215,7 @@ def _valid_metadata(draw: st.DrawFn) -> dict[str, str]:
         "minReplicas": str(lo_rep), "maxReplicas": str(max(1, lo_rep + draw(st.integers(0, 9)))),
         "sloTtftSeconds": number(0.01, 3600), "headroom": number(0.5, 10),
         "podStartupSeconds": number(0, 86400), "nodeStartupSeconds": number(0, 86400),
+        "scaleDownWindowSeconds": number(0, 86400),
         "gpusPerReplica": str(per_replica),
         "gpusPerNode": str(per_replica * draw(st.integers(1, 8))),
         "spareNodes": str(draw(st.integers(0, 10))), "minNodes": str(lo_nodes),

@@ -41,6 +41,24 @@ async def test_arrivals_seen_in_counters_size_the_fleet_for_the_slo(service, pod
     assert service.answer(reactive).decision.desired_replicas == 1
 
 
+@pytest.mark.parametrize(("metadata", "replicas_after_75s"), [
+    ({}, 1),  # the default window, 300 s, still holds the pod
+    ({"scaleDownWindowSeconds": "60"}, 0),
+])
+async def test_an_idle_pod_goes_after_the_workloads_scale_down_window(
+        service, pods, metadata, replicas_after_75s):
+    pod = await pods()
+    pod.engines = [EngineState()]  # idle, and no demand forecast
+    workload = service.resolve("ns", "so", {"endpoints": pod.url, **metadata})
+    assert workload.planner is not None
+    await service.scrape(workload)
+    assert service.answer(workload).decision.desired_replicas == 1
+    for _ in range(5):
+        service.clock.advance(15)
+        await service.scrape(workload)
+    assert service.answer(workload).decision.desired_replicas == replicas_after_75s
+
+
 async def test_forecast_and_plan_are_exposed_as_metrics(service, pods):
     pod = await pods()
     pod.engines = [EngineState(running=10, kv_cache_usage=0.1)]
