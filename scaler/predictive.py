@@ -244,7 +244,8 @@ class PredictivePlanner:
         s = self.settings
         node_lead = s.node_startup_s + s.pod_startup_s + s.decision_interval_s
         _, upper = self._forecast_peak(state.now_s, node_lead)
-        ahead = self._need(upper * s.headroom, lengths)
+        expected = upper * node_lead >= 0.5  # a request within the lead time, not float noise
+        ahead = self._need(upper * s.headroom, lengths) if expected else 0
         per_node = s.gpus_per_node / s.gpus_per_replica
         wanted = math.ceil(max(ahead, replicas) / per_node)
         wanted = wanted + s.spare_nodes if wanted else 0

@@ -34,10 +34,11 @@ from adapters.vllm import read_page
 from scaler.capacity import CapacityModel
 from scaler.clock import Clock, SystemClock
 from scaler.config import ServiceConfig, needs_restart
+from scaler.decision import decide_workload
 from scaler.forecast import DemandForecaster
 from scaler.gpu_index import GpuIndex
 from scaler.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
-from scaler.policy import Decision, NoData, Proposal, decide
+from scaler.policy import Decision, NoData
 from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
 from scaler.profile import PROFILES_DIR, load_profile
 from scaler.prometheus_source import PrometheusSource
@@ -262,6 +263,8 @@ class ScalerService:
                 f"workload {workload.key}: no scrape has completed yet (registered "
                 f"{now - workload.registered_s:.1f} s ago); KEDA will retry"
             )
+        if not workload.pods and workload.decision is not None:  # no ready pod: nothing missing
+            return Answer(workload, workload.decision, 0.0)
         freshest = workload.freshest_s()
         if freshest is None or now - freshest > stale_after:
             age = "no good page yet" if freshest is None else f"newest {now - freshest:.0f} s old"
@@ -426,6 +429,13 @@ class ScalerService:
         if old is not None:
             workload.planner.adopt(old)
 
+    def _plan(self, workload: Workload, now_s: float) -> Plan:
+        assert workload.planner is not None
+        self._learn_capacity(workload, now_s)
+        workload.plan = workload.planner.plan(
+            workload.fleet_state(now_s, self.config.scrape.stale_after_s))
+        return workload.plan
+
     def _learn_capacity(self, workload: Workload, now_s: float) -> None:
         """Correct the capacity model from saturated pods; report broken ones once."""
         assert workload.planner is not None
@@ -585,14 +595,10 @@ class ScalerService:
         observation = workload.observation(now, self.config.scrape.stale_after_s)
         previous = workload.decision
         try:
-            reactive = decide(observation, workload.spec)
-            if workload.planner is not None:
-                self._learn_capacity(workload, now)
-                state = workload.fleet_state(now, self.config.scrape.stale_after_s)
-                workload.plan = workload.planner.plan(state)
-                reactive = _with_plan(reactive, workload.plan, workload.spec.max_replicas,
-                                      len(workload.pods))
-            workload.decision = reactive
+            workload.decision = decide_workload(
+                observation, workload.spec,
+                None if workload.planner is None else lambda: self._plan(workload, now),
+                replicas=workload.replica_counts()[0])
             workload.no_decision_reason = None
         except NoData as exc:
             workload.decision = None
@@ -627,20 +633,6 @@ def _capacity_matches(planner: PredictivePlanner, spec: WorkloadSpec) -> bool:
     capacity = planner.capacity
     return (capacity.profile.name == spec.profile  # profile files are named after their name
             and capacity.slo_ttft_s == spec.slo_ttft_s)
-
-
-def _with_plan(reactive: Decision, plan: Plan, max_replicas: int, current: int) -> Decision:
-    """The forecast only adds: the larger of the reactive answer and the plan."""
-    desired = min(max(reactive.desired_replicas, plan.replicas), max_replicas)
-    if plan.replicas > reactive.desired_replicas:
-        reason = f"{current} -> {desired}: {plan.reason}"
-    else:
-        reason = reactive.reason
-    proposals = (*reactive.proposals,
-                 Proposal("capacity_now", plan.need_now, math.nan, "SLO capacity at demand now"),
-                 Proposal("forecast", plan.need_ahead, math.nan,
-                          f"forecast upper {plan.forecast_upper:.3g} req/s one lead time ahead"))
-    return Decision(desired, reactive.active or plan.active, reason, proposals, plan.nodes)
 
 
 def _joined(problems: list[str]) -> str:

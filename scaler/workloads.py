@@ -10,6 +10,7 @@ and expiry are tested with a hand-moved clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -179,9 +180,12 @@ class Workload:
         prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
         output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
         replicas, starting, pending = self.replica_counts()
+        # No pod serves: at zero nothing is served; while replicas start, demand is unseen.
+        unseen = 0.0 if replicas == 0 and starting == 0 else math.nan
+        rate = max(0.0, done + grown) if fresh else unseen
         return FleetState(
             now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=0,
-            ready_nodes=0, pending_replicas=pending, observed_rate=max(0.0, done + grown),
+            ready_nodes=0, pending_replicas=pending, observed_rate=rate,
             backlog=sum(p.snapshot.waiting for p in fresh
                         if p.snapshot is not None and self.pod_health(p) != "unhealthy"),
             running=sum(p.snapshot.running for p in fresh if p.snapshot is not None),

@@ -26,10 +26,11 @@ import numpy.typing as npt
 
 from scaler import keda
 from scaler.capacity import CapacityModel
+from scaler.decision import decide_workload
 from scaler.forecast import DemandForecaster
 from scaler.metadata import parse_metadata
 from scaler.policy import FleetObservation, NoData, PodLoad, decide
-from scaler.predictive import FleetState, PlannerSettings, PredictivePlanner
+from scaler.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.replay.cluster import Cluster
 from scaler.replay.hpa import HorizontalPodAutoscaler
 
@@ -108,6 +109,11 @@ class PredictivePolicy:
         self.knob_value = knob_value
         self.planner = PredictivePlanner(dataclasses.replace(settings, headroom=knob_value),
                                          capacity, forecaster)
+        self.spec = parse_metadata({  # the reactive targets a ScaledObject gets by default
+            "endpoints": "http://replay.invalid/metrics",
+            "minReplicas": str(settings.min_replicas), "maxReplicas": str(settings.max_replicas),
+        })
+        self.plan: Plan | None = None
 
     def decide(self, view: ClusterView) -> PolicyDecision:
         state = FleetState(
@@ -119,8 +125,17 @@ class PredictivePolicy:
             running=sum(p.running for p in view.pods.values()),
             mean_prompt_tokens=view.mean_prompt_tokens,
             mean_output_tokens=view.mean_output_tokens)
-        plan = self.planner.plan(state)
-        return PolicyDecision(plan.replicas, plan.nodes, plan.forecast_mean)
+        def make_plan() -> Plan:
+            self.plan = self.planner.plan(state)
+            return self.plan
+
+        try:
+            decision = decide_workload(FleetObservation(dict(view.pods)), self.spec, make_plan,
+                                       replicas=view.replicas)
+        except NoData:  # every ready replica of the replay has data; kept for the contract
+            return PolicyDecision(view.replicas, view.nodes)
+        forecast = self.plan.forecast_mean if self.plan is not None else math.nan
+        return PolicyDecision(decision.desired_replicas, decision.desired_nodes, forecast)
 
 
 class StaticPolicy:

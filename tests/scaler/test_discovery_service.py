@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import AsyncIterator
 
 import kmock as kmock_lib
+import numpy as np
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 
@@ -183,3 +185,73 @@ async def test_dcgm_exporter_pods_found_by_selector_feed_every_workload(api, kmo
         await llama.stop()
         for runner in runners:
             await runner.cleanup()
+
+
+def office_hours_history(until_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Five-minute steps from 0 to ``until_s``: 200 req/s from 09:00 to 17:00, else none."""
+    times = np.arange(0.0, until_s, 300.0)
+    hours = (times % 86400) / 3600
+    return times, np.where((hours >= 9) & (hours < 17), 200.0, 0.0)
+
+
+def scale_replicas(kmock: kmock_lib.KubernetesEmulator) -> dict[str, int]:
+    """The Deployment's scale subresource, answering whatever ``replicas["n"]`` holds."""
+    replicas = {"n": 0}
+    kmock["get", DEPLOYMENTS, kmock_lib.name("llama"), kmock_lib.subresource("scale")] << (
+        lambda: {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                 "metadata": {"name": "llama", "namespace": NS},
+                 "spec": {"replicas": replicas["n"]}})
+    return replicas
+
+
+async def test_a_workload_at_zero_wakes_one_lead_time_before_a_forecast_ramp(api, kmock):
+    """No pod at all is not missing data: the plan answers, idle at night, active at 08:57."""
+    replicas = scale_replicas(kmock)
+    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
+    await service.start()
+    try:
+        night = 7 * 86400 + 3 * 3600
+        service.clock.advance(night - service.clock.monotonic())
+        workload = service.resolve(NS, "llama", {"deployment": "llama", "minReplicas": "0"})
+        assert workload.planner is not None and workload.discovery is not None
+        times, history = office_hours_history(night)
+        workload.planner.forecaster.warm_start(times, history)
+        workload.planner.warm_started(float(times[-1]))
+        await wait_until(workload.discovery.synced.is_set)
+        await service.scrape(workload)
+        at_night = service.answer(workload).decision
+        assert (at_night.active, at_night.desired_replicas) == (False, 0)
+        assert "no ready pod" in at_night.reason
+
+        service.clock.advance(6 * 3600 - 150)  # 08:57:30, no request seen anywhere
+        await service.scrape(workload)
+        early = service.answer(workload).decision
+        assert early.active and early.desired_replicas >= 1
+
+        replicas["n"] = early.desired_replicas  # KEDA woke it: a pod starts, none is ready
+        await CoreV1Api(api).create_namespaced_pod(NS, pod("llama-a", ready=False, ip=None))
+        await wait_until(lambda: workload.discovery.counts().starting == 1)
+        service.clock.advance(15)
+        await service.scrape(workload)
+        starting = service.answer(workload).decision
+        assert starting.active and starting.desired_replicas >= early.desired_replicas
+        state = workload.fleet_state(service.clock.monotonic(), 15)
+        assert math.isnan(state.observed_rate)  # unseen, not zero: nothing false is learnt
+    finally:
+        await service.stop()
+
+
+async def test_a_reactive_workload_at_zero_stays_there_and_says_why(api, kmock):
+    scale_replicas(kmock)
+    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"deployment": "llama", "policy": "reactive"})
+        assert workload.discovery is not None
+        await wait_until(workload.discovery.synced.is_set)
+        await service.scrape(workload)
+        decision = service.answer(workload).decision
+        assert (decision.active, decision.desired_replicas) == (False, 0)
+        assert "use policy predictive" in decision.reason
+    finally:
+        await service.stop()

@@ -1,0 +1,62 @@
+"""One workload's answer: the reactive decision, raised by the predictive plan.
+
+Pure (no I/O, no clock, no asyncio); the service and the replay both call
+``decide_workload`` so the replay measures what the service answers.
+
+* Ready pods with data: the reactive decision (``scaler.policy.decide``), and for a
+  predictive workload the larger of it and the plan (the forecast only adds).
+* Ready pods, none with fresh data: ``NoData`` (the caller answers UNAVAILABLE so KEDA's
+  fallback applies); missing data never scales anything down.
+* No ready pod at all (scaled to zero, or every replica still starting): there is nothing
+  to measure, and nothing is missing. A predictive workload follows its plan, which is how a
+  forecast ramp wakes a workload at zero one lead time early; a reactive one holds the
+  replicas it has, or stays at zero (it cannot see demand without a pod).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from scaler.metadata import WorkloadSpec
+from scaler.policy import Decision, FleetObservation, Proposal, decide
+from scaler.predictive import Plan
+
+
+def decide_workload(observation: FleetObservation, spec: WorkloadSpec,
+                    make_plan: Callable[[], Plan] | None, *, replicas: int) -> Decision:
+    """``make_plan``: the predictive planner's step, None for a reactive workload; it is called
+    only once there is something to decide, so missing data teaches the forecaster nothing.
+    ``replicas``: the scale target's count now (ready or not)."""
+    if not observation.pods:
+        return _without_ready_pods(None if make_plan is None else make_plan(), replicas)
+    reactive = decide(observation, spec)
+    if make_plan is None:
+        return reactive
+    return _with_plan(reactive, make_plan(), spec.max_replicas, observation.current_replicas)
+
+
+def _with_plan(reactive: Decision, plan: Plan, max_replicas: int, current: int) -> Decision:
+    desired = min(max(reactive.desired_replicas, plan.replicas), max_replicas)
+    reason = (f"{current} -> {desired}: {plan.reason}"
+              if plan.replicas > reactive.desired_replicas else reactive.reason)
+    proposals = (*reactive.proposals, *_plan_proposals(plan))
+    return Decision(desired, reactive.active or plan.active, reason, proposals, plan.nodes)
+
+
+def _without_ready_pods(plan: Plan | None, replicas: int) -> Decision:
+    if plan is not None:
+        reason = f"{replicas} -> {plan.replicas} (no ready pod): {plan.reason}"
+        return Decision(plan.replicas, plan.active, reason, _plan_proposals(plan), plan.nodes)
+    if replicas > 0:
+        return Decision(replicas, True, f"{replicas} -> {replicas}: no pod is ready yet; holding",
+                        ())
+    return Decision(0, False, "at zero: no pod to measure, so the reactive policy sees no "
+                    "demand (use policy predictive to wake on a forecast, or "
+                    "minReplicaCount >= 1)", ())
+
+
+def _plan_proposals(plan: Plan) -> tuple[Proposal, ...]:
+    return (Proposal("capacity_now", plan.need_now, math.nan, "SLO capacity at demand now"),
+            Proposal("forecast", plan.need_ahead, math.nan,
+                     f"forecast upper {plan.forecast_upper:.3g} req/s one lead time ahead"))

@@ -1,0 +1,51 @@
+"""One workload's answer: reactive, raised by the plan; no ready pod is not missing data."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.decision import decide_workload
+from scaler.metadata import parse_metadata
+from scaler.policy import FleetObservation, NoData, PodLoad
+from scaler.predictive import Plan
+
+SPEC = parse_metadata({"endpoints": "http://pod:8000/metrics", "maxReplicas": "20"})
+
+
+def plan(replicas: int, *, active: bool = True, nodes: int = 1) -> Plan:
+    return Plan(replicas=replicas, nodes=nodes, active=active, need_now=replicas,
+                need_ahead=replicas, forecast_mean=10.0, forecast_upper=12.0,
+                reason=f"plan says {replicas}")
+
+
+def pods(*waiting: float | None) -> FleetObservation:
+    return FleetObservation({f"p{i}": None if w is None else PodLoad(w, 1.0, 0.1)
+                             for i, w in enumerate(waiting)})
+
+
+@pytest.mark.parametrize(("observation", "planned", "replicas", "desired", "active", "says"), [
+    (pods(10, 10), None, 2, 4, True, "queue 10/replica"),  # reactive: 20 waiting / 5
+    (pods(10, 10), plan(6), 2, 6, True, "plan says 6"),  # the plan adds
+    (pods(10, 10), plan(1), 2, 4, True, "queue 10/replica"),  # ...and never removes
+    (pods(0), plan(30), 1, 20, True, "plan says 30"),  # bounded by maxReplicas
+    (pods(), plan(3), 0, 3, True, "0 -> 3 (no ready pod): plan says 3"),  # woken at zero
+    (pods(), plan(0, active=False), 0, 0, False, "no ready pod"),  # stays at zero
+    (pods(), plan(0, active=False), 2, 0, False, "no ready pod"),  # the plan holds, not us
+    (pods(), None, 2, 2, True, "no pod is ready yet; holding"),  # reactive, starting
+    (pods(), None, 0, 0, False, "use policy predictive"),  # reactive at zero
+])
+def test_the_answer_by_case(observation, planned, replicas, desired, active, says):
+    decision = decide_workload(observation, SPEC, None if planned is None else lambda: planned,
+                               replicas=replicas)
+    assert (decision.desired_replicas, decision.active) == (desired, active)
+    assert says in decision.reason
+    if planned is not None:
+        assert decision.desired_nodes == planned.nodes
+
+
+def test_stale_pods_are_no_decision_and_the_planner_is_not_stepped():
+    stepped = []
+    with pytest.raises(NoData):
+        decide_workload(pods(None, None), SPEC, lambda: stepped.append(1) or plan(1),
+                        replicas=2)
+    assert stepped == []
