@@ -173,6 +173,36 @@ def test_nodes_never_shrink_while_pods_are_pending_or_nodes_joining():
     assert p.plan(state(15, rate=10, replicas=1, nodes=3, ready_nodes=2)).nodes == 3
 
 
+@pytest.mark.parametrize(("pending", "ready_nodes", "expected"), [
+    (1, 3, 3),  # a pod pending
+    (0, 2, 3),  # a node joining
+    (0, 3, 1),  # neither: down to what one replica needs
+])
+def test_past_the_node_window_pending_pods_or_joining_nodes_hold_the_nodes(
+        pending: int, ready_nodes: int, expected: int) -> None:
+    """Past the node scale-down window only the pending/joining guard keeps the node count."""
+    p = planner(np.full(2 * 288, 20.0))  # a steady 20 req/s: 1 replica, 1 node
+    now = 2 * DAY
+    assert p.plan(state(now, rate=20, replicas=1, nodes=3, ready_nodes=3)).nodes == 3
+    later = now + PlannerSettings().node_scale_down_window_s + 15
+    plan = p.plan(state(later, rate=20, replicas=1, nodes=3, ready_nodes=ready_nodes,
+                        pending=pending))
+    assert plan.nodes == expected
+
+
+@pytest.mark.parametrize(("rate", "spare_nodes", "expected"), [
+    (20.0, 2, 1 + 2),  # one node needed: the spare ones on top
+    (20.0, 0, 1),
+    (0.0, 2, 0),  # no node needed: no spare either
+])
+def test_spare_nodes_are_added_only_when_nodes_are_needed(rate: float, spare_nodes: int,
+                                                          expected: int) -> None:
+    p = planner(spare_nodes=spare_nodes)
+    replicas = CAPACITY.replicas_for(rate, 600, 200)
+    plan = p.plan(state(0, rate=rate, replicas=replicas, nodes=0, ready_nodes=0))
+    assert plan.nodes == expected
+
+
 def test_the_node_plan_stays_within_the_pool_bounds():
     p = planner(min_nodes=2, max_nodes=3)
     assert p.plan(state(0, rate=0, replicas=0, nodes=0, ready_nodes=0)).nodes == 2
