@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
+import pytest
 
 from scaler.capacity import CapacityModel
 from scaler.forecast import DemandForecaster
@@ -53,6 +55,21 @@ def test_a_predicted_ramp_is_met_one_lead_time_early():
     assert plan.reason.startswith("forecast")
 
 
+def test_need_ahead_is_the_peak_within_the_lead_time_not_its_end():
+    """Just before a daily drop the forecast falls within one pod lead time: its peak counts."""
+    history = office_hours(3 + 16.75 / 24, low=20, high=2000)  # to 16:40 on day 4
+    p = planner(history)
+    now = len(history) * STEP  # one step after the last reading: steps +1 and +2 ahead
+    f = p.forecaster
+    uppers = [f.forecast(h).upper for h in (STEP, 2 * STEP)]
+    assert uppers[0] > uppers[1]  # falling within the lead time
+    needs = [CAPACITY.replicas_for(u, 600, 200) for u in uppers]
+    assert needs[0] > needs[1]
+    plan = p.plan(state(now, rate=2000, replicas=60))
+    assert plan.forecast_upper == max(uppers)
+    assert plan.need_ahead == needs[0]
+
+
 def test_idle_until_a_predicted_ramp_then_active_before_it():
     p = planner(office_hours(7 + 3 / 24, low=0, high=200))
     night = p.plan(state(7 * DAY + 3 * 3600, rate=0, replicas=0, nodes=0, ready_nodes=0))
@@ -66,10 +83,38 @@ def test_min_replicas_holds_an_idle_workload():
     assert p.plan(state(300 * STEP, rate=0, replicas=1)).replicas == 1
 
 
+def test_past_the_window_an_idle_workload_keeps_min_replicas():
+    p = planner(np.zeros(300), min_replicas=2)
+    now = 300 * STEP
+    assert p.plan(state(now, rate=0, replicas=5)).replicas == 5  # the fresh-planner hold
+    plan = p.plan(state(now + 315, rate=0, replicas=5))
+    assert plan.replicas == 2 and "bounded to [2, 1000]" in plan.reason
+
+
+def test_demand_beyond_max_replicas_gets_max_replicas():
+    p = planner(max_replicas=5)
+    assert CAPACITY.replicas_for(5000, 600, 200) > 5
+    plan = p.plan(state(0, rate=5000, replicas=4))
+    assert plan.replicas == 5 and plan.need_now > 5
+
+
 def test_no_scale_down_while_replicas_are_starting():
     p = planner()
     plan = p.plan(state(0, rate=5, replicas=10, starting=2))
     assert plan.replicas == 10 and "still starting" in plan.reason
+
+
+@pytest.mark.parametrize(("starting", "expected"), [(2, 10), (0, 2)])
+def test_past_the_window_replicas_starting_still_hold_the_count(starting: int,
+                                                                expected: int) -> None:
+    """Past the scale-down window only starting replicas keep the count; none, and it drops."""
+    p = planner(np.full(2 * 288, 40.0))  # a steady 40 req/s: 2 replicas
+    assert CAPACITY.replicas_for(40, 600, 200) == 2
+    now = 2 * DAY
+    assert p.plan(state(now, rate=40, replicas=10)).replicas == 10  # the fresh-planner hold
+    plan = p.plan(state(now + 315, rate=40, replicas=10, starting=starting))
+    assert plan.replicas == expected
+    assert ("still starting" in plan.reason) == (starting > 0)
 
 
 def test_scale_down_waits_for_the_window_then_keeps_the_slo():
@@ -89,6 +134,21 @@ def test_scale_down_waits_for_the_window_then_keeps_the_slo():
     # N-1 is never chosen unless it still meets the SLO at the observed demand.
     assert CAPACITY.slo_fraction(low, 600, 200, plan.replicas) >= CAPACITY.slo_target
     assert plan.replicas >= CAPACITY.replicas_for(low, 600, 200)
+
+
+@pytest.mark.parametrize("rate", [29.0, 59.0, 89.0])
+def test_scale_down_stops_at_the_fewest_replicas_meeting_the_slo(rate: float) -> None:
+    """Past the window the count drops to the SLO's need, not to throughput's (one fewer)."""
+    per_replica = CAPACITY.per_replica_rate(600, 200)
+    need = CAPACITY.replicas_for(rate, 600, 200)
+    assert need > math.ceil(rate / per_replica)  # a rate where the SLO costs one more replica
+    p = planner(np.full(2 * 288, rate))
+    now = 2 * DAY
+    assert p.plan(state(now, rate=rate, replicas=10)).replicas == 10
+    plan = p.plan(state(now + 315, rate=rate, replicas=10))
+    assert plan.replicas == need
+    assert CAPACITY.slo_fraction(rate, 600, 200, plan.replicas) >= CAPACITY.slo_target
+    assert CAPACITY.slo_fraction(rate, 600, 200, plan.replicas - 1) < CAPACITY.slo_target
 
 
 def test_a_backlog_is_demand_to_drain():
@@ -111,6 +171,36 @@ def test_nodes_never_shrink_while_pods_are_pending_or_nodes_joining():
     p = planner()
     assert p.plan(state(0, rate=10, replicas=1, nodes=3, ready_nodes=3, pending=1)).nodes == 3
     assert p.plan(state(15, rate=10, replicas=1, nodes=3, ready_nodes=2)).nodes == 3
+
+
+@pytest.mark.parametrize(("pending", "ready_nodes", "expected"), [
+    (1, 3, 3),  # a pod pending
+    (0, 2, 3),  # a node joining
+    (0, 3, 1),  # neither: down to what one replica needs
+])
+def test_past_the_node_window_pending_pods_or_joining_nodes_hold_the_nodes(
+        pending: int, ready_nodes: int, expected: int) -> None:
+    """Past the node scale-down window only the pending/joining guard keeps the node count."""
+    p = planner(np.full(2 * 288, 20.0))  # a steady 20 req/s: 1 replica, 1 node
+    now = 2 * DAY
+    assert p.plan(state(now, rate=20, replicas=1, nodes=3, ready_nodes=3)).nodes == 3
+    later = now + PlannerSettings().node_scale_down_window_s + 15
+    plan = p.plan(state(later, rate=20, replicas=1, nodes=3, ready_nodes=ready_nodes,
+                        pending=pending))
+    assert plan.nodes == expected
+
+
+@pytest.mark.parametrize(("rate", "spare_nodes", "expected"), [
+    (20.0, 2, 1 + 2),  # one node needed: the spare ones on top
+    (20.0, 0, 1),
+    (0.0, 2, 0),  # no node needed: no spare either
+])
+def test_spare_nodes_are_added_only_when_nodes_are_needed(rate: float, spare_nodes: int,
+                                                          expected: int) -> None:
+    p = planner(spare_nodes=spare_nodes)
+    replicas = CAPACITY.replicas_for(rate, 600, 200)
+    plan = p.plan(state(0, rate=rate, replicas=replicas, nodes=0, ready_nodes=0))
+    assert plan.nodes == expected
 
 
 def test_the_node_plan_stays_within_the_pool_bounds():
