@@ -221,3 +221,11 @@ def test_a_restarted_planner_holds_the_running_replicas_for_one_window():
         t += 15
     plan = p.plan(state(t + 300, rate=low, replicas=12, nodes=2, ready_nodes=2))
     assert plan.replicas == CAPACITY.replicas_for(low, 600, 200) < 12
+
+
+def test_an_idle_workload_plans_no_node_and_no_spare_nodes():
+    """Zeros all night leave the forecast's bound at float noise: that is no demand."""
+    night = 7 * DAY + 3 * 3600
+    p = planner(office_hours(night / DAY, low=0, high=200), spare_nodes=2)
+    plan = p.plan(state(night, rate=0, replicas=0, nodes=0, ready_nodes=0))
+    assert (plan.replicas, plan.active, plan.nodes) == (0, False, 0)
