@@ -43,7 +43,13 @@ from scaler.predictive import FORECAST_STEP_S, Plan, PlannerSettings, Predictive
 from scaler.profile import PROFILES_DIR, load_profile
 from scaler.prometheus_source import PrometheusSource
 from scaler.telemetry import Telemetry
-from scaler.workloads import READ_HISTOGRAMS, Workload, WorkloadKey, WorkloadRegistry
+from scaler.workloads import (
+    READ_HISTOGRAMS,
+    PodState,
+    Workload,
+    WorkloadKey,
+    WorkloadRegistry,
+)
 
 log = logging.getLogger("scaler.service")
 
@@ -429,19 +435,19 @@ class ScalerService:
         if old is not None:
             workload.planner.adopt(old)
 
-    def _plan(self, workload: Workload, now_s: float) -> Plan:
+    def _plan(self, workload: Workload, now_s: float, saturated: list[PodState]) -> Plan:
         assert workload.planner is not None
-        self._learn_capacity(workload, now_s)
+        self._learn_capacity(workload.planner, saturated)
         workload.plan = workload.planner.plan(
             workload.fleet_state(now_s, self.config.scrape.stale_after_s))
         return workload.plan
 
-    def _learn_capacity(self, workload: Workload, now_s: float) -> None:
-        """Correct the capacity model from saturated pods; report broken ones once."""
-        assert workload.planner is not None
-        stale_after = self.config.scrape.stale_after_s
+    def _check_health(self, workload: Workload, now_s: float) -> list[PodState]:
+        """Mark pods whose queue grows while their GPU idles unhealthy (logged once per
+        change); return the saturated ones (queue and busy GPU: their throughput is capacity)."""
+        saturated = []
         for pod in workload.pods.values():
-            if not pod.is_fresh(now_s, stale_after):
+            if not pod.is_fresh(now_s, self.config.scrape.stale_after_s):
                 continue
             health = workload.pod_health(pod)
             if (health == "unhealthy") != pod.unhealthy:
@@ -453,14 +459,19 @@ class ScalerService:
                 else:
                     log.info("workload %s: pod %s is healthy again", workload.key,
                              pod.endpoint.pod)
-            if health != "saturated":
-                continue
+            if health == "saturated":
+                saturated.append(pod)
+        return saturated
+
+    @staticmethod
+    def _learn_capacity(planner: PredictivePlanner, saturated: list[PodState]) -> None:
+        """Correct the capacity model from saturated pods' measured throughput."""
+        for pod in saturated:
             served = pod.window.rate("request_success")
             prompt, output = pod.window.rate("prompt_tokens"), pod.window.rate(
                 "generation_tokens")
             if served and prompt is not None and output is not None:
-                workload.planner.capacity.observe_saturated(served, prompt / served,
-                                                            output / served)
+                planner.capacity.observe_saturated(served, prompt / served, output / served)
 
     async def _read_target_replicas(self, workload: Workload) -> None:
         """The Deployment's/StatefulSet's replica count from its scale subresource, every
@@ -592,17 +603,22 @@ class ScalerService:
 
     def _decide(self, workload: Workload) -> None:
         now = self.clock.monotonic()
+        saturated = self._check_health(workload, now)
         observation = workload.observation(now, self.config.scrape.stale_after_s)
         previous = workload.decision
         try:
             workload.decision = decide_workload(
                 observation, workload.spec,
-                None if workload.planner is None else lambda: self._plan(workload, now),
+                None if workload.planner is None else lambda: self._plan(workload, now,
+                                                                         saturated),
                 replicas=workload.replica_counts()[0])
             workload.no_decision_reason = None
         except NoData as exc:
             workload.decision = None
-            workload.no_decision_reason = str(exc)
+            unhealthy = sum(pod.unhealthy for pod in workload.pods.values())
+            workload.no_decision_reason = str(exc) + (
+                f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
+                "and GPU)" if unhealthy else "")
         workload.decided_s = now
         workload.scrapes_completed += 1
         if workload.decision and (previous is None or

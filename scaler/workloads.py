@@ -126,10 +126,12 @@ class Workload:
         return changed
 
     def observation(self, now_s: float, stale_after_s: float) -> FleetObservation:
+        """Fresh pods' loads; an unhealthy pod's queue is no demand, so it counts as missing
+        (the HPA rule then neither scales up nor down because of it)."""
         loads: dict[str, PodLoad | None] = {}
         for url, pod in self.pods.items():
             snap = pod.snapshot
-            fresh = snap is not None and pod.is_fresh(now_s, stale_after_s)
+            fresh = snap is not None and pod.is_fresh(now_s, stale_after_s) and not pod.unhealthy
             loads[url] = (
                 PodLoad(snap.waiting, snap.running, snap.kv_cache_usage)
                 if fresh and snap is not None
@@ -163,7 +165,7 @@ class Workload:
         growing = (pod.window.in_flight_change_per_s() or 0.0) > 0
         if snap.waiting > 0 and growing and busy is False:
             return "unhealthy"
-        if snap.waiting > 0 and busy is not False:
+        if snap.waiting > 0 and busy:  # no GPU data: a queue alone may be a burst or a stall
             return "saturated"
         return "ok"
 

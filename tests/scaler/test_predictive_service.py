@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scaler.capacity import CapacityModel
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.profile import default_profile
+from scaler.service import Unavailable
 
 
 async def serve_traffic(service, pod, workload, *, rate: float, seconds: float = 10) -> None:
@@ -159,6 +160,24 @@ async def test_saturated_throughput_corrects_capacity_after_warm_up(service, pod
     assert workload.planner.capacity.correction > 1.5
 
 
+@pytest.mark.parametrize("gpu", ["no GPU data", "idle GPU"])
+async def test_without_a_busy_gpu_throughput_is_not_capacity(service, pods, dcgm, gpu):
+    """A queue alone may be a burst or a stall: only a busy GPU proves the replica is full."""
+    pod = await pods()
+    pod.engines = [EngineState(waiting=6, running=200, kv_cache_usage=0.7)]
+    url, state = dcgm
+    state["active"] = 0.01
+    metadata = {"endpoints": f"vllm-0={pod.url}"}
+    if gpu == "idle GPU":
+        metadata["gpuEndpoints"] = url
+    workload = service.resolve("ns", "so", metadata)
+    fast = 2 * default_profile().saturated_request_rate(600, 200)
+    for _ in range(34):
+        await serve_traffic(service, pod, workload, rate=fast)
+    assert workload.planner is not None
+    assert workload.planner.capacity.correction == 1.0
+
+
 async def test_a_queue_growing_on_an_idle_gpu_is_unhealthy_not_demand(service, pods, dcgm,
                                                                        caplog):
     import logging
@@ -179,12 +198,32 @@ async def test_a_queue_growing_on_an_idle_gpu_is_unhealthy_not_demand(service, p
     warnings = [r for r in caplog.records if "unhealthy" in r.getMessage()]
     assert len(warnings) == 1
     assert workload.fleet_state(service.clock.monotonic(), 15).backlog == 0
+    with pytest.raises(Unavailable, match=r"\(1 unhealthy: queue grows while the GPU idles"):
+        service.answer(workload)  # its only pod: nothing left to decide from
     page = generate_latest(service.telemetry.registry).decode()
     assert 'scaler_workload_pods{metric="desired-replicas",namespace="ns",' \
            'scaledobject="so",state="unhealthy"} 1.0' in page
     gpu["active"] = 0.9
     await serve_traffic(service, pod, workload, rate=0)
     assert not state.unhealthy
+
+
+async def test_a_stuck_pods_queue_does_not_scale_the_workload_up(service, pods, dcgm):
+    """Its queue counts as missing, as the HPA counts an unready pod: no more replicas for it."""
+    stuck, healthy = await pods(), await pods()
+    _, gpu = dcgm
+    gpu["active"] = 0.01  # vllm-0's GPU idles
+    stuck.engines = [EngineState(waiting=1, running=0)]
+    healthy.engines = [EngineState(waiting=0, running=3)]
+    url, _ = dcgm
+    workload = service.resolve("ns", "so", {
+        "endpoints": f"vllm-0={stuck.url},vllm-1={healthy.url}", "gpuEndpoints": url})
+    for _ in range(8):
+        stuck.engines[0].waiting += 5
+        await serve_traffic(service, stuck, workload, rate=0)
+    assert workload.pods[stuck.url].unhealthy
+    decision = service.answer(workload).decision
+    assert decision.desired_replicas == 2, decision.reason  # 41 waiting would ask for 9
 
 
 async def test_is_active_turns_true_before_a_predicted_ramp(service, pods):
