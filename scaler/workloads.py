@@ -173,7 +173,9 @@ class Workload:
         """What the predictive planner needs, from the pods' fresh windows.
 
         Arrivals are not exported by vLLM: they are completions plus the growth of what is
-        in flight. Static endpoints say nothing of nodes: the node plan is advisory here.
+        in flight. Nodes are what this workload's plan last asked for (the pool sums the
+        plans and counts its joining nodes itself), so the planner's rules hold the plan while
+        pods are pending and for its node scale-down window.
         """
         fresh = [p for p in self.pods.values()
                  if p.snapshot is not None and p.is_fresh(now_s, stale_after_s)]
@@ -182,12 +184,13 @@ class Workload:
         prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
         output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
         replicas, starting, pending = self.replica_counts()
+        planned_nodes = self.plan.nodes if self.plan is not None else 0
         # No pod serves: at zero nothing is served; while replicas start, demand is unseen.
         unseen = 0.0 if replicas == 0 and starting == 0 else math.nan
         rate = max(0.0, done + grown) if fresh else unseen
         return FleetState(
-            now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=0,
-            ready_nodes=0, pending_replicas=pending, observed_rate=rate,
+            now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=planned_nodes,
+            ready_nodes=planned_nodes, pending_replicas=pending, observed_rate=rate,
             backlog=sum(p.snapshot.waiting for p in fresh
                         if p.snapshot is not None and self.pod_health(p) != "unhealthy"),
             running=sum(p.snapshot.running for p in fresh if p.snapshot is not None),

@@ -88,6 +88,22 @@ async def test_forecast_and_plan_are_exposed_as_metrics(service, pods):
     assert get("scaler_workload_lead_time_seconds", {**key, "kind": "node"}) == 900.0
 
 
+async def test_the_node_plan_is_held_by_the_planners_rules_in_the_service(service, pods):
+    """The planner sees the nodes this workload's plan asked for, so pending pods and the node
+    scale-down window hold them (a count of 0 would let every drop through at once)."""
+    pod = await pods()
+    pod.engines = [EngineState()]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url, "gpusPerNode": "1"})
+    for _ in range(7):
+        await serve_traffic(service, pod, workload, rate=120)
+    assert workload.plan is not None and workload.plan.nodes >= 2
+    busy_nodes = workload.plan.nodes
+    assert workload.fleet_state(service.clock.monotonic(), 15).nodes == busy_nodes
+    for _ in range(7):  # quiet for 70 s: replicas may go after their window, nodes stay
+        await serve_traffic(service, pod, workload, rate=0)
+    assert workload.plan.nodes == busy_nodes
+
+
 async def test_metadata_changes_keep_what_the_forecaster_learnt(service, pods):
     pod = await pods()
     pod.engines = [EngineState()]
