@@ -86,6 +86,8 @@ async def decision(request: web.Request) -> web.Response:
         "signals": fleet_signals(workload, now, service.config.scrape.stale_after_s),
         "dataAgeSeconds": round(answer.data_age_s, 3),
     }
+    if answer.decision.desired_nodes is not None:  # the predictive node plan
+        body["desiredNodes"] = answer.decision.desired_nodes
     return web.json_response(body)
 
 

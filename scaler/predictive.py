@@ -246,7 +246,7 @@ class PredictivePlanner:
         _, upper = self._forecast_peak(state.now_s, node_lead)
         expected = upper * node_lead >= 0.5  # a request within the lead time, not float noise
         ahead = self._need(upper * s.headroom, lengths) if expected else 0
-        per_node = s.gpus_per_node / s.gpus_per_replica
+        per_node = max(1, s.gpus_per_node // s.gpus_per_replica)  # a replica is not split
         wanted = math.ceil(max(ahead, replicas) / per_node)
         wanted = wanted + s.spare_nodes if wanted else 0
         if not self._node_targets:

@@ -229,3 +229,16 @@ def test_an_idle_workload_plans_no_node_and_no_spare_nodes():
     p = planner(office_hours(night / DAY, low=0, high=200), spare_nodes=2)
     plan = p.plan(state(night, rate=0, replicas=0, nodes=0, ready_nodes=0))
     assert (plan.replicas, plan.active, plan.nodes) == (0, False, 0)
+
+
+@pytest.mark.parametrize(("gpus_per_replica", "gpus_per_node", "nodes"), [
+    (1, 8, 1),  # 5 replicas share one node
+    (3, 8, 3),  # two whole replicas per node (the 2 GPUs left hold no third)
+    (4, 8, 3),
+    (8, 8, 5),
+])
+def test_nodes_hold_whole_replicas(gpus_per_replica: int, gpus_per_node: int,
+                                   nodes: int) -> None:
+    p = planner(gpus_per_replica=gpus_per_replica, gpus_per_node=gpus_per_node)
+    plan = p.plan(state(0, rate=0, replicas=5, nodes=0, ready_nodes=0))
+    assert (plan.replicas, plan.nodes) == (5, nodes)

@@ -49,6 +49,7 @@ async def test_decision_json_matches_grpc_path(app, pods):
     assert body["signals"]["waiting"] == 15
     assert body["signals"]["running"] == 30
     assert body["proposals"]["queue"] == 3
+    assert body["desiredNodes"] == 1  # the predictive plan: 3 replicas fit one 8-GPU node
 
 
 async def test_decision_json_bad_metadata_is_400_naming_keys(app):

@@ -104,6 +104,33 @@ async def test_the_node_plan_is_held_by_the_planners_rules_in_the_service(servic
     assert workload.plan.nodes == busy_nodes
 
 
+async def test_the_forecasts_own_error_and_coverage_are_exposed(service, pods):
+    pod = await pods()
+    pod.engines = [EngineState()]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    for _ in range(100):  # 1,000 s: three forecaster steps of 300 s, each scored by the next
+        await serve_traffic(service, pod, workload, rate=40)
+    assert workload.planner is not None and workload.planner.score.samples >= 2
+    get = service.telemetry.registry.get_sample_value
+    key = {"namespace": "ns", "scaledobject": "so", "metric": "desired-replicas"}
+    error = get("scaler_workload_forecast_abs_error_requests_per_second", key)
+    assert error == pytest.approx(workload.planner.score.abs_error) and error < 5
+    assert get("scaler_workload_forecast_coverage", key) == workload.planner.score.coverage
+
+
+async def test_arrivals_are_completions_plus_the_growth_of_requests_in_flight(service, pods):
+    """vLLM exports no arrival counter: requests piling up in flight are arrivals too."""
+    pod = await pods()
+    engine = EngineState()
+    pod.engines = [engine]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    for _ in range(7):
+        engine.running += 20  # 2 req/s more in flight, while 3 req/s complete
+        await serve_traffic(service, pod, workload, rate=3)
+    state = workload.fleet_state(service.clock.monotonic(), 15)
+    assert state.observed_rate == pytest.approx(5.0)
+
+
 async def test_metadata_changes_keep_what_the_forecaster_learnt(service, pods):
     pod = await pods()
     pod.engines = [EngineState()]
