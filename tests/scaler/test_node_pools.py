@@ -166,15 +166,21 @@ async def test_a_node_pool_the_config_does_not_have_is_bad_metadata():
     assert svc.spec_for({"endpoints": URL, "nodePool": "h100"}).node_pool == "h100"
 
 
-async def test_a_pool_s_own_bounds_cap_what_is_asked(service, api, server):
+@pytest.mark.parametrize(("planned", "bounds", "asked"), [
+    (9, {"max_nodes": 6}, 6),
+    (1, {"min_nodes": 4}, 4),
+    (5, {"min_nodes": 4, "max_nodes": 6}, 5),
+])
+async def test_a_pool_s_own_bounds_cap_what_is_asked(service, api, server, planned, bounds,
+                                                     asked):
     add_md(server, 2)
-    with_plans(service, 9)
-    pool = NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0, max_nodes=6)
+    with_plans(service, planned)
+    pool = NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0, **bounds)
     c = NodePoolController([pool], workloads=lambda: service.registry, api=api,
                            is_leader=lambda: True, now_s=service.clock.monotonic,
                            registry=service.telemetry.registry)
     await c.round()
-    assert md_replicas(server) == 6
+    assert md_replicas(server) == asked
 
 
 @pytest.mark.parametrize(("text", "problem"), [
