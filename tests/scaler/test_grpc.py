@@ -185,6 +185,41 @@ async def test_stream_is_active_first_message_then_true_when_work_appears(
     stream.cancel()
 
 
+async def test_is_active_and_the_stream_turn_true_before_a_forecast_ramp(
+        app, keda, pods, clock: ManualClock):
+    """An idle predictive workload whose history ramps at 09:00: inactive at night, active
+    at 08:57:30 with no request seen, through IsActive and StreamIsActive alike."""
+    import numpy as np
+
+    pod = await pods()  # idle all along
+    night = 7 * 86400 + 3 * 3600
+    clock.advance(night - clock.monotonic())
+    request = ref(pod.url, minReplicas="0")
+    await keda.GetMetricSpec(request)
+    (workload,) = app.service.registry
+    assert workload.planner is not None
+    times = np.arange(0.0, night, 300.0)
+    hours = (times % 86400) / 3600
+    workload.planner.forecaster.warm_start(times, np.where((hours >= 9) & (hours < 17), 200.0,
+                                                           0.0))
+    workload.planner.warm_started(float(times[-1]))
+    for _ in range(22):  # past the scale-down window a fresh plan holds the running pod for
+        await scrape_all(app)
+        clock.advance(15)
+    _, value, active = await poll(keda, request)
+    assert (value.metricValue, active) == (0, False)
+    stream = keda.StreamIsActive(request)
+    assert (await asyncio.wait_for(stream.read(), 5)).result is False
+
+    clock.advance(night + 6 * 3600 - 150 - clock.monotonic())  # 08:57:30
+    nxt = asyncio.ensure_future(stream.read())
+    await scrape_all(app)
+    assert (await asyncio.wait_for(nxt, 5)).result is True
+    _, value, active = await poll(keda, request)
+    assert active is True and value.metricValue >= 1
+    stream.cancel()
+
+
 async def test_stream_is_active_sends_nothing_until_data_exists(app, keda, pods):
     pod = await pods()
     await pod.stop()
