@@ -232,12 +232,14 @@ METADATA_KEYS: tuple[MetadataKey, ...] = (
     MetadataKey(
         "targetQueuePerReplica", "target_queue_per_replica", "5", _float_in(0, 1e6, low_open=True),
         "a number > 0, e.g. '5'",
-        "Waiting requests per replica to aim for (llm-d's saturation point is 5).",
+        "Waiting requests per replica to aim for (llm-d's saturation point is 5). Reactive "
+        "policy; a predictive plan drains queues itself (shown as a proposal).",
     ),
     MetadataKey(
         "targetKvCacheUsage", "target_kv_cache_usage", "0.8", _float_in(0, 1, low_open=True),
         "a fraction in (0, 1], e.g. '0.8'",
-        "KV-cache use per replica to aim for, 0-1 (vLLM preempts requests near 1).",
+        "KV-cache use per replica to aim for, 0-1 (vLLM preempts requests near 1). Reactive "
+        "policy; a predictive plan sizes for the KV cache itself (shown as a proposal).",
     ),
     MetadataKey(
         "targetRunningPerReplica", "target_running_per_replica", "0", _float_in(0, 1e6),
@@ -276,8 +278,9 @@ METRICS_SOURCES = ("pods", "prometheus")
 METADATA_KEYS += (
     MetadataKey(
         "policy", "policy", "predictive", _choice(POLICIES), "one of: " + ", ".join(POLICIES),
-        "`predictive`: the larger of the reactive answer and the replicas the demand forecast "
-        "needs one pod start-up ahead; `reactive`: the HPA-style answer alone.",
+        "`predictive`: the replicas meeting the TTFT SLO now (queues drained within a minute) "
+        "and at the demand forecast one pod start-up ahead, raised by the TTFT and running "
+        "signals when set; `reactive`: the HPA-style answer alone.",
     ),
     MetadataKey(
         "profile", "profile", "llama-8b-h100", _profile_name,

@@ -26,7 +26,8 @@ def pods(*waiting: float | None) -> FleetObservation:
 @pytest.mark.parametrize(("observation", "planned", "replicas", "desired", "active", "says"), [
     (pods(10, 10), None, 2, 4, True, "queue 10/replica"),  # reactive: 20 waiting / 5
     (pods(10, 10), plan(6), 2, 6, True, "plan says 6"),  # the plan adds
-    (pods(10, 10), plan(1), 2, 4, True, "queue 10/replica"),  # ...and never removes
+    (pods(10, 10), plan(1), 2, 1, True, "plan says 1"),  # the queue is the plan's to drain
+    (pods(0, 0), plan(1), 2, 1, True, "plan says 1"),
     (pods(0), plan(30), 1, 20, True, "plan says 30"),  # bounded by maxReplicas
     (pods(), plan(3), 0, 3, True, "0 -> 3 (no ready pod): plan says 3"),  # woken at zero
     (pods(), plan(0, active=False), 0, 0, False, "no ready pod"),  # stays at zero
@@ -49,3 +50,17 @@ def test_stale_pods_are_no_decision_and_the_planner_is_not_stepped():
         decide_workload(pods(None, None), SPEC, lambda: stepped.append(1) or plan(1),
                         replicas=2)
     assert stepped == []
+
+
+@pytest.mark.parametrize(("metadata", "ttft_p95_s", "desired", "says"), [
+    ({"targetTtftSeconds": "1"}, 3.0, 6, "ttft p95 3s vs SLO 1s"),  # ceil(3 / 1 x 2 pods)
+    ({"targetTtftSeconds": "1"}, 0.5, 1, "plan says 1"),  # met: the TTFT signal never lowers
+    ({"targetRunningPerReplica": "0.25"}, None, 8, "running 1/replica"),  # 4x over, 2 pods
+    ({}, 3.0, 1, "plan says 1"),  # neither configured: the plan alone
+])
+def test_only_the_opt_in_signals_raise_a_plan(metadata, ttft_p95_s, desired, says):
+    spec = parse_metadata({"endpoints": "http://pod:8000/metrics", **metadata})
+    observation = FleetObservation(pods(10, 10).pods, ttft_p95_s=ttft_p95_s)
+    decision = decide_workload(observation, spec, lambda: plan(1), replicas=2)
+    assert decision.desired_replicas == desired
+    assert says in decision.reason

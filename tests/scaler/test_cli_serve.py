@@ -39,7 +39,8 @@ async def test_serve_answers_keda_and_stops_on_sigterm(pods, tmp_path, front_pro
     try:
         await _wait_http(f"http://127.0.0.1:{http_port}/readyz")
         request = pb.ScaledObjectRef(name="so", namespace="ns",
-                                     scalerMetadata={"endpoints": pod.url})
+                                     scalerMetadata={"endpoints": pod.url,
+                                                     "policy": "reactive"})
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             keda = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
             await keda.GetMetricSpec(request)

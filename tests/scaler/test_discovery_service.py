@@ -51,7 +51,7 @@ async def test_discovered_pods_are_scraped_as_they_come_and_go(api, kmock):
             lambda: {"apiVersion": "autoscaling/v1", "kind": "Scale",
                      "metadata": {"name": "llama", "namespace": NS},
                      "spec": {"replicas": replicas["n"]}})
-        meta = {"deployment": "llama", "metricsPort": str(port)}
+        meta = {"deployment": "llama", "metricsPort": str(port), "policy": "reactive"}
         workload = service.resolve(NS, "llama", meta)
         with pytest.raises(Unavailable, match=r"waiting for the first pod list|no scrape"):
             service.answer(workload)

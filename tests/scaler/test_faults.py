@@ -39,6 +39,12 @@ def desired(service: ScalerService, workload) -> int:  # type: ignore[no-untyped
     return service.answer(workload).decision.desired_replicas
 
 
+def queue_proposal(service: ScalerService, workload) -> int:  # type: ignore[no-untyped-def]
+    """What the pods' queues alone ask for: proof that their pages were read."""
+    proposals = service.answer(workload).decision.proposals
+    return next(p.replicas for p in proposals if p.signal == "queue")
+
+
 async def break_pod(pod: EmulatedVllmPod, fault: str) -> None:
     if fault == "down":
         await pod.stop()
@@ -191,14 +197,14 @@ async def test_a_slow_prometheus_never_holds_up_the_answers(pods, slow_prometheu
         workload = service.resolve("ns", "so", {"endpoints": pod.url,
                                                 "metricsSource": "prometheus"})
         await service.scrape(workload)  # the Prometheus query times out, the pod is read
-        assert desired(service, workload) > 1
+        assert queue_proposal(service, workload) > 1
         errors = service.telemetry.registry.get_sample_value(
             "scaler_scrape_errors_total", {"namespace": "ns", "scaledobject": "so",
                                            "source": "prometheus", "kind": "unreachable"})
         assert errors == 1
         await wait_until(lambda: service.telemetry.registry.get_sample_value(
             "scaler_forecast_warm_starts_total", {"result": "failed"}) == 1)
-        assert desired(service, workload) > 1
+        assert queue_proposal(service, workload) > 1
     finally:
         await service.stop()
 
@@ -215,6 +221,7 @@ async def test_a_stalled_prometheus_costs_one_timeout_not_one_per_workload(
     await service.start()
     try:
         workloads = [service.resolve("ns", f"so-{i}", {"endpoints": pod.url,
+                                                       "policy": "reactive",
                                                        "metricsSource": "prometheus"})
                      for i, pod in enumerate(running)]
         errors = service.telemetry.registry.get_sample_value

@@ -249,7 +249,7 @@ async def test_the_scaling_side_answers_asks_pushes_decisions_and_survives_a_bad
     pod.engines = [EngineState(waiting=11)]
     front.send({"t": "asked", "ids": []})  # no "held": a bug on either side, logged
     front.send({"t": "ask", "id": 7, "namespace": NS, "name": NAME,
-                "metadata": {"endpoints": pod.url}})
+                "metadata": {"endpoints": pod.url, "policy": "reactive"}})
     (ref_id, first, valid_for_s), = (await next_message(front))["items"]
     assert (ref_id, first[1], valid_for_s) == (7, "UNAVAILABLE", 5.0)
     assert "no scrape has completed yet" in first[2]
@@ -320,7 +320,7 @@ async def answering_workload(app: RunningApp, pods) -> pb.ScaledObjectRef:
     """A workload registered through the front and decided: 11 waiting, so 3 replicas."""
     pod = await pods()
     pod.engines = [EngineState(waiting=11)]
-    request = ref(pod.url)
+    request = ref(pod.url, policy="reactive")
     assert await status_of(app, request) == grpc.StatusCode.UNAVAILABLE  # registers it
     await scrape_all(app)
     assert await desired(app, request) == 3

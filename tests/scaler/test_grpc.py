@@ -56,7 +56,7 @@ async def test_keda_poll_returns_the_desired_replicas(app, keda, pods):
     a, b = await pods(), await pods()
     load(a, waiting=12, running=40, kv=0.9)
     load(b, waiting=8, running=40, kv=0.9)
-    request = ref(a.url, b.url)
+    request = ref(a.url, b.url, policy="reactive")
     await keda.GetMetricSpec(request)  # registers the workload
     await scrape_all(app)
 
@@ -151,7 +151,7 @@ async def test_pod_serving_garbage_is_missing_not_zero(app, keda, pods, clock: M
     good, bad = await pods(), await pods()
     load(good, waiting=20, kv=0.5)
     load(bad, waiting=20, kv=0.5)
-    request = ref(good.url, bad.url)
+    request = ref(good.url, bad.url, policy="reactive")
     await keda.GetMetricSpec(request)
     await scrape_all(app)
     assert (await poll(keda, request))[1].metricValue == 8

@@ -33,14 +33,14 @@ async def test_decision_json_matches_grpc_path(app, pods):
     pod = await pods()
     pod.engines = [EngineState(waiting=15, running=30, kv_cache_usage=0.5)]
     async with aiohttp.ClientSession() as http:
-        async with http.get(decision_url(app, endpoints=pod.url)) as resp:
+        async with http.get(decision_url(app, endpoints=pod.url, policy="reactive")) as resp:
             assert resp.status == 503
             body = await resp.json()
             assert body["error"] == "unavailable"
             assert "no scrape has completed yet" in body["message"]
         for workload in app.service.registry:
             await app.service.scrape(workload)
-        async with http.get(decision_url(app, endpoints=pod.url)) as resp:
+        async with http.get(decision_url(app, endpoints=pod.url, policy="reactive")) as resp:
             assert resp.status == 200
             body = await resp.json()
     assert body["desiredReplicas"] == 3  # 15 waiting / 5 per replica
@@ -49,7 +49,21 @@ async def test_decision_json_matches_grpc_path(app, pods):
     assert body["signals"]["waiting"] == 15
     assert body["signals"]["running"] == 30
     assert body["proposals"]["queue"] == 3
-    assert body["desiredNodes"] == 1  # the predictive plan: 3 replicas fit one 8-GPU node
+    assert "desiredNodes" not in body  # no node plan without the predictive policy
+
+
+async def test_decision_json_shows_the_predictive_node_plan(app, pods):
+    pod = await pods()
+    pod.engines = [EngineState(running=3)]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(decision_url(app, endpoints=pod.url, gpusPerNode="1")) as resp:
+            assert resp.status == 503  # registered; nothing scraped yet
+        for workload in app.service.registry:
+            await app.service.scrape(workload)
+        async with http.get(decision_url(app, endpoints=pod.url, gpusPerNode="1")) as resp:
+            body = await resp.json()
+    assert body["desiredNodes"] == body["desiredReplicas"] == 1  # one replica per 1-GPU node
+    assert set(body["proposals"]) >= {"queue", "kv_cache", "capacity_now", "forecast"}
 
 
 async def test_decision_json_bad_metadata_is_400_naming_keys(app):

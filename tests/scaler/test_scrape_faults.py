@@ -56,7 +56,8 @@ async def test_a_hanging_pod_times_out_and_the_others_are_still_read(service, po
     hung, fine = await pods(), await pods()
     fine.engines = [EngineState(waiting=30)]
     hung.fault = "hang"
-    workload = service.resolve("ns", "so", {"endpoints": f"{hung.url},{fine.url}"})
+    workload = service.resolve("ns", "so", {"endpoints": f"{hung.url},{fine.url}",
+                                            "policy": "reactive"})
     await service.scrape(workload)
     assert "timed out after 0.2 s" in (workload.pods[hung.url].problem or "")
     # 30 waiting on the one pod with data; the hung pod counts as 0 while scaling up:
@@ -67,7 +68,7 @@ async def test_a_hanging_pod_times_out_and_the_others_are_still_read(service, po
 async def test_stale_data_is_unavailable_and_recovers_by_itself(service, pods):
     pod = await pods()
     pod.engines = [EngineState(waiting=10)]
-    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    workload = service.resolve("ns", "so", {"endpoints": pod.url, "policy": "reactive"})
     await service.scrape(workload)
     pod.fault = "truncated"
     clock = service.clock
