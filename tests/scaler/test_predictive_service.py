@@ -337,3 +337,23 @@ async def test_due_refits_run_in_the_background_one_at_a_time(service, pods, mon
     await wait_until(lambda: not service._refitting)
     assert len(fits) == 2
     assert not any(w.planner.forecaster.needs_refit for w in workloads)
+
+
+async def test_the_scrape_loop_starts_a_due_refit_by_itself(pods):
+    """With background loops on (as in production), a refit comes due and happens."""
+    from scaler.service import ScalerService
+    from tests.conftest import make_config, wait_until
+
+    service = ScalerService(make_config(interval_s=0.05), background=True)
+    await service.start()
+    try:
+        pod = await pods()
+        workload = service.resolve("ns", "so", {"endpoints": pod.url})
+        assert workload.planner is not None
+        forecaster = workload.planner.forecaster
+        for i in range(3 * 288):
+            forecaster.observe(i * forecaster.step_s, 40.0 + 10 * (i % 288 > 144))
+        assert forecaster.needs_refit
+        await wait_until(lambda: not forecaster.needs_refit)
+    finally:
+        await service.stop()
