@@ -1,4 +1,4 @@
-"""One workload's answer: the reactive decision, raised by the predictive plan.
+"""One workload's answer: the reactive decision, or the predictive plan.
 
 Pure (no I/O, no clock, no asyncio); the service and the replay both call
 ``decide_workload`` so the replay measures what the service answers.
@@ -14,11 +14,16 @@ Pure (no I/O, no clock, no asyncio); the service and the replay both call
   with the HPA rule added, even a perfect forecast cost 1.20x the oracle's GPU-hours and 1.48x
   its node-hours on m-small instead of 1.04x and 1.06x. Its proposals are still shown.
 * Ready pods, none with fresh data: ``NoData`` (the caller answers UNAVAILABLE so KEDA's
-  fallback applies); missing data never scales anything down.
-* No ready pod at all (scaled to zero, or every replica still starting): there is nothing
-  to measure, and nothing is missing. A predictive workload follows its plan, which is how a
-  forecast ramp wakes a workload at zero one lead time early; a reactive one holds the
-  replicas it has, or stays at zero (it cannot see demand without a pod).
+  fallback applies). Some without: the reactive rule counts them as described in
+  ``scaler.policy``; a predictive plan may still add replicas but never goes below the
+  replicas there are. Missing data never scales anything down.
+* No ready pod at all, in a complete pod list (``pods_listed``: the Kubernetes API's, synced
+  and not failing): the workload is at zero, or every replica is still starting; nothing is
+  missing. A predictive workload follows its plan, which is how a forecast ramp wakes a
+  workload at zero one lead time early; a reactive one holds the replicas starting (within its
+  bounds), or stays at zero (it cannot see demand without a pod). Without a complete list
+  (static endpoints, a Prometheus query that found no series, a failing watch) no pod is
+  missing data: ``NoData``.
 """
 
 from __future__ import annotations
@@ -27,21 +32,32 @@ import math
 from collections.abc import Callable
 
 from scaler.metadata import WorkloadSpec
-from scaler.policy import Decision, FleetObservation, Proposal, decide
+from scaler.policy import Decision, FleetObservation, NoData, Proposal, decide
 from scaler.predictive import Plan
 
 
 def decide_workload(observation: FleetObservation, spec: WorkloadSpec,
-                    make_plan: Callable[[], Plan] | None, *, replicas: int) -> Decision:
+                    make_plan: Callable[[], Plan] | None, *, replicas: int,
+                    pods_listed: bool) -> Decision:
     """``make_plan``: the predictive planner's step, None for a reactive workload; it is called
     only once there is something to decide, so missing data teaches the forecaster nothing.
-    ``replicas``: the scale target's count now (ready or not)."""
+    ``replicas``: the scale target's count now (ready or not). ``pods_listed``: the
+    observation's pods are the complete list of ready pods, so none means none."""
     if not observation.pods:
-        return _without_ready_pods(None if make_plan is None else make_plan(), replicas)
+        if not pods_listed:
+            raise NoData("no pod found to read (the pod list is not known)")
+        return _without_ready_pods(spec, None if make_plan is None else make_plan(), replicas)
     reactive = decide(observation, spec)
     if make_plan is None:
         return reactive
-    return _with_plan(reactive, make_plan(), spec.max_replicas, observation.current_replicas)
+    decision = _with_plan(reactive, make_plan(), spec.max_replicas, observation.current_replicas)
+    missing = sum(load is None for load in observation.pods.values())
+    held = observation.current_replicas
+    if missing and decision.desired_replicas < held:
+        return Decision(held, True, f"{held} -> {held}: {missing} pod(s) without fresh data; "
+                        "never scaling down on missing data", decision.proposals,
+                        decision.desired_nodes)
+    return decision
 
 
 RAISING_SIGNALS = frozenset({"ttft", "running"})
@@ -58,13 +74,13 @@ def _with_plan(reactive: Decision, plan: Plan, max_replicas: int, current: int) 
     return Decision(desired, reactive.active or plan.active, reason, proposals, plan.nodes)
 
 
-def _without_ready_pods(plan: Plan | None, replicas: int) -> Decision:
+def _without_ready_pods(spec: WorkloadSpec, plan: Plan | None, replicas: int) -> Decision:
     if plan is not None:
         reason = f"{replicas} -> {plan.replicas} (no ready pod): {plan.reason}"
         return Decision(plan.replicas, plan.active, reason, _plan_proposals(plan), plan.nodes)
     if replicas > 0:
-        return Decision(replicas, True, f"{replicas} -> {replicas}: no pod is ready yet; holding",
-                        ())
+        held = min(max(replicas, spec.min_replicas), spec.max_replicas)
+        return Decision(held, True, f"{replicas} -> {held}: no pod is ready yet; holding", ())
     return Decision(0, False, "at zero: no pod to measure, so the reactive policy sees no "
                     "demand (use policy predictive to wake on a forecast, or "
                     "minReplicaCount >= 1)", ())

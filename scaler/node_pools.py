@@ -64,7 +64,7 @@ class _PoolState:
 @dataclass
 class PoolDemand:
     nodes: int = 0  # the sum of the workloads' node plans
-    gpus_in_use: int = 0  # GPUs of the replicas that exist now
+    nodes_in_use: float = 0.0  # nodes the replicas that exist now fill (whole replicas each)
     pending_pods: int = 0
     workloads: int = 0
 
@@ -115,7 +115,8 @@ class NodePoolController:
                 continue
             found.workloads += 1
             found.nodes += w.plan.nodes
-            found.gpus_in_use += len(w.pods) * w.spec.gpus_per_replica
+            per_node = max(1, pool.gpus_per_node // w.spec.gpus_per_replica)
+            found.nodes_in_use += len(w.pods) / per_node
             if w.discovery is not None:
                 found.pending_pods += w.discovery.counts().pending
         return found
@@ -134,7 +135,7 @@ class NodePoolController:
         if pool.max_nodes is not None:
             wanted = min(wanted, pool.max_nodes)
         if isinstance(state.actuator, PlaceholderActuator):  # nodes beyond what runs now
-            wanted = max(0, wanted - math.ceil(demand.gpus_in_use / pool.gpus_per_node))
+            wanted = max(0, wanted - math.ceil(demand.nodes_in_use - 1e-9))
         try:
             now_target = await state.actuator.current()
         except ActuatorError as exc:

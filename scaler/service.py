@@ -270,7 +270,16 @@ class ScalerService:
                 f"{now - workload.registered_s:.1f} s ago); KEDA will retry"
             )
         if not workload.pods and workload.decision is not None:  # no ready pod: nothing missing
-            return Answer(workload, workload.decision, 0.0)
+            assert workload.decided_s is not None
+            decision_age = now - workload.decided_s
+            if decision_age > stale_after:
+                raise Unavailable(
+                    f"workload {workload.key}: no ready pod, and the last decision is "
+                    f"{decision_age:.0f} s old (limit scrape.stale_after_s={stale_after:g}): "
+                    "scrape rounds are failing; see the scaler's log")
+            return Answer(workload, workload.decision, decision_age)
+        if not workload.pods and workload.decision is None:
+            raise Unavailable(f"workload {workload.key}: {workload.no_decision_reason}")
         freshest = workload.freshest_s()
         if freshest is None or now - freshest > stale_after:
             age = "no good page yet" if freshest is None else f"newest {now - freshest:.0f} s old"
@@ -415,7 +424,7 @@ class ScalerService:
         """Give a predictive workload a planner matching its spec; keep what it learnt."""
         spec = workload.spec
         if spec.policy != "predictive":
-            workload.planner = None
+            workload.planner = workload.plan = None  # an old plan must not hold nodes
             return
         settings = PlannerSettings(
             pod_startup_s=spec.pod_startup_s, node_startup_s=spec.node_startup_s,
@@ -611,14 +620,11 @@ class ScalerService:
                 observation, workload.spec,
                 None if workload.planner is None else lambda: self._plan(workload, now,
                                                                          saturated),
-                replicas=workload.replica_counts()[0])
+                replicas=workload.replica_counts()[0], pods_listed=_pods_listed(workload))
             workload.no_decision_reason = None
         except NoData as exc:
             workload.decision = None
-            unhealthy = sum(pod.unhealthy for pod in workload.pods.values())
-            workload.no_decision_reason = str(exc) + (
-                f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
-                "and GPU)" if unhealthy else "")
+            workload.no_decision_reason = str(exc) + _why_no_data(workload)
         workload.decided_s = now
         workload.scrapes_completed += 1
         if workload.decision and (previous is None or
@@ -630,6 +636,27 @@ class ScalerService:
             event.set()
         for listener in self.decision_listeners:
             listener(workload)
+
+
+def _why_no_data(workload: Workload) -> str:
+    """What to look at when a workload has nothing to decide from."""
+    if workload.pods:
+        unhealthy = sum(pod.unhealthy for pod in workload.pods.values())
+        return (f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
+                "and GPU)" if unhealthy else "")
+    if workload.discovery is not None and workload.discovery.last_error is not None:
+        return f": pod discovery is failing ({workload.discovery.last_error})"
+    if workload.spec.prometheus_selector:
+        return (": Prometheus has no series for prometheusSelector "
+                f"{workload.spec.prometheus_selector!r}; check it matches the vLLM pods' labels")
+    return ""
+
+
+def _pods_listed(workload: Workload) -> bool:
+    """The workload's pods are the Kubernetes API's complete, current list of its ready pods."""
+    discovery = workload.discovery
+    return (discovery is not None and discovery.synced.is_set()
+            and discovery.last_error is None)
 
 
 def _target(workload: Workload) -> WorkloadTarget | None:

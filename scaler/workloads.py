@@ -187,7 +187,10 @@ class Workload:
         planned_nodes = self.plan.nodes if self.plan is not None else 0
         # No pod serves: at zero nothing is served; while replicas start, demand is unseen.
         unseen = 0.0 if replicas == 0 and starting == 0 else math.nan
-        rate = max(0.0, done + grown) if fresh else unseen
+        # Pods without fresh data are assumed to carry the others' mean load (not none), so a
+        # scrape outage of some pods teaches the forecaster no false drop.
+        share = len(self.pods) / len(fresh) if fresh else 1.0
+        rate = max(0.0, done + grown) * share if fresh else unseen
         return FleetState(
             now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=planned_nodes,
             ready_nodes=planned_nodes, pending_replicas=pending, observed_rate=rate,

@@ -37,7 +37,7 @@ def pods(*waiting: float | None) -> FleetObservation:
 ])
 def test_the_answer_by_case(observation, planned, replicas, desired, active, says):
     decision = decide_workload(observation, SPEC, None if planned is None else lambda: planned,
-                               replicas=replicas)
+                               replicas=replicas, pods_listed=True)
     assert (decision.desired_replicas, decision.active) == (desired, active)
     assert says in decision.reason
     if planned is not None:
@@ -48,7 +48,7 @@ def test_stale_pods_are_no_decision_and_the_planner_is_not_stepped():
     stepped = []
     with pytest.raises(NoData):
         decide_workload(pods(None, None), SPEC, lambda: stepped.append(1) or plan(1),
-                        replicas=2)
+                        replicas=2, pods_listed=True)
     assert stepped == []
 
 
@@ -61,6 +61,34 @@ def test_stale_pods_are_no_decision_and_the_planner_is_not_stepped():
 def test_only_the_opt_in_signals_raise_a_plan(metadata, ttft_p95_s, desired, says):
     spec = parse_metadata({"endpoints": "http://pod:8000/metrics", **metadata})
     observation = FleetObservation(pods(10, 10).pods, ttft_p95_s=ttft_p95_s)
-    decision = decide_workload(observation, spec, lambda: plan(1), replicas=2)
+    decision = decide_workload(observation, spec, lambda: plan(1), replicas=2, pods_listed=True)
     assert decision.desired_replicas == desired
     assert says in decision.reason
+
+
+@pytest.mark.parametrize("planned", [None, plan(0, active=False)])
+def test_no_pod_in_an_incomplete_list_is_no_decision(planned):
+    """Static endpoints, a Prometheus query without series, a failing watch: none is unknown."""
+    with pytest.raises(NoData, match="no pod found to read"):
+        decide_workload(pods(), SPEC, None if planned is None else lambda: planned,
+                        replicas=0, pods_listed=False)
+
+
+def test_a_plan_never_goes_below_the_pods_there_are_while_some_lack_data():
+    decision = decide_workload(pods(0, None, None, None), SPEC, lambda: plan(2), replicas=4,
+                               pods_listed=True)
+    assert (decision.desired_replicas, decision.active) == (4, True)
+    assert "3 pod(s) without fresh data" in decision.reason
+    more = decide_workload(pods(0, None), SPEC, lambda: plan(6), replicas=2, pods_listed=True)
+    assert more.desired_replicas == 6  # the plan may still add
+
+
+@pytest.mark.parametrize(("bounds", "replicas", "held"), [
+    ({"minReplicas": "2"}, 1, 2),
+    ({"maxReplicas": "8"}, 12, 8),
+])
+def test_a_reactive_hold_without_ready_pods_keeps_the_bounds(bounds, replicas, held):
+    spec = parse_metadata({"endpoints": "http://pod:8000/metrics", "policy": "reactive",
+                           **bounds})
+    decision = decide_workload(pods(), spec, None, replicas=replicas, pods_listed=True)
+    assert (decision.desired_replicas, decision.active) == (held, True)

@@ -131,7 +131,7 @@ class PredictivePolicy:
 
         try:
             decision = decide_workload(FleetObservation(dict(view.pods)), self.spec, make_plan,
-                                       replicas=view.replicas)
+                                       replicas=view.replicas, pods_listed=True)
         except NoData:  # every ready replica of the replay has data; kept for the contract
             return PolicyDecision(view.replicas, view.nodes)
         forecast = self.plan.forecast_mean if self.plan is not None else math.nan

@@ -193,3 +193,23 @@ def test_bad_pool_bounds_and_versions_name_the_key(text, problem):
     with pytest.raises(ConfigError) as caught:
         parse_config(f"node_pools: {{pools: {{h100: {text}}}}}\n")
     assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+@pytest.mark.parametrize(("pods", "placeholders"), [
+    (5, 0),  # 3-GPU replicas, 2 to an 8-GPU node: 5 fill 3 nodes, the plan's 3
+    (2, 2),  # 2 fill 1 node: 2 more held warm
+])
+async def test_placeholders_are_the_nodes_beyond_what_whole_replicas_fill(
+        service, api, server, pods, placeholders):
+    from tests.kube_api import DEPLOYMENTS
+
+    server.objects[DEPLOYMENTS, NS, "pool"] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "pool", "namespace": NS, "resourceVersion": server.bump()},
+        "spec": {"replicas": 1}}
+    workload = service.resolve("llm", "model", {
+        "endpoints": ",".join(f"{URL}?{i}" for i in range(pods)), "nodePool": "h100",
+        "gpusPerReplica": "3"})
+    workload.plan = plan(3)
+    await controller(service, api, actuator="placeholder").round()
+    assert server.objects[DEPLOYMENTS, NS, "pool"]["spec"]["replicas"] == placeholders

@@ -144,6 +144,7 @@ async def test_metadata_changes_keep_what_the_forecaster_learnt(service, pods):
     assert workload.planner.settings.headroom == 1.3
     service.resolve("ns", "so", {"endpoints": pod.url, "policy": "reactive"})
     assert workload.planner is None
+    assert workload.plan is None  # an old plan must neither hold nodes nor seed a new planner
 
 
 async def test_a_refit_runs_off_the_event_loop_and_only_swaps_parameters(service, pods):
@@ -259,14 +260,16 @@ async def test_a_stuck_pods_queue_does_not_scale_the_workload_up(service, pods, 
     stuck.engines = [EngineState(waiting=1, running=0)]
     healthy.engines = [EngineState(waiting=0, running=3)]
     url, _ = dcgm
-    workload = service.resolve("ns", "so", {
-        "endpoints": f"vllm-0={stuck.url},vllm-1={healthy.url}", "gpuEndpoints": url})
+    workload = service.resolve("ns", "so", {  # the reactive rule is the one queues drive
+        "endpoints": f"vllm-0={stuck.url},vllm-1={healthy.url}", "gpuEndpoints": url,
+        "policy": "reactive"})
     for _ in range(8):
         stuck.engines[0].waiting += 5
         await serve_traffic(service, stuck, workload, rate=0)
     assert workload.pods[stuck.url].unhealthy
     decision = service.answer(workload).decision
-    assert decision.desired_replicas == 2, decision.reason  # 41 waiting would ask for 9
+    assert decision.desired_replicas <= 2, decision.reason  # 41 waiting would ask for 9
+    assert "1 pod(s) without data" in decision.reason
 
 
 async def test_is_active_turns_true_before_a_predicted_ramp(service, pods):
@@ -357,3 +360,36 @@ async def test_the_scrape_loop_starts_a_due_refit_by_itself(pods):
         await wait_until(lambda: not forecaster.needs_refit)
     finally:
         await service.stop()
+
+
+async def test_pods_that_stop_answering_never_scale_a_plan_down(service, pods):
+    """Three of four pods go silent while still listed: the answer holds four replicas past the
+    scale-down window, and the demand they carried is assumed, not learnt as a drop."""
+    running = [await pods() for _ in range(4)]
+    for pod in running:
+        pod.engines = [EngineState()]
+    workload = service.resolve("ns", "so", {"endpoints": ",".join(p.url for p in running)})
+
+    async def serve(pods_serving, rate: float = 30, seconds: float = 10) -> None:
+        for pod in pods_serving:
+            engine = pod.engines[0]
+            engine.request_success["stop"] += rate * seconds
+            engine.prompt_tokens += 600 * rate * seconds
+            engine.generation_tokens += 200 * rate * seconds
+        service.clock.advance(seconds)
+        await service.scrape(workload)
+
+    for _ in range(8):
+        await serve(running)
+    assert service.answer(workload).decision.desired_replicas >= 4
+    for pod in running[1:]:
+        await pod.stop()
+    for _ in range(8):
+        await serve(running[:1])
+    state = workload.fleet_state(service.clock.monotonic(), 15)
+    assert state.observed_rate == pytest.approx(120.0)  # 30 seen, x4 pods listed
+    for _ in range(50):  # the one pod seen goes quiet for 500 s, past the scale-down window
+        await serve(running[:1], rate=0)
+    decision = service.answer(workload).decision
+    assert decision.desired_replicas >= 4, decision.reason
+    assert "3 pod(s) without fresh data" in decision.reason

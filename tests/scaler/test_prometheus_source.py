@@ -20,7 +20,7 @@ from scaler.config import PrometheusSettings, ServiceConfig
 from scaler.emulation.pod_server import EmulatedVllmPod
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.metadata import MetadataError
-from scaler.service import ScalerService
+from scaler.service import ScalerService, Unavailable
 from tests.conftest import make_config
 from tests.prometheus_server import free_port, wait_ready
 
@@ -144,6 +144,26 @@ async def test_a_workload_named_by_a_selector_reads_its_pods_from_prometheus(
         rates = [p.window.rate("request_success") for p in workload.pods.values()]
         assert all(r is not None and r > 0 for r in rates)
         assert not any(p.problem for p in workload.pods.values())
+    finally:
+        await service.stop()
+
+
+@needs_prometheus
+@pytest.mark.parametrize("policy", ["predictive", "reactive"])
+async def test_a_selector_matching_no_series_is_unavailable_not_zero(
+        prometheus: str, emulated_pods: list[EmulatedVllmPod], policy: str) -> None:
+    """No series is not no pods: Prometheus' list is not the cluster's, so nothing scales."""
+    await _scraped(prometheus, 2, 0.0)
+    service = ScalerService(with_prometheus(prometheus), clock=SystemClock(), background=False)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus", "policy": policy,
+                                                 "prometheusSelector": 'job="renamed"'})
+        await service.scrape(workload)
+        assert workload.pods == {}
+        with pytest.raises(Unavailable, match=r"no pod found to read .* Prometheus has no "
+                           r"series for prometheusSelector 'job=\"renamed\"'"):
+            service.answer(workload)
     finally:
         await service.stop()
 
