@@ -116,15 +116,16 @@ class PredictivePolicy:
         self.plan: Plan | None = None
 
     def decide(self, view: ClusterView) -> PolicyDecision:
+        starting = view.starting_replicas + view.pending_replicas
         state = FleetState(
-            now_s=view.now_s, replicas=view.replicas,
-            starting_replicas=view.starting_replicas + view.pending_replicas,
+            now_s=view.now_s, replicas=view.replicas, starting_replicas=starting,
             nodes=view.nodes, ready_nodes=view.ready_nodes,
-            pending_replicas=view.pending_replicas, observed_rate=view.observed_rate,
+            pending_replicas=view.pending_replicas, observed_rate=_seen_rate(view, starting),
             backlog=sum(p.waiting for p in view.pods.values()),
             running=sum(p.running for p in view.pods.values()),
             mean_prompt_tokens=view.mean_prompt_tokens,
             mean_output_tokens=view.mean_output_tokens)
+
         def make_plan() -> Plan:
             self.plan = self.planner.plan(state)
             return self.plan
@@ -136,6 +137,14 @@ class PredictivePolicy:
             return PolicyDecision(view.replicas, view.nodes)
         forecast = self.plan.forecast_mean if self.plan is not None else math.nan
         return PolicyDecision(decision.desired_replicas, decision.desired_nodes, forecast)
+
+
+def _seen_rate(view: ClusterView, starting: int) -> float:
+    """Arrivals as the service sees them: only through ready pods (unseen while replicas
+    start, none at zero), so the replay's planner knows no more than the service's."""
+    if view.pods:
+        return view.observed_rate
+    return 0.0 if view.replicas == 0 and starting == 0 else math.nan
 
 
 class StaticPolicy:

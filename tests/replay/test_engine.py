@@ -115,3 +115,27 @@ def test_predictive_beats_reactive_on_the_builtin_synthetic_workload():
     assert predictive.slo_attainment >= 0.99
     assert predictive.gpu_hours <= 0.8 * reactive.gpu_hours
     assert predictive.node_hours <= reactive.node_hours
+
+
+@pytest.mark.parametrize(("replicas", "starting"), [
+    (2, 2),  # replicas starting, none ready: demand is unseen
+    (0, 0),  # at zero: nothing served
+])
+def test_the_predictive_policy_sees_demand_only_through_ready_pods(replicas, starting):
+    """The replay's planner knows no more than the service's (it only reads ready pods)."""
+    import math
+
+    from scaler.forecast import DemandForecaster
+    from scaler.predictive import PlannerSettings
+    from scaler.replay.policies import ClusterView, PredictivePolicy
+
+    policy = PredictivePolicy(capacity=CapacityModel(PROFILE),
+                              forecaster=DemandForecaster(step_s=300.0),
+                              settings=PlannerSettings())
+    view = ClusterView(now_s=0.0, pods={}, replicas=replicas, ready_replicas=0,
+                       starting_replicas=starting, pending_replicas=0, nodes=1, ready_nodes=1,
+                       observed_rate=50.0, mean_prompt_tokens=600.0, mean_output_tokens=200.0)
+    policy.decide(view)
+    assert policy.plan is not None
+    assert policy.plan.observed_rate == 0.0  # not the 50 req/s arriving at no ready pod
+    assert not math.isnan(policy.plan.forecast_upper)
