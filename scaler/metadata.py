@@ -370,7 +370,8 @@ METADATA_KEYS += (
         "prometheusSelector", "prometheus_selector", "", _optional_text,
         "PromQL label matchers, e.g. 'namespace=\"llm\",job=\"vllm\"'",
         "With `metricsSource: prometheus`: the series to read. Alone, it names the workload "
-        "(its pods are the `pod` label values found); with `deployment`, `statefulSet`, "
+        "(its pods are the `pod` label values found; it is then never sent to zero); with "
+        "`deployment`, `statefulSet`, "
         "`labelSelector` or `endpoints`, it narrows the default "
         "`namespace=\"<podNamespace>\",pod=~\"<the ready pods>\"`.",
     ),

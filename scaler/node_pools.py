@@ -114,7 +114,8 @@ class NodePoolController:
             if w.spec.node_pool != pool.name or w.plan is None:
                 continue
             found.workloads += 1
-            found.nodes += w.plan.nodes
+            asked = w.decision.desired_nodes if w.decision is not None else None
+            found.nodes += w.plan.nodes if asked is None else asked  # a hold holds nodes too
             per_node = max(1, pool.gpus_per_node // w.spec.gpus_per_replica)
             found.nodes_in_use += len(w.pods) / per_node
             if w.discovery is not None:

@@ -44,6 +44,7 @@ class PodLoad:
 class FleetObservation:
     pods: Mapping[str, PodLoad | None]
     ttft_p95_s: float | None = None
+    unhealthy_pods: int = 0  # of the pods without a load: fresh, but stuck (known, not missing)
 
     @property
     def current_replicas(self) -> int:

@@ -105,6 +105,14 @@ class PrometheusSource:
         workload.record_page(url, now, snapshot, sampled_s=now - max(0.0, wall - got.scraped_s))
         return True
 
+    def problem(self, key: WorkloadKey) -> str | None:
+        """Why this workload's pods cannot be read from Prometheus now, None if they can."""
+        wait = self._skip_until - self._clock.monotonic()
+        if key in self._problems:
+            return self._problems[key]
+        return f"Prometheus failed for another workload; next try in {wait:.0f} s" if wait > 0 \
+            else None
+
     def _outage(self, workload: Workload, problem: str, can_fall_back: bool) -> None:
         self._telemetry.scrape_errors.labels(
             workload.key.namespace, workload.key.name, "prometheus", "unreachable").inc()

@@ -14,6 +14,7 @@ Scrape problems are logged once when they start and once when they end.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import random
@@ -621,10 +622,14 @@ class ScalerService:
                 None if workload.planner is None else lambda: self._plan(workload, now,
                                                                          saturated),
                 replicas=workload.replica_counts()[0], pods_listed=_pods_listed(workload))
+            if _seen_only_while_serving(workload):
+                workload.decision = _never_zero(workload.decision)
             workload.no_decision_reason = None
         except NoData as exc:
             workload.decision = None
-            workload.no_decision_reason = str(exc) + _why_no_data(workload)
+            source = self._prometheus_source
+            outage = source.problem(workload.key) if source is not None else None
+            workload.no_decision_reason = str(exc) + _why_no_data(workload, outage)
         workload.decided_s = now
         workload.scrapes_completed += 1
         if workload.decision and (previous is None or
@@ -638,7 +643,7 @@ class ScalerService:
             listener(workload)
 
 
-def _why_no_data(workload: Workload) -> str:
+def _why_no_data(workload: Workload, prometheus_outage: str | None) -> str:
     """What to look at when a workload has nothing to decide from."""
     if workload.pods:
         unhealthy = sum(pod.unhealthy for pod in workload.pods.values())
@@ -646,10 +651,28 @@ def _why_no_data(workload: Workload) -> str:
                 "and GPU)" if unhealthy else "")
     if workload.discovery is not None and workload.discovery.last_error is not None:
         return f": pod discovery is failing ({workload.discovery.last_error})"
+    if workload.spec.metrics_source == "prometheus" and prometheus_outage is not None:
+        return f": cannot read Prometheus ({prometheus_outage})"
     if workload.spec.prometheus_selector:
         return (": Prometheus has no series for prometheusSelector "
                 f"{workload.spec.prometheus_selector!r}; check it matches the vLLM pods' labels")
     return ""
+
+
+def _seen_only_while_serving(workload: Workload) -> bool:
+    """A workload named only by ``prometheusSelector``: at zero replicas its series age out,
+    which cannot be told from series gone missing, so it must never be sent to zero."""
+    spec = workload.spec
+    return bool(spec.prometheus_selector) and not spec.endpoints and workload.discovery is None
+
+
+def _never_zero(decision: Decision) -> Decision:
+    if decision.active and decision.desired_replicas >= 1:
+        return decision
+    return dataclasses.replace(
+        decision, desired_replicas=max(1, decision.desired_replicas), active=True,
+        reason=decision.reason + "; kept at >= 1 and active: a workload named only by "
+        "prometheusSelector cannot be seen at zero (name its deployment to scale to zero)")
 
 
 def _pods_listed(workload: Workload) -> bool:

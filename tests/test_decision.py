@@ -92,3 +92,18 @@ def test_a_reactive_hold_without_ready_pods_keeps_the_bounds(bounds, replicas, h
                            **bounds})
     decision = decide_workload(pods(), spec, None, replicas=replicas, pods_listed=True)
     assert (decision.desired_replicas, decision.active) == (held, True)
+
+
+def test_a_hold_on_missing_data_holds_nodes_and_keeps_max_replicas():
+    spec = parse_metadata({"endpoints": "http://pod:8000/metrics", "maxReplicas": "6",
+                           "gpusPerReplica": "4"})
+    decision = decide_workload(pods(0, None, None, None, None, None, None, None), spec,
+                               lambda: plan(1, nodes=1), replicas=8, pods_listed=True)
+    assert decision.desired_replicas == 6  # held, but never above maxReplicas
+    assert decision.desired_nodes == 3  # 6 replicas of 4 GPUs on 8-GPU nodes
+
+
+def test_a_stuck_pod_is_known_not_missing_so_the_plan_may_scale_down():
+    observation = FleetObservation(pods(0, None, 0).pods, unhealthy_pods=1)
+    decision = decide_workload(observation, SPEC, lambda: plan(2), replicas=3, pods_listed=True)
+    assert decision.desired_replicas == 2

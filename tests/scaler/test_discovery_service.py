@@ -15,7 +15,7 @@ from scaler.clock import ManualClock
 from scaler.emulation.pod_server import EmulatedVllmPod
 from scaler.emulation.vllm_metrics import EngineState
 from scaler.service import ScalerService, Unavailable
-from tests.adapters.test_discovery import DEPLOYMENTS, NS, PODS, pod
+from tests.adapters.test_discovery import DEPLOYMENTS, NS, PODS, pod, status
 from tests.conftest import make_config, wait_until
 
 
@@ -253,5 +253,42 @@ async def test_a_reactive_workload_at_zero_stays_there_and_says_why(api, kmock):
         decision = service.answer(workload).decision
         assert (decision.active, decision.desired_replicas) == (False, 0)
         assert "use policy predictive" in decision.reason
+    finally:
+        await service.stop()
+
+
+async def test_no_pod_seen_through_a_failing_watch_is_unavailable_naming_it(api, kmock):
+    """The cache may be stale while the watch fails: no pod in it is no proof of zero."""
+    scale_replicas(kmock)
+    kmock["watch", PODS] << 403 << status(403, "Forbidden", "cannot watch pods")
+    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"deployment": "llama"})
+        assert workload.discovery is not None
+        await wait_until(lambda: workload.discovery.last_error is not None)
+        await service.scrape(workload)
+        with pytest.raises(Unavailable, match=r"no pod found to read .*: pod discovery is "
+                                              r"failing \(WATCH pods .* 403"):
+            service.answer(workload)
+    finally:
+        await service.stop()
+
+
+async def test_an_answer_without_ready_pods_ages_from_its_decision(api, kmock):
+    """Answered at zero, then no scrape round completes: the answer runs out as data would."""
+    scale_replicas(kmock)
+    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"deployment": "llama"})
+        assert workload.discovery is not None
+        await wait_until(workload.discovery.synced.is_set)
+        await service.scrape(workload)
+        service.clock.advance(10)
+        assert service.answer(workload).data_age_s == 10
+        service.clock.advance(10)  # past scrape.stale_after_s (15 s)
+        with pytest.raises(Unavailable, match="the last decision is 20 s old"):
+            service.answer(workload)
     finally:
         await service.stop()

@@ -213,3 +213,15 @@ async def test_placeholders_are_the_nodes_beyond_what_whole_replicas_fill(
     workload.plan = plan(3)
     await controller(service, api, actuator="placeholder").round()
     assert server.objects[DEPLOYMENTS, NS, "pool"]["spec"]["replicas"] == placeholders
+
+
+async def test_a_held_decision_holds_its_nodes_in_the_pool(service, api, server):
+    """Pods without data hold the replicas, and the nodes under them with them."""
+    from scaler.policy import Decision
+
+    add_md(server, 3)
+    with_plans(service, 1)
+    (workload,) = service.registry
+    workload.decision = Decision(24, True, "held: pods without fresh data", (), desired_nodes=3)
+    await controller(service, api).round()
+    assert md_replicas(server) == 3  # not the plan's 1

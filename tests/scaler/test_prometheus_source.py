@@ -168,6 +168,44 @@ async def test_a_selector_matching_no_series_is_unavailable_not_zero(
         await service.stop()
 
 
+@needs_prometheus
+async def test_a_selector_only_workload_is_never_sent_to_zero(
+        prometheus: str, emulated_pods: list[EmulatedVllmPod]) -> None:
+    """At zero its series would age out like series gone missing: it keeps one replica."""
+    for pod in emulated_pods:
+        pod.engines = [EngineState()]  # idle
+        pod.engines[0].request_success["stop"] = 7.0
+    await _scraped(prometheus, 2, 7.0)
+    service = ScalerService(with_prometheus(prometheus), clock=SystemClock(), background=False)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
+                                                 "policy": "reactive",
+                                                 "prometheusSelector": 'job="vllm"'})
+        await service.scrape(workload)
+        decision = service.answer(workload).decision
+        assert (decision.desired_replicas, decision.active) == (1, True)
+        assert "named only by prometheusSelector cannot be seen at zero" in decision.reason
+    finally:
+        await service.stop()
+
+
+async def test_a_prometheus_outage_is_named_not_taken_for_missing_series() -> None:
+    service = ScalerService(with_prometheus(f"http://127.0.0.1:{free_port()}",
+                                            source_timeout_s=0.5),
+                            clock=ManualClock(), background=False)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
+                                                 "prometheusSelector": 'job="vllm"'})
+        await service.scrape(workload)
+        with pytest.raises(Unavailable, match=r"no pod found to read .*: cannot read "
+                                              r"Prometheus \(.*\)$"):
+            service.answer(workload)
+    finally:
+        await service.stop()
+
+
 async def falls_back_to_the_pods(prometheus_url: str, pods: list[EmulatedVllmPod]) -> float:
     """Scrape a metricsSource prometheus workload once; its answer must come from its pods.
 
