@@ -183,8 +183,8 @@ class Workload:
         """
         fresh = [p for p in self.pods.values()
                  if p.snapshot is not None and p.is_fresh(now_s, stale_after_s)]
-        rated = [p for p in fresh if p.window.rate("request_success") is not None]
-        done = sum(r for p in rated if (r := p.window.rate("request_success")) is not None)
+        served = [r for p in fresh if (r := p.window.rate("request_success")) is not None]
+        done = sum(served)
         grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
         prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
         output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
@@ -195,7 +195,7 @@ class Workload:
         # Pods without a rate (no fresh data, or one page only) are assumed to carry the mean
         # load of those with one, so an outage of some pods teaches the forecaster no false
         # drop; with no rate at all (a restarted scaler's first scrape) the rate is unknown.
-        share = len(self.pods) / len(rated) if rated else math.nan
+        share = len(self.pods) / len(served) if served else math.nan
         rate = max(0.0, done + grown) * share if fresh else unseen
         return FleetState(
             now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=planned_nodes,
