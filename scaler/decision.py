@@ -54,13 +54,13 @@ def decide_workload(observation: FleetObservation, spec: WorkloadSpec,
     missing = sum(load is None for load in observation.pods.values()) - observation.unhealthy_pods
     held = min(observation.current_replicas, spec.max_replicas)
     if missing > 0 and decision.desired_replicas < held:
-        nodes = max(decision.desired_nodes or 0, _nodes_for(held, spec))
+        nodes = max(decision.desired_nodes or 0, min(nodes_for(held, spec), spec.max_nodes))
         return Decision(held, True, f"{held} -> {held}: {missing} pod(s) without fresh data; "
                         "never scaling down on missing data", decision.proposals, nodes)
     return decision
 
 
-def _nodes_for(replicas: int, spec: WorkloadSpec) -> int:
+def nodes_for(replicas: int, spec: WorkloadSpec) -> int:
     """Nodes holding ``replicas`` whole replicas, plus the spare ones (as the node plan)."""
     per_node = max(1, spec.gpus_per_node // spec.gpus_per_replica)
     return -(-replicas // per_node) + spec.spare_nodes if replicas else 0

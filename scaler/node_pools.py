@@ -114,8 +114,9 @@ class NodePoolController:
             if w.spec.node_pool != pool.name or w.plan is None:
                 continue
             found.workloads += 1
-            asked = w.decision.desired_nodes if w.decision is not None else None
-            found.nodes += w.plan.nodes if asked is None else asked  # a hold holds nodes too
+            # What its decisions last asked for: a hold on missing data holds nodes too, and
+            # an UNAVAILABLE workload keeps its last ask.
+            found.nodes += w.plan.nodes if w.asked_nodes is None else w.asked_nodes
             per_node = max(1, pool.gpus_per_node // w.spec.gpus_per_replica)
             found.nodes_in_use += len(w.pods) / per_node
             if w.discovery is not None:

@@ -35,7 +35,7 @@ from adapters.vllm import read_page
 from scaler.capacity import CapacityModel
 from scaler.clock import Clock, SystemClock
 from scaler.config import ServiceConfig, needs_restart
-from scaler.decision import decide_workload
+from scaler.decision import decide_workload, nodes_for
 from scaler.forecast import DemandForecaster
 from scaler.gpu_index import GpuIndex
 from scaler.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
@@ -284,9 +284,12 @@ class ScalerService:
         freshest = workload.freshest_s()
         if freshest is None or now - freshest > stale_after:
             age = "no good page yet" if freshest is None else f"newest {now - freshest:.0f} s old"
+            outage = self._prometheus_outage(workload)
+            problems = [f"cannot read Prometheus ({outage})"] if outage else []
             raise Unavailable(
                 f"workload {workload.key}: metrics are stale ({age}, limit "
-                f"scrape.stale_after_s={stale_after:g}): " + _joined(workload.problems())
+                f"scrape.stale_after_s={stale_after:g}): "
+                + _joined(problems + workload.problems())
             )
         if workload.decision is None:
             raise Unavailable(f"workload {workload.key}: {workload.no_decision_reason}")
@@ -426,6 +429,7 @@ class ScalerService:
         spec = workload.spec
         if spec.policy != "predictive":
             workload.planner = workload.plan = None  # an old plan must not hold nodes
+            workload.asked_nodes = None
             return
         settings = PlannerSettings(
             pod_startup_s=spec.pod_startup_s, node_startup_s=spec.node_startup_s,
@@ -444,6 +448,14 @@ class ScalerService:
         workload.planner = PredictivePlanner(settings, capacity, forecaster)
         if old is not None:
             workload.planner.adopt(old)
+
+    def _prometheus_outage(self, workload: Workload) -> str | None:
+        """Why the workload's pods cannot be read from Prometheus now (metricsSource
+        prometheus), None if they can."""
+        source = self._prometheus_source
+        if source is None or workload.spec.metrics_source != "prometheus":
+            return None
+        return source.problem(workload.key)
 
     def _plan(self, workload: Workload, now_s: float, saturated: list[PodState]) -> Plan:
         assert workload.planner is not None
@@ -623,13 +635,14 @@ class ScalerService:
                                                                          saturated),
                 replicas=workload.replica_counts()[0], pods_listed=_pods_listed(workload))
             if _seen_only_while_serving(workload):
-                workload.decision = _never_zero(workload.decision)
+                workload.decision = _never_zero(workload.decision, workload.spec)
+            if workload.decision.desired_nodes is not None:
+                workload.asked_nodes = workload.decision.desired_nodes
             workload.no_decision_reason = None
         except NoData as exc:
             workload.decision = None
-            source = self._prometheus_source
-            outage = source.problem(workload.key) if source is not None else None
-            workload.no_decision_reason = str(exc) + _why_no_data(workload, outage)
+            workload.no_decision_reason = str(exc) + _why_no_data(
+                workload, self._prometheus_outage(workload))
         workload.decided_s = now
         workload.scrapes_completed += 1
         if workload.decision and (previous is None or
@@ -645,14 +658,14 @@ class ScalerService:
 
 def _why_no_data(workload: Workload, prometheus_outage: str | None) -> str:
     """What to look at when a workload has nothing to decide from."""
+    if prometheus_outage is not None:
+        return f": cannot read Prometheus ({prometheus_outage})"
     if workload.pods:
         unhealthy = sum(pod.unhealthy for pod in workload.pods.values())
         return (f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
                 "and GPU)" if unhealthy else "")
     if workload.discovery is not None and workload.discovery.last_error is not None:
         return f": pod discovery is failing ({workload.discovery.last_error})"
-    if workload.spec.metrics_source == "prometheus" and prometheus_outage is not None:
-        return f": cannot read Prometheus ({prometheus_outage})"
     if workload.spec.prometheus_selector:
         return (": Prometheus has no series for prometheusSelector "
                 f"{workload.spec.prometheus_selector!r}; check it matches the vLLM pods' labels")
@@ -666,11 +679,13 @@ def _seen_only_while_serving(workload: Workload) -> bool:
     return bool(spec.prometheus_selector) and not spec.endpoints and workload.discovery is None
 
 
-def _never_zero(decision: Decision) -> Decision:
+def _never_zero(decision: Decision, spec: WorkloadSpec) -> Decision:
     if decision.active and decision.desired_replicas >= 1:
         return decision
+    nodes = decision.desired_nodes
     return dataclasses.replace(
         decision, desired_replicas=max(1, decision.desired_replicas), active=True,
+        desired_nodes=None if nodes is None else max(nodes, nodes_for(1, spec)),
         reason=decision.reason + "; kept at >= 1 and active: a workload named only by "
         "prometheusSelector cannot be seen at zero (name its deployment to scale to zero)")
 

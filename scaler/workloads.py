@@ -66,6 +66,8 @@ class Workload:
     planner: PredictivePlanner | None = None
     plan: Plan | None = None
     discovery: PodDiscovery | None = None
+    asked_nodes: int | None = None  # the last node count a decision asked for (kept while
+    # the workload is UNAVAILABLE, so missing data never shrinks a node pool)
     target_replicas: int | None = None  # the scale target's spec.replicas, when read
     target_replicas_read_s: float | None = None
 
@@ -176,15 +178,14 @@ class Workload:
         """What the predictive planner needs, from the pods' fresh windows.
 
         Arrivals are not exported by vLLM: they are completions plus the growth of what is
-        in flight, scaled up for pods without a rate (below). Nodes are what this workload's
-        plan last asked for (the pool sums the
+        in flight, scaled up for pods without fresh data (below). Nodes are what this
+        workload's plan last asked for (the pool sums the
         plans and counts its joining nodes itself), so the planner's rules hold the plan while
         pods are pending and for its node scale-down window.
         """
         fresh = [p for p in self.pods.values()
                  if p.snapshot is not None and p.is_fresh(now_s, stale_after_s)]
-        served = [r for p in fresh if (r := p.window.rate("request_success")) is not None]
-        done = sum(served)
+        done = sum(r for p in fresh if (r := p.window.rate("request_success")) is not None)
         grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
         prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
         output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
@@ -192,10 +193,10 @@ class Workload:
         planned_nodes = self.plan.nodes if self.plan is not None else 0
         # No pod serves: at zero nothing is served; while replicas start, demand is unseen.
         unseen = 0.0 if replicas == 0 and starting == 0 else math.nan
-        # Pods without a rate (no fresh data, or one page only) are assumed to carry the mean
-        # load of those with one, so an outage of some pods teaches the forecaster no false
-        # drop; with no rate at all (a restarted scaler's first scrape) the rate is unknown.
-        share = len(self.pods) / len(served) if served else math.nan
+        # Pods without fresh data are assumed to carry the fresh pods' mean load, so an outage
+        # of some pods teaches the forecaster no false drop. (A fresh pod without a rate yet,
+        # on its first page, counts as serving nothing: a scale-up must not multiply demand.)
+        share = len(self.pods) / len(fresh) if fresh else 1.0
         rate = max(0.0, done + grown) * share if fresh else unseen
         return FleetState(
             now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=planned_nodes,

@@ -216,12 +216,18 @@ async def test_placeholders_are_the_nodes_beyond_what_whole_replicas_fill(
 
 
 async def test_a_held_decision_holds_its_nodes_in_the_pool(service, api, server):
-    """Pods without data hold the replicas, and the nodes under them with them."""
+    """Pods without data hold the replicas, and the nodes under them with them, also once the
+    workload is UNAVAILABLE."""
     from scaler.policy import Decision
 
     add_md(server, 3)
     with_plans(service, 1)
     (workload,) = service.registry
     workload.decision = Decision(24, True, "held: pods without fresh data", (), desired_nodes=3)
-    await controller(service, api).round()
+    workload.asked_nodes = 3  # as the service records after that decision
+    pools = controller(service, api)
+    await pools.round()
     assert md_replicas(server) == 3  # not the plan's 1
+    workload.decision = None  # then UNAVAILABLE: the last ask stays
+    await pools.round()
+    assert md_replicas(server) == 3

@@ -393,3 +393,28 @@ async def test_pods_that_stop_answering_never_scale_a_plan_down(service, pods):
     decision = service.answer(workload).decision
     assert decision.desired_replicas >= 4, decision.reason
     assert "3 pod(s) without fresh data" in decision.reason
+    assert workload.asked_nodes == decision.desired_nodes  # what the node pool counts
+
+
+async def test_pods_on_their_first_page_add_no_imagined_demand(service, pods):
+    """Pods that just became ready have no rate yet: they serve nothing so far, not the mean."""
+    old = [await pods() for _ in range(2)]
+    for pod in old:
+        pod.engines = [EngineState()]
+    urls = [p.url for p in old]
+    workload = service.resolve("ns", "so", {"endpoints": ",".join(urls)})
+    for _ in range(7):
+        for pod in old:  # 10 req/s each
+            pod.engines[0].request_success["stop"] += 100
+        service.clock.advance(10)
+        await service.scrape(workload)
+    new = [await pods() for _ in range(8)]
+    for pod in new:
+        pod.engines = [EngineState()]
+    service.resolve("ns", "so", {"endpoints": ",".join(urls + [p.url for p in new])})
+    for pod in old:
+        pod.engines[0].request_success["stop"] += 100
+    service.clock.advance(10)
+    await service.scrape(workload)
+    state = workload.fleet_state(service.clock.monotonic(), 15)
+    assert state.observed_rate == pytest.approx(20.0)

@@ -190,6 +190,26 @@ async def test_a_selector_only_workload_is_never_sent_to_zero(
         await service.stop()
 
 
+async def test_stale_pods_behind_a_prometheus_outage_name_it() -> None:
+    """Prometheus down and the pod it would fall back to down too: both are said."""
+    pod = EmulatedVllmPod([EngineState()])
+    await pod.start()
+    await pod.stop()  # nothing listens there any more
+    service = ScalerService(with_prometheus(f"http://127.0.0.1:{free_port()}",
+                                            source_timeout_s=0.5),
+                            clock=ManualClock(), background=False)
+    await service.start()
+    try:
+        workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
+                                                 "endpoints": f"llama-0={pod.url}"})
+        await service.scrape(workload)
+        with pytest.raises(Unavailable, match=r"metrics are stale .*: cannot read Prometheus "
+                                              r"\(.*\); .*could not connect"):
+            service.answer(workload)
+    finally:
+        await service.stop()
+
+
 async def test_a_prometheus_outage_is_named_not_taken_for_missing_series() -> None:
     service = ScalerService(with_prometheus(f"http://127.0.0.1:{free_port()}",
                                             source_timeout_s=0.5),
