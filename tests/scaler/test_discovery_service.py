@@ -35,6 +35,15 @@ async def api(kmock: kmock_lib.KubernetesEmulator) -> AsyncIterator[ApiClient]:
         yield client
 
 
+@pytest.fixture
+async def kube_service(api: ApiClient) -> AsyncIterator[ScalerService]:
+    """A started service on a hand-moved clock, finding pods through kmock's API."""
+    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
+    await service.start()
+    yield service
+    await service.stop()
+
+
 async def test_discovered_pods_are_scraped_as_they_come_and_go(api, kmock):
     port = shared_port()
     first = EmulatedVllmPod([EngineState(waiting=20)], host="127.0.0.2", port=port)
@@ -204,91 +213,77 @@ def scale_replicas(kmock: kmock_lib.KubernetesEmulator) -> dict[str, int]:
     return replicas
 
 
-async def test_a_workload_at_zero_wakes_one_lead_time_before_a_forecast_ramp(api, kmock):
+async def test_a_workload_at_zero_wakes_one_lead_time_before_a_forecast_ramp(
+        api, kube_service, kmock):
     """No pod at all is not missing data: the plan answers, idle at night, active at 08:57."""
     replicas = scale_replicas(kmock)
-    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
-    await service.start()
-    try:
-        night = 7 * 86400 + 3 * 3600
-        service.clock.advance(night - service.clock.monotonic())
-        workload = service.resolve(NS, "llama", {"deployment": "llama", "minReplicas": "0"})
-        assert workload.planner is not None and workload.discovery is not None
-        times, history = office_hours_history(night)
-        workload.planner.forecaster.warm_start(times, history)
-        workload.planner.warm_started(float(times[-1]))
-        await wait_until(workload.discovery.synced.is_set)
-        await service.scrape(workload)
-        at_night = service.answer(workload).decision
-        assert (at_night.active, at_night.desired_replicas) == (False, 0)
-        assert "no ready pod" in at_night.reason
+    service = kube_service
+    night = 7 * 86400 + 3 * 3600
+    service.clock.advance(night - service.clock.monotonic())
+    workload = service.resolve(NS, "llama", {"deployment": "llama", "minReplicas": "0"})
+    assert workload.planner is not None and workload.discovery is not None
+    times, history = office_hours_history(night)
+    workload.planner.forecaster.warm_start(times, history)
+    workload.planner.warm_started(float(times[-1]))
+    await wait_until(workload.discovery.synced.is_set)
+    await service.scrape(workload)
+    at_night = service.answer(workload).decision
+    assert (at_night.active, at_night.desired_replicas) == (False, 0)
+    assert "no ready pod" in at_night.reason
 
-        service.clock.advance(6 * 3600 - 150)  # 08:57:30, no request seen anywhere
-        await service.scrape(workload)
-        early = service.answer(workload).decision
-        assert early.active and early.desired_replicas >= 1
+    service.clock.advance(6 * 3600 - 150)  # 08:57:30, no request seen anywhere
+    await service.scrape(workload)
+    early = service.answer(workload).decision
+    assert early.active and early.desired_replicas >= 1
 
-        replicas["n"] = early.desired_replicas  # KEDA woke it: a pod starts, none is ready
-        await CoreV1Api(api).create_namespaced_pod(NS, pod("llama-a", ready=False, ip=None))
-        await wait_until(lambda: workload.discovery.counts().starting == 1)
-        service.clock.advance(15)
-        await service.scrape(workload)
-        starting = service.answer(workload).decision
-        assert starting.active and starting.desired_replicas >= early.desired_replicas
-        state = workload.fleet_state(service.clock.monotonic(), 15)
-        assert math.isnan(state.observed_rate)  # unseen, not zero: nothing false is learnt
-    finally:
-        await service.stop()
+    replicas["n"] = early.desired_replicas  # KEDA woke it: a pod starts, none is ready
+    await CoreV1Api(api).create_namespaced_pod(NS, pod("llama-a", ready=False, ip=None))
+    await wait_until(lambda: workload.discovery.counts().starting == 1)
+    service.clock.advance(15)
+    await service.scrape(workload)
+    starting = service.answer(workload).decision
+    assert starting.active and starting.desired_replicas >= early.desired_replicas
+    state = workload.fleet_state(service.clock.monotonic(), 15)
+    assert math.isnan(state.observed_rate)  # unseen, not zero: nothing false is learnt
 
 
-async def test_a_reactive_workload_at_zero_stays_there_and_says_why(api, kmock):
+async def test_a_reactive_workload_at_zero_stays_there_and_says_why(kube_service, kmock):
     scale_replicas(kmock)
-    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
-    await service.start()
-    try:
-        workload = service.resolve(NS, "llama", {"deployment": "llama", "policy": "reactive"})
-        assert workload.discovery is not None
-        await wait_until(workload.discovery.synced.is_set)
-        await service.scrape(workload)
-        decision = service.answer(workload).decision
-        assert (decision.active, decision.desired_replicas) == (False, 0)
-        assert "use policy predictive" in decision.reason
-    finally:
-        await service.stop()
+    service = kube_service
+    workload = service.resolve(NS, "llama", {"deployment": "llama", "policy": "reactive"})
+    assert workload.discovery is not None
+    await wait_until(workload.discovery.synced.is_set)
+    await service.scrape(workload)
+    decision = service.answer(workload).decision
+    assert (decision.active, decision.desired_replicas) == (False, 0)
+    assert "use policy predictive" in decision.reason
 
 
-async def test_no_pod_seen_through_a_failing_watch_is_unavailable_naming_it(api, kmock):
+async def test_no_pod_seen_through_a_failing_watch_is_unavailable_naming_it(
+        kube_service, kmock):
     """The cache may be stale while the watch fails: no pod in it is no proof of zero."""
     scale_replicas(kmock)
     kmock["watch", PODS] << 403 << status(403, "Forbidden", "cannot watch pods")
-    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
-    await service.start()
-    try:
-        workload = service.resolve(NS, "llama", {"deployment": "llama"})
-        assert workload.discovery is not None
-        await wait_until(lambda: workload.discovery.last_error is not None)
-        await service.scrape(workload)
-        with pytest.raises(Unavailable, match=r"no pod found to read .*: pod discovery is "
-                                              r"failing \(WATCH pods .* 403"):
-            service.answer(workload)
-    finally:
-        await service.stop()
+    service = kube_service
+    workload = service.resolve(NS, "llama", {"deployment": "llama"})
+    assert workload.discovery is not None
+    await wait_until(lambda: workload.discovery.last_error is not None)
+    await service.scrape(workload)
+    with pytest.raises(Unavailable, match=r"no pod found to read .*: pod discovery is "
+                                          r"failing \(WATCH pods .* 403"):
+        service.answer(workload)
 
 
-async def test_an_answer_without_ready_pods_ages_from_its_decision(api, kmock):
+async def test_an_answer_without_ready_pods_ages_from_its_decision(kube_service, kmock):
     """Answered at zero, then no scrape round completes: the answer runs out as data would."""
     scale_replicas(kmock)
-    service = ScalerService(make_config(), clock=ManualClock(), background=False, kube_api=api)
-    await service.start()
-    try:
-        workload = service.resolve(NS, "llama", {"deployment": "llama"})
-        assert workload.discovery is not None
-        await wait_until(workload.discovery.synced.is_set)
-        await service.scrape(workload)
-        service.clock.advance(10)
-        assert service.answer(workload).data_age_s == 10
-        service.clock.advance(10)  # past scrape.stale_after_s (15 s)
-        with pytest.raises(Unavailable, match="the last decision is 20 s old"):
-            service.answer(workload)
-    finally:
-        await service.stop()
+    service = kube_service
+    workload = service.resolve(NS, "llama", {"deployment": "llama"})
+    assert workload.discovery is not None
+    await wait_until(workload.discovery.synced.is_set)
+    await service.scrape(workload)
+    service.clock.advance(10)
+    assert service.answer(workload).data_age_s == 10
+    service.clock.advance(10)  # past scrape.stale_after_s (15 s)
+    with pytest.raises(Unavailable, match="the last decision is 20 s old"):
+        service.answer(workload)
