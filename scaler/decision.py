@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 from scaler.metadata import WorkloadSpec
 from scaler.policy import Decision, FleetObservation, NoData, Proposal, decide
-from scaler.predictive import Plan
+from scaler.predictive import Plan, nodes_for
 
 
 def decide_workload(observation: FleetObservation, spec: WorkloadSpec,
@@ -54,16 +54,16 @@ def decide_workload(observation: FleetObservation, spec: WorkloadSpec,
     missing = sum(load is None for load in observation.pods.values()) - observation.unhealthy_pods
     held = min(observation.current_replicas, spec.max_replicas)
     if missing > 0 and decision.desired_replicas < held:
-        nodes = max(decision.desired_nodes or 0, min(nodes_for(held, spec), spec.max_nodes))
+        nodes = max(decision.desired_nodes or 0, min(spec_nodes_for(held, spec), spec.max_nodes))
         return Decision(held, True, f"{held} -> {held}: {missing} pod(s) without fresh data; "
                         "never scaling down on missing data", decision.proposals, nodes)
     return decision
 
 
-def nodes_for(replicas: int, spec: WorkloadSpec) -> int:
-    """Nodes holding ``replicas`` whole replicas, plus the spare ones (as the node plan)."""
-    per_node = max(1, spec.gpus_per_node // spec.gpus_per_replica)
-    return -(-replicas // per_node) + spec.spare_nodes if replicas else 0
+def spec_nodes_for(replicas: int, spec: WorkloadSpec) -> int:
+    """Nodes holding ``replicas`` replicas of this workload, as its node plan counts them."""
+    return nodes_for(replicas, gpus_per_replica=spec.gpus_per_replica,
+                     gpus_per_node=spec.gpus_per_node, spare_nodes=spec.spare_nodes)
 
 
 RAISING_SIGNALS = frozenset({"ttft", "running"})

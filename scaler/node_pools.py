@@ -29,6 +29,7 @@ from adapters.kubernetes.nodes import (
     PlaceholderActuator,
     node_change,
 )
+from scaler.predictive import replicas_per_node
 from scaler.workloads import Workload
 
 log = logging.getLogger("scaler.nodes")
@@ -117,8 +118,8 @@ class NodePoolController:
             # What its decisions last asked for: a hold on missing data holds nodes too, and
             # an UNAVAILABLE workload keeps its last ask.
             found.nodes += w.plan.nodes if w.asked_nodes is None else w.asked_nodes
-            per_node = max(1, pool.gpus_per_node // w.spec.gpus_per_replica)
-            found.nodes_in_use += len(w.pods) / per_node
+            found.nodes_in_use += len(w.pods) / replicas_per_node(w.spec.gpus_per_replica,
+                                                                  pool.gpus_per_node)
             if w.discovery is not None:
                 found.pending_pods += w.discovery.counts().pending
         return found

@@ -61,6 +61,19 @@ class PlannerSettings:
     max_nodes: int = 10_000
 
 
+def replicas_per_node(gpus_per_replica: int, gpus_per_node: int) -> int:
+    """Whole replicas one node holds (a replica is not split across nodes; at least one)."""
+    return max(1, gpus_per_node // gpus_per_replica)
+
+
+def nodes_for(replicas: int, *, gpus_per_replica: int, gpus_per_node: int,
+              spare_nodes: int = 0) -> int:
+    """Nodes holding ``replicas`` replicas, plus ``spare_nodes`` when any is needed."""
+    if replicas <= 0:
+        return 0
+    return math.ceil(replicas / replicas_per_node(gpus_per_replica, gpus_per_node)) + spare_nodes
+
+
 @dataclass(frozen=True)
 class FleetState:
     """What the planner sees at one decision: counts and the last interval's demand."""
@@ -246,9 +259,8 @@ class PredictivePlanner:
         _, upper = self._forecast_peak(state.now_s, node_lead)
         expected = upper * node_lead >= 0.5  # a request within the lead time, not float noise
         ahead = self._need(upper * s.headroom, lengths) if expected else 0
-        per_node = max(1, s.gpus_per_node // s.gpus_per_replica)  # a replica is not split
-        wanted = math.ceil(max(ahead, replicas) / per_node)
-        wanted = wanted + s.spare_nodes if wanted else 0
+        wanted = nodes_for(max(ahead, replicas), gpus_per_replica=s.gpus_per_replica,
+                           gpus_per_node=s.gpus_per_node, spare_nodes=s.spare_nodes)
         if not self._node_targets:
             self._node_targets.append((state.now_s, state.nodes))
         self._remember(self._node_targets, state.now_s, wanted, s.node_scale_down_window_s)

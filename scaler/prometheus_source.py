@@ -107,11 +107,12 @@ class PrometheusSource:
 
     def problem(self, key: WorkloadKey) -> str | None:
         """Why this workload's pods cannot be read from Prometheus now, None if they can."""
-        wait = self._skip_until - self._clock.monotonic()
         if key in self._problems:
             return self._problems[key]
-        return f"Prometheus failed for another workload; next try in {wait:.0f} s" if wait > 0 \
-            else None
+        wait = self._skip_until - self._clock.monotonic()
+        if wait > 0:
+            return f"Prometheus failed for another workload; next try in {wait:.0f} s"
+        return None
 
     def _outage(self, workload: Workload, problem: str, can_fall_back: bool) -> None:
         self._telemetry.scrape_errors.labels(

@@ -35,7 +35,7 @@ from adapters.vllm import read_page
 from scaler.capacity import CapacityModel
 from scaler.clock import Clock, SystemClock
 from scaler.config import ServiceConfig, needs_restart
-from scaler.decision import decide_workload, nodes_for
+from scaler.decision import decide_workload, spec_nodes_for
 from scaler.forecast import DemandForecaster
 from scaler.gpu_index import GpuIndex
 from scaler.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
@@ -685,7 +685,7 @@ def _never_zero(decision: Decision, spec: WorkloadSpec) -> Decision:
     nodes = decision.desired_nodes
     return dataclasses.replace(
         decision, desired_replicas=max(1, decision.desired_replicas), active=True,
-        desired_nodes=None if nodes is None else max(nodes, nodes_for(1, spec)),
+        desired_nodes=None if nodes is None else max(nodes, spec_nodes_for(1, spec)),
         reason=decision.reason + "; kept at >= 1 and active: a workload named only by "
         "prometheusSelector cannot be seen at zero (name its deployment to scale to zero)")
 

@@ -43,7 +43,7 @@ class PodState:
     last_ok_s: float | None = None
     problem: str | None = None
     bad_lines: int = 0
-    unhealthy: bool = False
+    unhealthy: bool = False  # set by the service's health check before each decision
 
     def is_fresh(self, now_s: float, stale_after_s: float) -> bool:
         return self.last_ok_s is not None and now_s - self.last_ok_s <= stale_after_s
@@ -131,16 +131,16 @@ class Workload:
         """Fresh pods' loads; an unhealthy pod's queue is no demand, so it counts as missing
         (the HPA rule then neither scales up nor down because of it)."""
         loads: dict[str, PodLoad | None] = {}
+        unhealthy = 0
         for url, pod in self.pods.items():
             snap = pod.snapshot
-            fresh = snap is not None and pod.is_fresh(now_s, stale_after_s) and not pod.unhealthy
+            fresh = snap is not None and pod.is_fresh(now_s, stale_after_s)
+            unhealthy += fresh and pod.unhealthy
             loads[url] = (
                 PodLoad(snap.waiting, snap.running, snap.kv_cache_usage)
-                if fresh and snap is not None
+                if fresh and snap is not None and not pod.unhealthy
                 else None
             )
-        unhealthy = sum(pod.unhealthy and pod.is_fresh(now_s, stale_after_s)
-                        for pod in self.pods.values())
         return FleetObservation(pods=loads, ttft_p95_s=self.fleet_ttft_quantile(0.95),
                                 unhealthy_pods=unhealthy)
 
@@ -202,7 +202,7 @@ class Workload:
             now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=planned_nodes,
             ready_nodes=planned_nodes, pending_replicas=pending, observed_rate=rate,
             backlog=sum(p.snapshot.waiting for p in fresh
-                        if p.snapshot is not None and self.pod_health(p) != "unhealthy"),
+                        if p.snapshot is not None and not p.unhealthy),
             running=sum(p.snapshot.running for p in fresh if p.snapshot is not None),
             mean_prompt_tokens=prompt / done if done > 0 else 0.0,
             mean_output_tokens=output / done if done > 0 else 0.0)

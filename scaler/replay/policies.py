@@ -130,11 +130,9 @@ class PredictivePolicy:
             self.plan = self.planner.plan(state)
             return self.plan
 
-        try:
-            decision = decide_workload(FleetObservation(dict(view.pods)), self.spec, make_plan,
-                                       replicas=view.replicas, pods_listed=True)
-        except NoData:  # every ready replica of the replay has data; kept for the contract
-            return PolicyDecision(view.replicas, view.nodes)
+        # Every ready replica of the replay has data, and its list is complete: no NoData.
+        decision = decide_workload(FleetObservation(dict(view.pods)), self.spec, make_plan,
+                                   replicas=view.replicas, pods_listed=True)
         forecast = self.plan.forecast_mean if self.plan is not None else math.nan
         return PolicyDecision(decision.desired_replicas, decision.desired_nodes, forecast)
 
