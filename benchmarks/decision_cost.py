@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scaler.clock import ManualClock
-from scaler.config import ServiceConfig
-from scaler.emulation.pod_server import EmulatedVllmPod
-from scaler.emulation.vllm_metrics import EngineState
-from scaler.service import ScalerService
+from scaler.config.settings import ServiceConfig
+from scaler.service.service import ScalerService
+from scaler.sim.emulation.pod_server import EmulatedVllmPod
+from scaler.sim.emulation.vllm_metrics import EngineState
 
 
 async def per_decision_us(policy: str, pods: list[EmulatedVllmPod], rounds: int) -> float:

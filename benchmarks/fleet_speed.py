@@ -24,9 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scaler.profile import default_profile  # noqa: E402
-from scaler.replay.fleet import FluidFleet, RequestFleet  # noqa: E402
-from scaler.replay.traces import RateTrace, RequestTrace, read_trace, scale  # noqa: E402
+from scaler.model.profile import default_profile  # noqa: E402
+from scaler.sim.fleet import FluidFleet, RequestFleet  # noqa: E402
+from scaler.sim.traces import RateTrace, RequestTrace, read_trace, scale  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"
 DECISION_S = 15.0

@@ -1,4 +1,4 @@
-"""Forecast accuracy of scaler.forecast against three baselines, on every rate trace.
+"""Forecast accuracy of scaler.model.forecast against three baselines, on every rate trace.
 
     python benchmarks/forecast_accuracy.py          # needs: pip install -e '.[bench]'
 
@@ -45,8 +45,8 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.forecast import DemandForecaster
-from scaler.replay.traces import RateTrace, read_trace
+from scaler.model.forecast import DemandForecaster
+from scaler.sim.traces import RateTrace, read_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 HORIZONS = (1, 2, 3)

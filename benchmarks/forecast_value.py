@@ -2,7 +2,7 @@
 
     python benchmarks/forecast_value.py [--trace NAME ...] [--plot out/forecast_value.png]
 
-The same planner (``scaler.predictive.PredictivePlanner``: scale-down window, hold while
+The same planner (``scaler.model.predictive.PredictivePlanner``: scale-down window, hold while
 replicas start, node plan) is replayed on each 14-day trace in ../shared/traces/ with three
 forecasts in its place, all measured in this run next to the oracle:
 
@@ -37,14 +37,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.forecast import DemandForecaster, Forecast
-from scaler.predictive import FORECAST_STEP_S, PredictivePlanner
-from scaler.profile import default_profile
-from scaler.replay.commands import SWEEPS, make_policy
-from scaler.replay.engine import ReplaySettings, make_oracle, replay
-from scaler.replay.policies import PredictivePolicy
-from scaler.replay.results import ReplayResult
-from scaler.replay.traces import RateTrace, read_trace
+from scaler.commands.replay import SWEEPS, make_policy
+from scaler.model.forecast import DemandForecaster, Forecast
+from scaler.model.predictive import FORECAST_STEP_S, PredictivePlanner
+from scaler.model.profile import default_profile
+from scaler.sim.policies import PredictivePolicy
+from scaler.sim.replay import ReplaySettings, make_oracle, replay
+from scaler.sim.results import ReplayResult
+from scaler.sim.traces import RateTrace, read_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 SLO_TARGET = 0.99

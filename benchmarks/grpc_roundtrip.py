@@ -29,16 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 
-from scaler.proto import externalscaler_pb2 as pb
-from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.keda.proto import externalscaler_pb2 as pb
+from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 
 
 def _serve_pods(conn: Connection) -> None:
     """Emulated vLLM pods in their own process, as real pods are not in the scaler's."""
 
     async def serve() -> None:
-        from scaler.emulation.pod_server import EmulatedVllmPod
-        from scaler.emulation.vllm_metrics import EngineState
+        from scaler.sim.emulation.pod_server import EmulatedVllmPod
+        from scaler.sim.emulation.vllm_metrics import EngineState
 
         pods = [EmulatedVllmPod() for _ in range(4)]
         for i, pod in enumerate(pods):
@@ -57,8 +57,8 @@ def _serve_scaler(conn: Connection, workloads: int) -> None:
 
 
 async def _scaler_main(conn: Connection, workloads: int) -> None:
-    from scaler.app import start_app
-    from scaler.config import ServiceConfig
+    from scaler.commands.serve import start_app
+    from scaler.config.settings import ServiceConfig
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 from load_scale import ConstantScaler, _open_loop, _ref, pct
 
-from scaler.proto import externalscaler_pb2 as pb
-from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.keda.proto import externalscaler_pb2 as pb
+from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 
 WORKLOADS = 1000
 

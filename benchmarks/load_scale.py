@@ -58,15 +58,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 from _load_pods import POD_PATH, model_name, serve_pods
 
-from scaler.app import RunningApp, start_app
-from scaler.config import ServiceConfig
-from scaler.forecast import DemandForecaster
-from scaler.front_link import FrontProcess
-from scaler.predictive import FORECAST_STEP_S
-from scaler.proto import externalscaler_pb2 as pb
-from scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.service import ScalerService
-from scaler.workloads import Workload, WorkloadKey
+from scaler.commands.serve import RunningApp, start_app
+from scaler.config.settings import ServiceConfig
+from scaler.keda.front.link import FrontProcess
+from scaler.keda.proto import externalscaler_pb2 as pb
+from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.model.forecast import DemandForecaster
+from scaler.model.predictive import FORECAST_STEP_S
+from scaler.service.service import ScalerService
+from scaler.service.workloads import Workload, WorkloadKey
 
 PODS_PER_WORKLOAD = 8
 HISTORY_DAYS = 14

@@ -1,4 +1,4 @@
-"""Benchmark: adapters.promtext vs prometheus_client.parser on a realistic 8-engine vLLM page.
+"""Benchmark: adapters.formats.promtext vs prometheus_client.parser on an 8-engine vLLM page.
 
 Why: the scaler parses one page per pod per scrape on its event loop; DESIGN.md puts
 prometheus_client at ~7-10 ms for one 440-line page. This builds an 8-engine vLLM 0.12 page
@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapters import promtext
-from adapters.vllm import VLLM_SAMPLE_NAMES, read_vllm
-from scaler.emulation.vllm_metrics import EngineState, render_page
+from adapters.formats import promtext
+from adapters.formats.vllm import VLLM_SAMPLE_NAMES, read_vllm
+from scaler.sim.emulation.vllm_metrics import EngineState, render_page
 
 ENGINES = 8
 GOAL = 10.0

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.profile import default_profile
-from scaler.replay.commands import make_policy
-from scaler.replay.engine import ReplaySettings, replay
-from scaler.replay.traces import read_trace
+from scaler.commands.replay import make_policy
+from scaler.model.profile import default_profile
+from scaler.sim.replay import ReplaySettings, replay
+from scaler.sim.traces import read_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 GOALS_S = {"azure_llm_code_2023": 60.0}

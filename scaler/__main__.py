@@ -1,5 +1,5 @@
 import sys
 
-from scaler.cli import main
+from scaler.commands.cli import main
 
 sys.exit(main())

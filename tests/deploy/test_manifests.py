@@ -29,10 +29,10 @@ import pytest
 import yaml
 
 from adapters.kubernetes.nodes import MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION
-from scaler import cli
-from scaler.config import ServiceConfig, TuningSettings, describe, parse_config
-from scaler.metadata import MetadataError, parse_metadata
-from scaler.node_pools import ACTUATORS, NodePool, NodePoolSettings
+from scaler.commands import cli
+from scaler.config.settings import ServiceConfig, TuningSettings, describe, parse_config
+from scaler.keda.metadata import MetadataError, parse_metadata
+from scaler.service.node_pools import ACTUATORS, NodePool, NodePoolSettings
 
 Obj = dict[str, Any]
 

@@ -1,7 +1,7 @@
 """The RBAC in deploy/base/rbac.yaml grants exactly what the code asks the API server for.
 
 Every feature that talks to Kubernetes runs here, with the real client, against one recording
-kmock API server (``ApiServer`` from tests/adapters/test_nodes.py): pod discovery of a
+kmock API server (``ApiServer`` from tests/adapters/kubernetes/test_nodes.py): pod discovery of a
 Deployment, a StatefulSet and a bare label selector (LIST + WATCH, the target's GET and its
 ``scale`` subresource), both node actuators through the node pool controller (MachineDeployment
 GET, its scale GET + PATCH; the placeholder Deployment's scale GET + PATCH; an Event each), the
@@ -26,10 +26,10 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from adapters.kubernetes.discovery import PodDiscovery, WorkloadTarget
 from adapters.kubernetes.leader import LeaderElector
 from scaler.clock import ManualClock
-from scaler.config_watch import CONFIGMAP_ENV, ConfigWatcher
-from scaler.node_pools import NodePool, NodePoolController
-from scaler.predictive import Plan
-from scaler.service import ScalerService
+from scaler.model.predictive import Plan
+from scaler.service.config_watch import CONFIGMAP_ENV, ConfigWatcher
+from scaler.service.node_pools import NodePool, NodePoolController
+from scaler.service.service import ScalerService
 from tests.conftest import make_config, wait_until
 from tests.kube_api import ApiServer, add_md, md_replicas
 

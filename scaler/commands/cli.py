@@ -1,0 +1,186 @@
+"""Command line: ``scaler serve`` and ``scaler validate-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from scaler.config.settings import ConfigError, ServiceConfig, describe, load_config, read_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    result: int = args.run(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scaler", description="Predictive KEDA external scaler for LLM inference.")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the KEDA external scaler (gRPC + HTTP)")
+    serve.add_argument("--config", metavar="PATH", help="YAML settings file (default: built-in)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
+    serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
+    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    serve.set_defaults(run=_serve)
+
+    validate = commands.add_parser(
+        "validate-config", help="check a settings file; exit 1 naming each bad key")
+    validate.add_argument("path")
+    validate.set_defaults(run=_validate)
+
+    from scaler.commands.flags import add_replay_arguments
+
+    replay = commands.add_parser(
+        "replay", help="what-if: play a trace through a simulated fleet under one policy")
+    add_replay_arguments(replay, bench=False)
+    replay.set_defaults(run=_replay)
+
+    bench = commands.add_parser(
+        "bench", help="cost at SLO: sweep each policy's knob on a trace, compare to the oracle")
+    add_replay_arguments(bench, bench=True)
+    bench.set_defaults(run=_bench)
+
+    tryout = commands.add_parser(
+        "try", help="emulated vLLM pods + the scaler + a KEDA-like client, on this machine")
+    tryout.set_defaults(run=_try)
+
+    demo = commands.add_parser(
+        "demo", help="the service scaling emulated vLLM pods via KEDA + HPA, an hour in a minute")
+    demo.add_argument("--seconds", type=float, default=60.0,
+                      help="wall-clock seconds to run (default 60)")
+    demo.add_argument("--speed", type=float, default=60.0,
+                      help="simulated seconds per wall second (default 60: an hour a minute)")
+    demo.add_argument("--seed", type=int, default=0, help="synthetic workload seed (default 0)")
+    demo.add_argument("--out", default="out/demo", metavar="DIR",
+                      help="output directory (default out/demo)")
+    demo.set_defaults(run=_demo)
+
+    export = commands.add_parser(
+        "export-trace", help="a workload's request history from Prometheus, as a replay trace")
+    export.add_argument("--prometheus", required=True, metavar="URL",
+                        help="Prometheus base URL, e.g. http://prometheus.monitoring:9090")
+    export.add_argument("--selector", required=True,
+                        help="label matchers of the workload's vLLM series, e.g. "
+                             "'namespace=\"llm\",pod=~\"llama-8b-.*\"'")
+    export.add_argument("--days", type=float, default=14.0,
+                        help="history to read, days back from now (default 14)")
+    export.add_argument("--step", type=float, default=600.0,
+                        help="window, seconds (default 600, as the shared traces)")
+    export.add_argument("--out", required=True, metavar="CSV", help="trace file to write")
+    export.set_defaults(run=_export_trace)
+
+    settings = commands.add_parser("settings", help="list every setting with default and unit")
+    settings.set_defaults(run=_settings)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config, text = read_config(args.config) if args.config else (ServiceConfig(), None)
+    except ConfigError as exc:
+        print(f"scaler: {exc}", file=sys.stderr)
+        return 1
+    overrides = {k: v for k, v in (("grpc_port", args.grpc_port), ("http_port", args.http_port),
+                                   ("host", args.host)) if v is not None}
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+    from scaler.commands.serve import serve  # imported here: grpc start-up cost only for `serve`
+
+    asyncio.run(serve(config, Path(args.config) if args.config else None, text))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from scaler.commands.replay import run_replay
+
+    return run_replay(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from scaler.commands.replay import run_bench
+
+    return run_bench(args)
+
+
+def _try(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    from scaler.commands.tryout import run_tryout
+
+    return asyncio.run(run_tryout())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    from pathlib import Path
+
+    from scaler.commands.demo import run_demo
+
+    try:
+        asyncio.run(run_demo(wall_s=args.seconds, speed=args.speed, seed=args.seed,
+                             out=Path(args.out)))
+    except ValueError as exc:
+        print(f"scaler demo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scaler demo: interrupted; pods and service stopped", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _export_trace(args: argparse.Namespace) -> int:
+    import time
+
+    from adapters.sources.prometheus import PrometheusError
+    from scaler.commands.export_trace import export_trace, write_trace
+
+    if not (args.days > 0 and args.step > 0):
+        print("scaler export-trace: --days and --step must be > 0", file=sys.stderr)
+        return 2
+    end = time.time()
+    try:
+        rows = asyncio.run(export_trace(args.prometheus, args.selector,
+                                        start_s=end - args.days * 86400, end_s=end,
+                                        step_s=args.step))
+    except PrometheusError as exc:
+        print(f"scaler export-trace: {exc}", file=sys.stderr)
+        return 1
+    if not rows:
+        print(f"scaler export-trace: Prometheus has no vllm:request_success_total for "
+              f"{{{args.selector}}} in the last {args.days:g} days; check the selector",
+              file=sys.stderr)
+        return 1
+    write_trace(rows, Path(args.out))
+    peak = max(r.requests_per_s for r in rows)
+    print(f"{args.out}: {len(rows)} windows of {args.step:g} s, peak {peak:.1f} req/s\n"
+          f"next: scaler bench --trace {args.out} --policy predictive --policy oracle")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        load_config(args.path)
+    except ConfigError as exc:
+        print(f"scaler: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK")
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    for key, default, doc in describe():
+        print(f"{key} = {default}\n    {doc}")
+    return 0

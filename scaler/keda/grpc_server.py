@@ -1,0 +1,113 @@
+"""The KEDA gRPC server answering from the scaling service in this process.
+
+Every RPC resolves the workload from its ScaledObjectRef (registering it on first contact)
+and answers from the service's memory; ``scaler.keda.servicer`` turns that into KEDA's
+messages and status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from scaler.config.settings import ServerSettings, TlsMaterial
+from scaler.keda.metadata import MetadataError
+from scaler.keda.proto import externalscaler_pb2 as pb
+from scaler.keda.servicer import INVALID, UNAVAILABLE, Verdict, serve_keda, server_credentials
+from scaler.service.service import ScalerService, Unavailable
+from scaler.service.workloads import Workload
+
+log = logging.getLogger("scaler.grpc")
+
+
+class ServiceDecisions:
+    """The service's decisions as verdicts, computed at each call."""
+
+    def __init__(self, service: ScalerService) -> None:
+        self.service = service
+
+    async def verdict(self, ref: pb.ScaledObjectRef) -> Verdict:
+        try:
+            workload = self._resolve(ref)
+        except MetadataError as exc:
+            return Verdict("", INVALID, str(exc))
+        return self._verdict_of(workload)
+
+    async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
+        try:
+            workload = self._resolve(ref)
+        except MetadataError as exc:
+            yield Verdict("", INVALID, str(exc))
+            return
+        while True:
+            changed = self.service.change_event(workload)
+            yield self._verdict_of(workload)
+            await changed.wait()
+            workload = self.service.keep_alive(workload, ref.scalerMetadata)
+
+    def record(self, method: str, code: grpc.StatusCode, seconds: float | None) -> None:
+        telemetry = self.service.telemetry
+        telemetry.rpc_requests.labels(method, code.name).inc()
+        if seconds is not None:
+            telemetry.rpc_duration.labels(method).observe(seconds)
+
+    def _resolve(self, ref: pb.ScaledObjectRef) -> Workload:
+        return self.service.resolve(ref.namespace, ref.name, ref.scalerMetadata)
+
+    def _verdict_of(self, workload: Workload) -> Verdict:
+        return verdict_of(self.service, workload)[0]
+
+
+def verdict_of(service: ScalerService, workload: Workload) -> tuple[Verdict, float]:
+    """The verdict now, and for how many seconds more it holds if nothing else happens.
+
+    A decision holds while its data is fresh (``scrape.stale_after_s`` minus the data's
+    age); an UNAVAILABLE verdict holds until the next decision (0 here; a front process asks
+    again after a few seconds, and is pushed the next decision anyway).
+    """
+    try:
+        answer = service.answer(workload)
+    except Unavailable as exc:
+        return Verdict(workload.spec.metric_name, UNAVAILABLE, str(exc)), 0.0
+    decision = answer.decision
+    fresh_s = max(0.0, service.config.scrape.stale_after_s - answer.data_age_s)
+    return Verdict(workload.spec.metric_name, desired_replicas=decision.desired_replicas,
+                   active=decision.active), fresh_s
+
+
+async def start_grpc_server(service: ScalerService, *, host: str, port: int,
+                            tls: TlsMaterial | None = None) -> tuple[grpc.aio.Server, int]:
+    """Start serving; returns the server and the bound port (useful with port 0).
+
+    With ``tls`` the port speaks TLS as KEDA dials it when the trigger has ``caCert`` (or
+    ``enableTLS``), and with a client CA it also requires KEDA's ``tlsClientCert``.
+    """
+    server, bound = await serve_keda(ServiceDecisions(service), host=host, port=port,
+                                     credentials=credentials(tls))
+    log.info("gRPC ExternalScaler listening on %s:%d (%s)", host, bound,
+             describe_grpc_security(service.config.server, tls))
+    return server, bound
+
+
+def credentials(tls: TlsMaterial | None) -> grpc.ServerCredentials | None:
+    if tls is None:
+        return None
+    return server_credentials(cert_chain=tls.cert_chain, private_key=tls.private_key,
+                              client_ca=tls.client_ca)
+
+
+def describe_grpc_security(server: ServerSettings, tls: TlsMaterial | None) -> str:
+    """The mode and the files' paths for the start-up log: never their contents."""
+    if tls is None:
+        return "plaintext: set server.tls_cert_file and server.tls_key_file for TLS"
+    text = f"{server.tls_mode}, certificate {server.tls_cert_file}"
+    if tls.client_ca is not None:
+        text += f", client certificates required, signed by {server.tls_client_ca_file}"
+    return text
+
+
+async def stop_grpc_server(server: grpc.aio.Server, grace_s: float) -> None:
+    await asyncio.shield(server.stop(grace_s))

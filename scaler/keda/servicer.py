@@ -1,0 +1,185 @@
+"""KEDA's ``externalscaler.ExternalScaler`` over grpc.aio, answering from any decision source.
+
+The servicer only turns a :class:`Verdict` into KEDA's messages and status codes; where the
+verdict comes from is a :class:`Decisions` source: the scaling service in this process
+(``scaler.keda.grpc_server``), or the decision table of a separate front process
+(``scaler.keda.front.server``) that the scaling process keeps up to date. This module imports
+nothing heavier than grpc, so that front process starts in a fraction of a second and stays
+small.
+
+Status codes are the ones KEDA understands: INVALID_ARGUMENT for bad metadata (each bad key
+named), UNAVAILABLE while there is no fresh decision (KEDA retries, then applies the
+ScaledObject's ``fallback``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import grpc
+
+from scaler.keda import metrics
+from scaler.keda.proto import externalscaler_pb2 as pb
+from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+OK = grpc.StatusCode.OK
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What KEDA gets for one ScaledObject right now.
+
+    ``code`` OK: ``desired_replicas`` and ``active`` hold. UNAVAILABLE: no fresh decision
+    (``metric_name`` is still known, so GetMetricSpec can answer). INVALID_ARGUMENT: the
+    metadata is wrong, and ``message`` names every bad key.
+    """
+
+    metric_name: str
+    code: grpc.StatusCode = OK
+    message: str = ""
+    desired_replicas: int = 0
+    active: bool = False
+
+    def to_json(self) -> list[Any]:
+        return [self.metric_name, self.code.name, self.message, self.desired_replicas,
+                self.active]
+
+    @classmethod
+    def from_json(cls, item: list[Any]) -> Verdict:
+        name, code, message, desired, active = item
+        return cls(str(name), grpc.StatusCode[code], str(message), int(desired), bool(active))
+
+
+class Decisions(Protocol):
+    """Where the servicer's answers come from."""
+
+    async def verdict(self, ref: pb.ScaledObjectRef) -> Verdict:
+        """The verdict now; registers the ScaledObject on first contact."""
+
+    def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
+        """The verdict now, then one after each new decision, for as long as it is read."""
+
+    def record(self, method: str, code: grpc.StatusCode, seconds: float | None) -> None:
+        """Count one call (``seconds`` None: a stream, counted when opened)."""
+
+
+class ExternalScaler(pb_grpc.ExternalScalerServicer):
+    def __init__(self, decisions: Decisions) -> None:
+        self.decisions = decisions
+
+    async def GetMetricSpec(self, request: pb.ScaledObjectRef,
+                            context: grpc.aio.ServicerContext[Any, Any]
+                            ) -> pb.GetMetricSpecResponse:
+        async def handle() -> pb.GetMetricSpecResponse:
+            verdict = await self.decisions.verdict(request)
+            if verdict.code == INVALID or not verdict.metric_name:
+                raise _Refused(verdict)
+            size, size_float = metrics.target_size()
+            spec = pb.MetricSpec(metricName=verdict.metric_name, targetSize=size,
+                                 targetSizeFloat=size_float)
+            return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+        return await self._call("GetMetricSpec", context, handle)
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetMetricsResponse:
+        async def handle() -> pb.GetMetricsResponse:
+            ref = request.scaledObjectRef
+            verdict = await self.decisions.verdict(ref)
+            if (verdict.code != INVALID and verdict.metric_name and request.metricName
+                    and request.metricName != verdict.metric_name):
+                raise _Refused(Verdict(verdict.metric_name, INVALID, (
+                    f"metricName {request.metricName!r} is not served for "
+                    f"{ref.namespace}/{ref.name}; GetMetricSpec returned "
+                    f"{verdict.metric_name!r}")))
+            if verdict.code != OK:
+                raise _Refused(verdict)
+            value, value_float = metrics.metric_value(verdict.desired_replicas)
+            metric = pb.MetricValue(metricName=verdict.metric_name, metricValue=value,
+                                    metricValueFloat=value_float)
+            return pb.GetMetricsResponse(metricValues=[metric])
+
+        return await self._call("GetMetrics", context, handle)
+
+    async def IsActive(self, request: pb.ScaledObjectRef,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> pb.IsActiveResponse:
+        async def handle() -> pb.IsActiveResponse:
+            verdict = await self.decisions.verdict(request)
+            if verdict.code != OK:
+                raise _Refused(verdict)
+            return pb.IsActiveResponse(result=verdict.active)
+
+        return await self._call("IsActive", context, handle)
+
+    async def StreamIsActive(self, request: pb.ScaledObjectRef,
+                             context: grpc.aio.ServicerContext[Any, Any]
+                             ) -> AsyncIterator[pb.IsActiveResponse]:
+        """First message once there is a decision, then one per change of activity.
+
+        Bad metadata ends the stream with INVALID_ARGUMENT (KEDA logs it and reopens);
+        while no decision is fresh, nothing is sent.
+        """
+        sent: bool | None = None
+        opened = False
+        async for verdict in self.decisions.verdicts(request):
+            if not opened:
+                opened = True
+                self.decisions.record("StreamIsActive",
+                                      INVALID if verdict.code == INVALID else OK, None)
+            if verdict.code == INVALID:
+                await context.abort(INVALID, verdict.message)
+            if verdict.code == OK and verdict.active != sent:
+                yield pb.IsActiveResponse(result=verdict.active)
+                sent = verdict.active
+
+    async def _call(self, method: str, context: grpc.aio.ServicerContext[Any, Any],
+                    handle: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        code = OK
+        try:
+            return await handle()
+        except _Refused as refused:
+            code = refused.verdict.code
+            await context.abort(code, refused.verdict.message)
+        finally:
+            self.decisions.record(method, code, time.perf_counter() - started)
+        raise AssertionError("unreachable: context.abort raises")
+
+
+class _Refused(Exception):
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.message)
+        self.verdict = verdict
+
+
+def server_credentials(*, cert_chain: bytes, private_key: bytes,
+                       client_ca: bytes | None) -> grpc.ServerCredentials:
+    """TLS credentials; with a client CA, a client certificate signed by it is required."""
+    return grpc.ssl_server_credentials(
+        [(private_key, cert_chain)], root_certificates=client_ca,
+        require_client_auth=client_ca is not None)
+
+
+async def serve_keda(decisions: Decisions, *, host: str, port: int,
+                     credentials: grpc.ServerCredentials | None) -> tuple[grpc.aio.Server, int]:
+    """Start the ExternalScaler service; returns the server and the bound port (for port 0)."""
+    server = grpc.aio.server()
+    pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(decisions), server)  # type: ignore[no-untyped-call]
+    address = f"{host}:{port}"
+    try:
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio >= 1.60 raises where older ones returned 0
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen for gRPC on {address}: is the port in use?")
+    await server.start()
+    return server, bound

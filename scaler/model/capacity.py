@@ -1,0 +1,114 @@
+"""How many replicas a demand needs: a replica profile, corrected online by what pods really do.
+
+Demand is what limits a vLLM replica: requests per second with their mean prompt and output
+lengths. A replica's saturated request rate comes from its profile (prefill and decode-step
+times, KV-cache size; ``ReplicaProfile.saturated_request_rate``). The replicas needed are the
+fewest whose steady-state share of requests within the TTFT SLO reaches the target, with the
+queueing model of the fluid fleet (Erlang-C delay on top of prefill and one decode step): at
+a tight SLO that keeps utilisation well below 1, at a loose one close to it. An overloaded
+fleet (rate >= capacity) never counts as meeting the SLO, whatever one instant looks like.
+
+The profile is only a starting point (vLLM's throughput moved 1.5-2.7x between versions on
+the same GPU). ``observe_saturated`` corrects it, as NVIDIA Dynamo's planner corrects its
+profiled throughput: whenever a replica is measured at saturation (queue non-empty, GPU busy),
+its served request rate over the profile's prediction for the same lengths is folded into an
+exponentially weighted correction factor. Samples from pods still warming up, or taken while
+the GPU idles, say nothing about capacity and must not be passed in.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from scaler.model.profile import ReplicaProfile
+from scaler.sim.fleet import FluidFleet
+
+_MAX_REPLICAS = 100_000
+
+
+class CapacityModel:
+    def __init__(self, profile: ReplicaProfile, *, slo_ttft_s: float = 2.0,
+                 slo_target: float = 0.99, correction_weight: float = 0.1,
+                 correction_bounds: tuple[float, float] = (0.25, 4.0)) -> None:
+        if not 0 < slo_target < 1:
+            raise ValueError(f"slo_target must be within (0, 1), got {slo_target!r}")
+        self.profile = profile
+        self.slo_ttft_s = slo_ttft_s
+        self.slo_target = slo_target
+        self.correction_weight = correction_weight
+        self.correction_bounds = correction_bounds
+        self.correction = 1.0
+        self._corrected = profile
+
+    def per_replica_rate(self, mean_prompt: float, mean_output: float) -> float:
+        """Saturated requests/s of one replica at these lengths, corrected."""
+        return self._corrected.saturated_request_rate(*_lengths(mean_prompt, mean_output))
+
+    def replicas_for(self, rate: float, mean_prompt: float, mean_output: float) -> int:
+        """Fewest replicas keeping ``slo_target`` of requests within the TTFT SLO at ``rate``."""
+        if not rate > 0:
+            return 0
+        prompt, output = _lengths(mean_prompt, mean_output)
+        unloaded = self._corrected.prefill_s(prompt) + self._corrected.decode_step_s(1, prompt)
+        if unloaded >= self.slo_ttft_s:
+            raise ValueError(
+                f"no fleet meets the SLO: one {prompt:.0f}-token prompt alone takes "
+                f"{unloaded:.3f} s to its first token, over the {self.slo_ttft_s:g} s TTFT SLO")
+        per_replica = self.per_replica_rate(prompt, output)
+        if per_replica <= 0:
+            raise ValueError(f"a request of {prompt:.0f} + {output:.0f} tokens does not fit one "
+                             "replica's KV cache")
+        if rate / per_replica >= _MAX_REPLICAS:  # absurd demand (or inf): no search
+            return _MAX_REPLICAS
+        n = max(1, math.ceil(rate / per_replica))
+        while self.slo_fraction(rate, prompt, output, n) < self.slo_target and n < _MAX_REPLICAS:
+            n += 1
+        return n
+
+    def throughput_replicas(self, rate: float, mean_prompt: float, mean_output: float) -> int:
+        """Replicas that serve ``rate`` at saturation: the floor when no fleet meets the SLO."""
+        per_replica = self.per_replica_rate(mean_prompt, mean_output)
+        if not rate > 0 or per_replica <= 0:
+            return 0
+        return int(min(_MAX_REPLICAS, math.ceil(rate / per_replica)))
+
+    def slo_fraction(self, rate: float, mean_prompt: float, mean_output: float,
+                     replicas: int) -> float:
+        """Steady-state share of requests within the SLO (0 when overloaded)."""
+        prompt, output = _lengths(mean_prompt, mean_output)
+        if replicas <= 0 or rate >= replicas * self.per_replica_rate(prompt, output):
+            return 0.0 if rate > 0 else 1.0
+        fleet = FluidFleet(self._corrected, slo_ttft_s=self.slo_ttft_s)
+        return fleet.step(rate=rate, mean_prompt=prompt, mean_output=output,
+                          ready_replicas=replicas).slo_fraction
+
+    def observe_saturated(self, served_rate_per_replica: float, mean_prompt: float,
+                          mean_output: float) -> None:
+        """Fold one saturated replica's measured request rate into the correction."""
+        predicted = self.profile.saturated_request_rate(*_lengths(mean_prompt, mean_output))
+        if not (served_rate_per_replica > 0 and predicted > 0):
+            return
+        low, high = self.correction_bounds
+        ratio = min(max(served_rate_per_replica / predicted, low), high)
+        w = self.correction_weight
+        self.correction = (1 - w) * self.correction + w * ratio
+        self._corrected = _scaled(self.profile, self.correction)
+
+
+def _lengths(mean_prompt: float, mean_output: float) -> tuple[float, float]:
+    """Lengths a profile can use (a window without requests has no mean: one token each)."""
+    return max(mean_prompt, 1.0), max(mean_output, 1.0)
+
+
+def _scaled(profile: ReplicaProfile, factor: float) -> ReplicaProfile:
+    """The profile ``factor`` times as fast: every time shrinks, every rate grows."""
+    return dataclasses.replace(
+        profile,
+        prefill_tokens_per_s=profile.prefill_tokens_per_s * factor,
+        decode_step_base_s=profile.decode_step_base_s / factor,
+        decode_step_per_seq_s=profile.decode_step_per_seq_s / factor,
+        decode_step_per_cached_token_s=profile.decode_step_per_cached_token_s / factor,
+    )

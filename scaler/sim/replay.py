@@ -1,0 +1,263 @@
+"""The replay loop: a trace, a simulated fleet with lead times, a policy at KEDA's cadence.
+
+Every ``decision_interval_s`` the policy sees a ``ClusterView`` and sets the
+replica count (and nodes, or the cluster-autoscaler emulation does). Between
+decisions the fleet serves: request traces through the request-level
+``RequestFleet`` (1 s engine steps), rate series through the ``FluidFleet``. A
+replica serves only once the cluster says it is ready. The result holds SLO
+attainment, TTFT percentiles, GPU- and node-hours and one row per decision.
+
+The oracle's needs (the fewest ready replicas meeting the SLO per time bin) are
+computed here from the trace's future, with the same fluid model, and handed
+to ``OraclePolicy``; no other policy gets them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from scaler.model.capacity import CapacityModel
+from scaler.model.profile import ReplicaProfile, default_profile
+from scaler.model.reactive import PodLoad
+from scaler.sim.cluster import Cluster
+from scaler.sim.fleet import FluidFleet, ReplicaLoad, RequestFleet
+from scaler.sim.policies import ClusterAutoscaler, ClusterView, OraclePolicy, Policy
+from scaler.sim.results import DecisionRow, ReplayResult
+from scaler.sim.traces import RateTrace, RequestTrace
+
+Progress = Callable[[float], None]  # fraction done, 0-1
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    pod_startup_s: float = 180.0
+    node_startup_s: float = 900.0
+    slo_ttft_s: float = 2.0
+    slo_target: float = 0.99
+    gpus_per_replica: int = 1
+    gpus_per_node: int = 8
+    decision_interval_s: float = 15.0  # the HPA sync period reading KEDA's metric
+    fluid_tick_s: float = 5.0
+    request_tick_s: float = 0.1
+    oracle_bin_s: float = 5.0  # time bins of the oracle's need (request traces: bursts of seconds)
+    drain_s: float = 600.0  # request traces: keep serving this long after the last arrival
+    scale_down_window_s: float = 300.0  # the predictive plan's (scaleDownWindowSeconds)
+
+
+def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,
+                 profile: ReplicaProfile) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per time bin: the fewest ready replicas whose requests meet the SLO target."""
+    if isinstance(trace, RateTrace):
+        starts, rates = trace.start_s, trace.rate
+        prompts, outputs = trace.mean_prompt, trace.mean_output
+    else:
+        starts, rates, prompts, outputs = _binned(trace, settings.oracle_bin_s)
+    capacity = CapacityModel(profile, slo_ttft_s=settings.slo_ttft_s,
+                             slo_target=settings.slo_target)
+    needs = [capacity.replicas_for(r, p, o)
+             for r, p, o in zip(rates, prompts, outputs, strict=True)]
+    return np.asarray(starts, dtype=float), np.asarray(needs, dtype=np.int64)
+
+
+def _binned(trace: RequestTrace, bin_s: float) -> tuple[npt.NDArray[np.float64], ...]:
+    """Per bin of ``bin_s``: start, arrival rate, mean prompt and output tokens."""
+    bins = np.floor(trace.arrival_s / bin_s).astype(np.int64)
+    count = int(bins.max()) + 1 if bins.size else 1
+    arrivals = np.bincount(bins, minlength=count).astype(float)
+    prompt = np.bincount(bins, weights=trace.prompt_tokens, minlength=count)
+    output = np.bincount(bins, weights=trace.output_tokens, minlength=count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.where(arrivals > 0, prompt / arrivals, 0.0)
+        mean_o = np.where(arrivals > 0, output / arrivals, 0.0)
+    starts = np.arange(count, dtype=np.float64) * bin_s
+    return starts, arrivals / bin_s, mean_p.astype(np.float64), mean_o.astype(np.float64)
+
+
+def initial_replicas(trace: RequestTrace | RateTrace, settings: ReplaySettings,
+                     profile: ReplicaProfile) -> int:
+    """Every policy starts warm, sized for the trace's first bin."""
+    _, needs = oracle_needs(_head(trace), settings, profile)
+    return max(1, int(needs[0]) if needs.size else 1)
+
+
+def _head(trace: RequestTrace | RateTrace) -> RequestTrace | RateTrace:
+    if isinstance(trace, RateTrace):
+        return RateTrace(trace.name, trace.step_s, trace.start_s[:1], trace.rate[:1],
+                         trace.mean_prompt[:1], trace.mean_output[:1])
+    return trace
+
+
+class _Run:
+    """Shared state of one replay: the cluster, the policy, the rows, the cost."""
+
+    def __init__(self, policy: Policy, settings: ReplaySettings, start_replicas: int) -> None:
+        self.policy = policy
+        self.settings = settings
+        self.cluster = Cluster(pod_startup_s=settings.pod_startup_s,
+                               node_startup_s=settings.node_startup_s,
+                               gpus_per_replica=settings.gpus_per_replica,
+                               gpus_per_node=settings.gpus_per_node)
+        self.cluster.start_warm(replicas=start_replicas, nodes=0)
+        self.autoscaler = ClusterAutoscaler()
+        self.rows: list[DecisionRow] = []
+        self.scale_events = 0
+
+    def decide(self, now_s: float, loads: dict[str, ReplicaLoad], rate: float,
+               prompt: float, output: float) -> None:
+        counts = self.cluster.counts(now_s)
+        pods = {k: PodLoad(v.waiting, v.running, v.kv_cache_usage) for k, v in loads.items()}
+        view = ClusterView(now_s, pods, counts.replicas, counts.ready_replicas,
+                           counts.starting_replicas, counts.pending_replicas, counts.nodes,
+                           counts.ready_nodes, rate, prompt, output)
+        decision = self.policy.decide(view)
+        if decision.replicas != counts.replicas:
+            self.scale_events += 1
+            self.cluster.scale_replicas(decision.replicas, now_s)
+        nodes = decision.nodes
+        if nodes is None:
+            nodes = self.autoscaler.nodes(self.cluster, now_s)
+        if nodes != len(self.cluster.nodes):
+            self.scale_events += 1
+            self.cluster.scale_nodes(nodes, now_s)
+        after = self.cluster.counts(now_s)
+        self.rows.append(DecisionRow(now_s, decision.replicas, after.ready_replicas, nodes,
+                                     after.ready_nodes, rate, decision.forecast))
+
+    def result(self, requests: float, slo: float, ttft: npt.NDArray[np.float64],
+               parameters: dict[str, object]) -> ReplayResult:
+        return ReplayResult(
+            policy=self.policy.name, parameters=parameters, requests=requests,
+            slo_attainment=slo, ttft_p50_s=float(ttft[0]), ttft_p95_s=float(ttft[1]),
+            ttft_p99_s=float(ttft[2]), gpu_hours=self.cluster.gpu_seconds / 3600,
+            node_hours=self.cluster.node_seconds / 3600, scale_events=self.scale_events,
+            decisions=self.rows)
+
+
+def replay(trace: RequestTrace | RateTrace, policy: Policy, *,
+           settings: ReplaySettings | None = None, profile: ReplicaProfile | None = None,
+           progress: Progress | None = None) -> ReplayResult:
+    settings = settings or ReplaySettings()
+    profile = profile or default_profile()
+    start = initial_replicas(trace, settings, profile)
+    run = _Run(policy, settings, start)
+    parameters: dict[str, object] = {
+        "trace": trace.name, "profile": profile.name, "knob": policy.knob,
+        "knob_value": policy.knob_value, "initial_replicas": start, **asdict(settings)}
+    if isinstance(trace, RateTrace):
+        return _replay_rates(trace, run, profile, parameters, progress)
+    return _replay_requests(trace, run, profile, parameters, progress)
+
+
+def make_oracle(trace: RequestTrace | RateTrace, *, settings: ReplaySettings | None = None,
+                profile: ReplicaProfile | None = None) -> OraclePolicy:
+    settings = settings or ReplaySettings()
+    profile = profile or default_profile()
+    times, needs = oracle_needs(trace, settings, profile)
+    return OraclePolicy(need_times_s=times, need_replicas=needs,
+                        pod_lead_s=settings.pod_startup_s, node_lead_s=settings.node_startup_s,
+                        interval_s=settings.decision_interval_s,
+                        replicas_per_node=settings.gpus_per_node // settings.gpus_per_replica)
+
+
+def _replay_rates(trace: RateTrace, run: _Run, profile: ReplicaProfile,
+                  parameters: dict[str, object], progress: Progress | None) -> ReplayResult:
+    s = run.settings
+    fleet = FluidFleet(profile, tick_s=s.fluid_tick_s, slo_ttft_s=s.slo_ttft_s)
+    ticks = math.ceil(trace.duration_s / s.fluid_tick_s)
+    per_decision = max(1, round(s.decision_interval_s / s.fluid_tick_s))
+    window = np.minimum((np.arange(ticks) * s.fluid_tick_s / trace.step_s).astype(np.int64),
+                        len(trace.rate) - 1)
+    arrived = missed = 0.0
+    load = ReplicaLoad(0.0, 0.0, 0.0)
+    for i in range(ticks):
+        now = i * s.fluid_tick_s
+        w = int(window[i])
+        rate, prompt, output = (float(trace.rate[w]), float(trace.mean_prompt[w]),
+                                float(trace.mean_output[w]))
+        if i % per_decision == 0:
+            if run.rows:
+                _set_misses(run, -1, missed)
+            ready = run.cluster.counts(now).ready_replicas
+            loads = {f"pod-{k}": load for k in range(ready)}
+            run.decide(now, loads, arrived / s.decision_interval_s if i else rate, prompt, output)
+            arrived = missed = 0.0
+            if progress and i % (per_decision * 400) == 0:
+                progress(i / ticks)
+        run.cluster.advance(now, s.fluid_tick_s)
+        tick = fleet.step(rate=rate, mean_prompt=prompt, mean_output=output,
+                          ready_replicas=run.cluster.counts(now).ready_replicas)
+        load = tick.load
+        arrived += tick.arrivals
+        missed += tick.arrivals * (1.0 - tick.slo_fraction)
+    _set_misses(run, -1, missed)
+    if progress:
+        progress(1.0)
+    ttft = fleet.ttft_quantiles((0.5, 0.95, 0.99))
+    return run.result(fleet.arrived_total, fleet.slo_attainment, ttft, parameters)
+
+
+def _set_misses(run: _Run, index: int, missed: float) -> None:
+    row = run.rows[index]
+    run.rows[index] = DecisionRow(row.time_s, row.desired_replicas, row.ready_replicas,
+                                  row.desired_nodes, row.ready_nodes, row.demand, row.forecast,
+                                  missed)
+
+
+def _replay_requests(trace: RequestTrace, run: _Run, profile: ReplicaProfile,
+                     parameters: dict[str, object], progress: Progress | None) -> ReplayResult:
+    s = run.settings
+    fleet = RequestFleet(profile, tick_s=s.request_tick_s)
+    end = trace.duration_s + s.drain_s
+    step = 1.0
+    per_decision = max(1, round(s.decision_interval_s / step))
+    ready: list[str] = []
+    arrivals_at = np.searchsorted(trace.arrival_s, np.arange(0.0, end + step, step))
+    t = 0.0
+    i = 0
+    while t < end:
+        lo, hi = int(arrivals_at[i]), int(arrivals_at[i + 1])
+        if i % per_decision == 0:
+            first = int(arrivals_at[max(0, i - per_decision)])
+            count = lo - first
+            rate = count / s.decision_interval_s
+            prompt = float(trace.prompt_tokens[first:lo].mean()) if count else 0.0
+            output = float(trace.output_tokens[first:lo].mean()) if count else 0.0
+            run.decide(t, fleet.loads(), rate, prompt, output)
+            if progress and i % (per_decision * 20) == 0:
+                progress(t / end)
+        run.cluster.advance(t, step)
+        now_ready = run.cluster.ready_ids(t)
+        if now_ready != ready:
+            fleet.set_replicas(now_ready)
+            ready = now_ready
+        fleet.advance(t + step, trace.arrival_s[lo:hi], trace.prompt_tokens[lo:hi],
+                      trace.output_tokens[lo:hi])
+        t += step
+        i += 1
+    if progress:
+        progress(1.0)
+    results = fleet.results()
+    ttft = np.where(np.isnan(results.ttft_s), np.inf, results.ttft_s)
+    met = ttft <= s.slo_ttft_s
+    requests = len(ttft) + fleet.rejected
+    slo = float(met.sum()) / requests if requests else 1.0
+    _misses_per_row(run, results.arrival_s, ~met)
+    quantiles = np.quantile(ttft, (0.5, 0.95, 0.99)) if len(ttft) else np.full(3, np.nan)
+    return run.result(float(requests), slo, quantiles, parameters)
+
+
+def _misses_per_row(run: _Run, arrival_s: npt.NDArray[np.float64],
+                    missed: npt.NDArray[np.bool_]) -> None:
+    if not run.rows:
+        return
+    times = np.array([r.time_s for r in run.rows])
+    index = np.clip(np.searchsorted(times, arrival_s, side="right") - 1, 0, len(times) - 1)
+    per_row = np.bincount(index[missed], minlength=len(times))
+    for k, count in enumerate(per_row):
+        if count:
+            _set_misses(run, k, float(count))
