@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scaler.model.profile import default_profile  # noqa: E402
+from scaler.config.profiles import default_profile  # noqa: E402
 from scaler.sim.fleet import FluidFleet, RequestFleet  # noqa: E402
 from scaler.sim.traces import RateTrace, RequestTrace, read_trace, scale  # noqa: E402
 

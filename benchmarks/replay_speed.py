@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scaler.commands.replay import make_policy
-from scaler.model.profile import default_profile
+from scaler.config.profiles import default_profile
 from scaler.sim.replay import ReplaySettings, replay
 from scaler.sim.traces import read_trace
 

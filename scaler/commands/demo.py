@@ -53,10 +53,11 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from scaler.commands.serve import start_app
+from scaler.config.profiles import default_profile
 from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.model.profile import ReplicaProfile, default_profile
+from scaler.model.profile import ReplicaProfile
 from scaler.sim.cluster import Cluster, ClusterCounts
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
 from scaler.sim.fleet import FluidFleet, FluidTick

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from scaler.commands.flags import POLICIES
+from scaler.config.profiles import default_profile, load_profile
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings
-from scaler.model.profile import ReplicaProfile, default_profile, load_profile
+from scaler.model.profile import ReplicaProfile
 from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
 from scaler.sim.replay import ReplaySettings, make_oracle, replay
 from scaler.sim.report import write_comparison, write_outputs

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from scaler import schema
 from scaler.service.node_pools import NodePoolSettings
 
 Check = Callable[[Any], str | None]
@@ -332,8 +333,8 @@ def _scoped(value: Any, path: str, problems: list[str],
 
 
 def _metadata_map(value: Any, path: str, problems: list[str]) -> dict[str, str]:
-    """Metadata keys with values checked by the same parser the RPCs use."""
-    from scaler.keda.metadata import METADATA_KEYS
+    """Metadata keys with values checked by the same declarations the RPCs use."""
+    from scaler.keda.metadata import metadata_keys
 
     if value is None:
         return {}
@@ -341,7 +342,7 @@ def _metadata_map(value: Any, path: str, problems: list[str]) -> dict[str, str]:
         problems.append(f"{path.rstrip('.')}: must be a mapping of metadata keys, "
                         f"not {_kind(value)}")
         return {}
-    known = {key.name: key for key in METADATA_KEYS}
+    known = {key.key: key for key in metadata_keys()}
     checked: dict[str, str] = {}
     for name, raw in value.items():
         key = known.get(str(name))
@@ -351,7 +352,7 @@ def _metadata_map(value: Any, path: str, problems: list[str]) -> dict[str, str]:
                             + ", ".join(known))
             continue
         try:
-            key.parse(text.strip())
+            schema.read(key, text, text=True)
         except ValueError:
             problems.append(f"{path}{name}: {raw!r} is not {key.accepted}")
             continue

@@ -31,14 +31,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from scaler.keda.metadata import WorkloadSpec
 from scaler.model.predictive import Plan, nodes_for
 from scaler.model.reactive import Decision, FleetObservation, NoData, Proposal, decide
+from scaler.model.specs import NodeShape, ReactiveTargets, ReplicaBounds
 
 
-def decide_workload(observation: FleetObservation, spec: WorkloadSpec,
-                    make_plan: Callable[[], Plan] | None, *, replicas: int,
-                    pods_listed: bool) -> Decision:
+def decide_workload(observation: FleetObservation, make_plan: Callable[[], Plan] | None, *,
+                    targets: ReactiveTargets, bounds: ReplicaBounds, nodes: NodeShape,
+                    replicas: int, pods_listed: bool) -> Decision:
     """``make_plan``: the predictive planner's step, None for a reactive workload; it is called
     only once there is something to decide, so missing data teaches the forecaster nothing.
     ``replicas``: the scale target's count now (ready or not). ``pods_listed``: the
@@ -46,24 +46,25 @@ def decide_workload(observation: FleetObservation, spec: WorkloadSpec,
     if not observation.pods:
         if not pods_listed:
             raise NoData("no pod found to read (the pod list is not known)")
-        return _without_ready_pods(spec, None if make_plan is None else make_plan(), replicas)
-    reactive = decide(observation, spec)
+        return _without_ready_pods(bounds, None if make_plan is None else make_plan(), replicas)
+    reactive = decide(observation, targets, bounds)
     if make_plan is None:
         return reactive
-    decision = _with_plan(reactive, make_plan(), spec.max_replicas, observation.current_replicas)
+    decision = _with_plan(reactive, make_plan(), bounds.max_replicas, observation.current_replicas)
     missing = sum(load is None for load in observation.pods.values()) - observation.unhealthy_pods
-    held = min(observation.current_replicas, spec.max_replicas)
+    held = min(observation.current_replicas, bounds.max_replicas)
     if missing > 0 and decision.desired_replicas < held:
-        nodes = max(decision.desired_nodes or 0, min(spec_nodes_for(held, spec), spec.max_nodes))
+        held_nodes = min(shape_nodes_for(held, nodes), nodes.max_nodes)
+        asked = max(decision.desired_nodes or 0, held_nodes)
         return Decision(held, True, f"{held} -> {held}: {missing} pod(s) without fresh data; "
-                        "never scaling down on missing data", decision.proposals, nodes)
+                        "never scaling down on missing data", decision.proposals, asked)
     return decision
 
 
-def spec_nodes_for(replicas: int, spec: WorkloadSpec) -> int:
+def shape_nodes_for(replicas: int, shape: NodeShape) -> int:
     """Nodes holding ``replicas`` replicas of this workload, as its node plan counts them."""
-    return nodes_for(replicas, gpus_per_replica=spec.gpus_per_replica,
-                     gpus_per_node=spec.gpus_per_node, spare_nodes=spec.spare_nodes)
+    return nodes_for(replicas, gpus_per_replica=shape.gpus_per_replica,
+                     gpus_per_node=shape.gpus_per_node, spare_nodes=shape.spare_nodes)
 
 
 RAISING_SIGNALS = frozenset({"ttft", "running"})
@@ -80,12 +81,12 @@ def _with_plan(reactive: Decision, plan: Plan, max_replicas: int, current: int) 
     return Decision(desired, reactive.active or plan.active, reason, proposals, plan.nodes)
 
 
-def _without_ready_pods(spec: WorkloadSpec, plan: Plan | None, replicas: int) -> Decision:
+def _without_ready_pods(bounds: ReplicaBounds, plan: Plan | None, replicas: int) -> Decision:
     if plan is not None:
         reason = f"{replicas} -> {plan.replicas} (no ready pod): {plan.reason}"
         return Decision(plan.replicas, plan.active, reason, _plan_proposals(plan), plan.nodes)
     if replicas > 0:
-        held = min(max(replicas, spec.min_replicas), spec.max_replicas)
+        held = min(max(replicas, bounds.min_replicas), bounds.max_replicas)
         return Decision(held, True, f"{replicas} -> {held}: no pod is ready yet; holding", ())
     return Decision(0, False, "at zero: no pod to measure, so the reactive policy sees no "
                     "demand (use policy predictive to wake on a forecast, or "

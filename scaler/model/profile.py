@@ -37,45 +37,74 @@ throughput (DESIGN.md section 9).
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from scaler.schema import above, at_least, declared, setting
 
-__all__ = [
-    "DEFAULT_PROFILE_PATH",
-    "PROFILES_DIR",
-    "ReplicaProfile",
-    "default_profile",
-    "load_profile",
-]
+__all__ = ["ReplicaProfile"]
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
-DEFAULT_PROFILE_PATH = PROFILES_DIR / "llama-8b-h100.yaml"
 
-_INT_FIELDS = frozenset({"gpus", "kv_cache_tokens", "max_num_seqs", "max_num_batched_tokens"})
-_NONNEG_FIELDS = frozenset({"decode_step_per_seq_s", "decode_step_per_cached_token_s"})
+def _name(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(raw)
+    return raw
+
+
+def _number(raw: Any) -> float:
+    """A finite number; numeric strings count (PyYAML reads ``1e-8`` as a string)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(raw)
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
+def _whole(raw: Any) -> int:
+    """A whole number, written as an integer, a whole float or a numeric string."""
+    value = _number(raw)
+    if value != math.floor(value):
+        raise ValueError(raw)
+    return int(value)
+
+
+_POSITIVE = "a finite number > 0"
+_NON_NEGATIVE = "a finite number >= 0"
+_COUNT = "a positive integer"
 
 
 @dataclass(frozen=True)
 class ReplicaProfile:
     """One replica's serving performance (see the module docstring for the model)."""
 
-    name: str
-    gpus: int
-    prefill_tokens_per_s: float
-    decode_step_base_s: float
-    decode_step_per_seq_s: float
-    decode_step_per_cached_token_s: float
-    kv_cache_tokens: int
-    max_num_seqs: int
-    max_num_batched_tokens: int
+    name: str = setting(doc="The profile's name.", parse=_name, accepted="a non-empty string")
+    gpus: int = setting(doc="GPUs one replica uses.", parse=_whole, check=at_least(1),
+                        accepted=_COUNT)
+    prefill_tokens_per_s: float = setting(
+        doc="Prompt tokens prefilled per second.", parse=_number, check=above(0),
+        accepted=_POSITIVE)
+    decode_step_base_s: float = setting(
+        doc="Fixed cost of one decode step, seconds.", parse=_number, check=above(0),
+        accepted=_POSITIVE)
+    decode_step_per_seq_s: float = setting(
+        doc="Decode step cost per running sequence, seconds.", parse=_number,
+        check=at_least(0), accepted=_NON_NEGATIVE)
+    decode_step_per_cached_token_s: float = setting(
+        doc="Decode step cost per cached token read, seconds.", parse=_number,
+        check=at_least(0), accepted=_NON_NEGATIVE)
+    kv_cache_tokens: int = setting(doc="Tokens the KV cache holds.", parse=_whole,
+                                   check=at_least(1), accepted=_COUNT)
+    max_num_seqs: int = setting(doc="vLLM's max_num_seqs.", parse=_whole, check=at_least(1),
+                                accepted=_COUNT)
+    max_num_batched_tokens: int = setting(
+        doc="vLLM's max_num_batched_tokens.", parse=_whole, check=at_least(1), accepted=_COUNT)
 
     def __post_init__(self) -> None:
-        problems = _field_problems(self)
+        problems = [f"{f.name} {reason}, got {getattr(self, f.name)!r}"
+                    for f in declared(ReplicaProfile) if f.setting.check is not None
+                    and (reason := f.setting.check(getattr(self, f.name)))]
         if problems:
             raise ValueError(f"profile {self.name!r}: " + "; ".join(problems))
 
@@ -120,75 +149,3 @@ def _check_lengths(mean_prompt: float, mean_output: float) -> None:
         raise ValueError(
             f"mean lengths must be >= 0 and not both 0, got {mean_prompt!r}, {mean_output!r}"
         )
-
-
-def _field_problems(profile: ReplicaProfile) -> list[str]:
-    problems = []
-    for f in fields(profile):
-        if f.name == "name":
-            continue
-        value = getattr(profile, f.name)
-        if f.name in _NONNEG_FIELDS:
-            if not (math.isfinite(value) and value >= 0):
-                problems.append(f"{f.name} must be a finite number >= 0, got {value!r}")
-        elif not (math.isfinite(value) and value > 0):
-            problems.append(f"{f.name} must be a finite number > 0, got {value!r}")
-    return problems
-
-
-def _coerce(key: str, raw: Any) -> tuple[Any, str | None]:
-    """The typed value for ``key`` and ``None``, or ``None`` and what is wrong with it."""
-    if key == "name":
-        if isinstance(raw, str) and raw.strip():
-            return raw, None
-        return None, f"key 'name': expected a non-empty string, got {raw!r}"
-    if isinstance(raw, bool):
-        return None, f"key {key!r}: expected a number, got {raw!r}"
-    if isinstance(raw, str):
-        try:
-            raw = float(raw)
-        except ValueError:
-            return None, f"key {key!r}: expected a number, got {raw!r}"
-    if not isinstance(raw, int | float):
-        return None, f"key {key!r}: expected a number, got {raw!r}"
-    if key in _INT_FIELDS:
-        if float(raw) != math.floor(raw) or raw <= 0:
-            return None, f"key {key!r}: expected a positive integer, got {raw!r}"
-        return int(raw), None
-    value = float(raw)
-    low_ok = value >= 0 if key in _NONNEG_FIELDS else value > 0
-    if not (math.isfinite(value) and low_ok):
-        bound = ">= 0" if key in _NONNEG_FIELDS else "> 0"
-        return None, f"key {key!r}: expected a finite number {bound}, got {raw!r}"
-    return value, None
-
-
-def load_profile(path: str | Path) -> ReplicaProfile:
-    """Read a profile YAML; ValueError naming the file and every bad, missing or unknown key."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of profile keys, got {type(data).__name__}")
-    expected = [f.name for f in fields(ReplicaProfile)]
-    problems = [f"missing key {key!r}" for key in expected if key not in data]
-    problems += [f"unknown key {key!r}" for key in data if key not in expected]
-    values: dict[str, Any] = {}
-    for key in expected:
-        if key in data:
-            value, problem = _coerce(key, data[key])
-            if problem is None:
-                values[key] = value
-            else:
-                problems.append(problem)
-    if problems:
-        raise ValueError(f"{path}: " + "; ".join(problems))
-    return ReplicaProfile(**values)
-
-
-@functools.cache
-def default_profile() -> ReplicaProfile:
-    """The packaged Llama-3.1-8B on 1x H100 profile."""
-    return load_profile(DEFAULT_PROFILE_PATH)

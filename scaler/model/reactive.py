@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scaler.keda.metadata import WorkloadSpec
+from scaler.model.specs import ReactiveTargets, ReplicaBounds
 
 
 @dataclass(frozen=True)
@@ -72,34 +72,35 @@ class NoData(Exception):
     """No pod of the workload has fresh data: no decision can be made."""
 
 
-def decide(observation: FleetObservation, spec: WorkloadSpec) -> Decision:
+def decide(observation: FleetObservation, targets: ReactiveTargets,
+           bounds: ReplicaBounds) -> Decision:
     fresh = [load for load in observation.pods.values() if load is not None]
     if not fresh:
         raise NoData(f"none of the {observation.current_replicas} pod(s) has fresh metrics")
-    proposals = [p for p in _proposals(observation, spec) if p is not None]
+    proposals = [p for p in _proposals(observation, targets) if p is not None]
     if not proposals:
         raise NoData("no pod reports any of the signals the targets use")
     top = max(proposals, key=lambda p: p.replicas)
-    desired = min(max(top.replicas, spec.min_replicas), spec.max_replicas)
-    reason = _reason(observation.current_replicas, desired, top, spec)
-    return Decision(desired, _is_active(observation, spec), reason, tuple(proposals))
+    desired = min(max(top.replicas, bounds.min_replicas), bounds.max_replicas)
+    reason = _reason(observation.current_replicas, desired, top, bounds)
+    return Decision(desired, _is_active(observation, targets), reason, tuple(proposals))
 
 
-def _proposals(observation: FleetObservation, spec: WorkloadSpec) -> list[Proposal | None]:
+def _proposals(observation: FleetObservation, targets: ReactiveTargets) -> list[Proposal | None]:
     pods = observation.pods
     current = observation.current_replicas
     proposals = [
-        _per_pod_signal("queue", _values(pods, "waiting"), spec.target_queue_per_replica,
-                        current, spec.tolerance),
-        _per_pod_signal("kv_cache", _values(pods, "kv_cache_usage"), spec.target_kv_cache_usage,
-                        current, spec.tolerance),
+        _per_pod_signal("queue", _values(pods, "waiting"), targets.target_queue_per_replica,
+                        current, targets.tolerance),
+        _per_pod_signal("kv_cache", _values(pods, "kv_cache_usage"), targets.target_kv_cache_usage,
+                        current, targets.tolerance),
     ]
-    if spec.target_running_per_replica > 0:
+    if targets.target_running_per_replica > 0:
         proposals.append(_per_pod_signal("running", _values(pods, "running"),
-                                         spec.target_running_per_replica, current,
-                                         spec.tolerance))
-    if spec.target_ttft_s > 0 and observation.ttft_p95_s is not None:
-        proposals.append(_ttft_signal(observation.ttft_p95_s, spec, current))
+                                         targets.target_running_per_replica, current,
+                                         targets.tolerance))
+    if targets.target_ttft_s > 0 and observation.ttft_p95_s is not None:
+        proposals.append(_ttft_signal(observation.ttft_p95_s, targets, current))
     return proposals
 
 
@@ -140,25 +141,25 @@ def _with_missing_pods(
                     detail)
 
 
-def _ttft_signal(ttft_p95_s: float, spec: WorkloadSpec, current: int) -> Proposal:
-    ratio = ttft_p95_s / spec.target_ttft_s
-    detail = f"ttft p95 {ttft_p95_s:.3g}s vs SLO {spec.target_ttft_s:g}s"
-    if ratio <= 1.0 + spec.tolerance:
+def _ttft_signal(ttft_p95_s: float, targets: ReactiveTargets, current: int) -> Proposal:
+    ratio = ttft_p95_s / targets.target_ttft_s
+    detail = f"ttft p95 {ttft_p95_s:.3g}s vs SLO {targets.target_ttft_s:g}s"
+    if ratio <= 1.0 + targets.tolerance:
         return Proposal("ttft", 0, ratio, detail + " (met; never scales down)")
     return Proposal("ttft", math.ceil(ratio * max(current, 1) - 1e-9), ratio, detail)
 
 
-def _is_active(observation: FleetObservation, spec: WorkloadSpec) -> bool:
+def _is_active(observation: FleetObservation, targets: ReactiveTargets) -> bool:
     """Work in flight above the threshold, or a pod we cannot see (we never guess idle)."""
     loads = observation.pods.values()
     if any(load is None for load in loads):
         return True
     in_flight = sum(load.waiting + load.running for load in loads if load is not None)
-    return in_flight > spec.activation_threshold
+    return in_flight > targets.activation_threshold
 
 
-def _reason(current: int, desired: int, top: Proposal, spec: WorkloadSpec) -> str:
-    bounds = ""
+def _reason(current: int, desired: int, top: Proposal, bounds: ReplicaBounds) -> str:
+    bounded = ""
     if desired != top.replicas:
-        bounds = f", bounded to [{spec.min_replicas}, {spec.max_replicas}]"
-    return f"{current} -> {desired}: {top.detail}{bounds}"
+        bounded = f", bounded to [{bounds.min_replicas}, {bounds.max_replicas}]"
+    return f"{current} -> {desired}: {top.detail}{bounded}"

@@ -118,7 +118,7 @@ class NodePoolController:
             # What its decisions last asked for: a hold on missing data holds nodes too, and
             # an UNAVAILABLE workload keeps its last ask.
             found.nodes += w.plan.nodes if w.asked_nodes is None else w.asked_nodes
-            found.nodes_in_use += len(w.pods) / replicas_per_node(w.spec.gpus_per_replica,
+            found.nodes_in_use += len(w.pods) / replicas_per_node(w.spec.nodes.gpus_per_replica,
                                                                   pool.gpus_per_node)
             if w.discovery is not None:
                 found.pending_pods += w.discovery.counts().pending

@@ -34,13 +34,13 @@ from adapters.sources.gpu_index import GpuIndex
 from adapters.sources.prometheus import PrometheusError, query_range
 from adapters.sources.scrape import PageFetcher, ScrapeError
 from scaler.clock import Clock, SystemClock
+from scaler.config.profiles import load_profile, profile_path
 from scaler.config.settings import ServiceConfig, needs_restart
 from scaler.keda.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
 from scaler.model.capacity import CapacityModel
-from scaler.model.decision import decide_workload, spec_nodes_for
+from scaler.model.decision import decide_workload, shape_nodes_for
 from scaler.model.forecast import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
-from scaler.model.profile import PROFILES_DIR, load_profile
 from scaler.model.reactive import Decision, NoData
 from scaler.service.prometheus_scrape import PrometheusSource
 from scaler.service.telemetry import Telemetry
@@ -427,23 +427,24 @@ class ScalerService:
     def _sync_planner(self, workload: Workload) -> None:
         """Give a predictive workload a planner matching its spec; keep what it learnt."""
         spec = workload.spec
-        if spec.policy != "predictive":
+        if spec.plan.policy != "predictive":
             workload.planner = workload.plan = None  # an old plan must not hold nodes
             workload.asked_nodes = None
             return
         settings = PlannerSettings(
-            pod_startup_s=spec.pod_startup_s, node_startup_s=spec.node_startup_s,
-            scale_down_window_s=spec.scale_down_window_s,
-            decision_interval_s=self.config.scrape.interval_s, headroom=spec.headroom,
-            min_replicas=spec.min_replicas, max_replicas=spec.max_replicas,
-            gpus_per_replica=spec.gpus_per_replica, gpus_per_node=spec.gpus_per_node,
-            spare_nodes=spec.spare_nodes, min_nodes=spec.min_nodes, max_nodes=spec.max_nodes)
+            pod_startup_s=spec.plan.pod_startup_s, node_startup_s=spec.plan.node_startup_s,
+            scale_down_window_s=spec.plan.scale_down_window_s,
+            decision_interval_s=self.config.scrape.interval_s, headroom=spec.plan.headroom,
+            min_replicas=spec.bounds.min_replicas, max_replicas=spec.bounds.max_replicas,
+            gpus_per_replica=spec.nodes.gpus_per_replica,
+            gpus_per_node=spec.nodes.gpus_per_node, spare_nodes=spec.nodes.spare_nodes,
+            min_nodes=spec.nodes.min_nodes, max_nodes=spec.nodes.max_nodes)
         old = workload.planner
         if old is not None and old.settings == settings and _capacity_matches(old, spec):
             return
         capacity = old.capacity if old is not None and _capacity_matches(old, spec) else (
-            CapacityModel(load_profile(PROFILES_DIR / f"{spec.profile}.yaml"),
-                          slo_ttft_s=spec.slo_ttft_s))
+            CapacityModel(load_profile(profile_path(spec.plan.profile)),
+                          slo_ttft_s=spec.plan.slo_ttft_s))
         forecaster = old.forecaster if old is not None else DemandForecaster(FORECAST_STEP_S)
         workload.planner = PredictivePlanner(settings, capacity, forecaster)
         if old is not None:
@@ -629,10 +630,12 @@ class ScalerService:
         observation = workload.observation(now, self.config.scrape.stale_after_s)
         previous = workload.decision
         try:
+            spec = workload.spec
             workload.decision = decide_workload(
-                observation, workload.spec,
+                observation,
                 None if workload.planner is None else lambda: self._plan(workload, now,
                                                                          saturated),
+                targets=spec.targets, bounds=spec.bounds, nodes=spec.nodes,
                 replicas=workload.replica_counts()[0], pods_listed=_pods_listed(workload))
             if _seen_only_while_serving(workload):
                 workload.decision = _never_zero(workload.decision, workload.spec)
@@ -685,7 +688,7 @@ def _never_zero(decision: Decision, spec: WorkloadSpec) -> Decision:
     nodes = decision.desired_nodes
     return dataclasses.replace(
         decision, desired_replicas=max(1, decision.desired_replicas), active=True,
-        desired_nodes=None if nodes is None else max(nodes, spec_nodes_for(1, spec)),
+        desired_nodes=None if nodes is None else max(nodes, shape_nodes_for(1, spec.nodes)),
         reason=decision.reason + "; kept at >= 1 and active: a workload named only by "
         "prometheusSelector cannot be seen at zero (name its deployment to scale to zero)")
 
@@ -712,8 +715,8 @@ def _target(workload: Workload) -> WorkloadTarget | None:
 
 def _capacity_matches(planner: PredictivePlanner, spec: WorkloadSpec) -> bool:
     capacity = planner.capacity
-    return (capacity.profile.name == spec.profile  # profile files are named after their name
-            and capacity.slo_ttft_s == spec.slo_ttft_s)
+    return (capacity.profile.name == spec.plan.profile  # profile files are named after it
+            and capacity.slo_ttft_s == spec.plan.slo_ttft_s)
 
 
 def _joined(problems: list[str]) -> str:

@@ -129,9 +129,9 @@ class WorkloadCollector(Collector):
                 for p in w.decision.proposals:
                     proposal.add_metric([*key, p.signal], p.replicas)
             replicas.add_metric(key, w.replica_counts()[0])
-            slo.add_metric(key, w.spec.slo_ttft_s)
-            lead.add_metric([*key, "pod"], w.spec.pod_startup_s)
-            lead.add_metric([*key, "node"], w.spec.node_startup_s)
+            slo.add_metric(key, w.spec.plan.slo_ttft_s)
+            lead.add_metric([*key, "pod"], w.spec.plan.pod_startup_s)
+            lead.add_metric([*key, "node"], w.spec.plan.node_startup_s)
             fresh = sum(p.is_fresh(now, stale_after) for p in w.pods.values())
             pods.add_metric([*key, "fresh"], fresh)
             pods.add_metric([*key, "missing"], len(w.pods) - fresh)

@@ -25,12 +25,12 @@ import numpy as np
 import numpy.typing as npt
 
 from scaler.keda import metrics
-from scaler.keda.metadata import parse_metadata
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import decide_workload
 from scaler.model.forecast import DemandForecaster
 from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import FleetObservation, NoData, PodLoad, decide
+from scaler.model.specs import NodeShape, ReactiveTargets, ReplicaBounds
 from scaler.sim.cluster import Cluster
 from scaler.sim.hpa import HorizontalPodAutoscaler
 
@@ -75,12 +75,9 @@ class ReactivePolicy:
                  min_replicas: int = 1, max_replicas: int = 1000,
                  hpa: HorizontalPodAutoscaler | None = None) -> None:
         self.knob_value = knob_value
-        self.spec = parse_metadata({
-            "endpoints": "http://replay.invalid/metrics",
-            "targetKvCacheUsage": str(knob_value),
-            "targetQueuePerReplica": str(queue_per_replica),
-            "minReplicas": str(min_replicas), "maxReplicas": str(max_replicas),
-        })
+        self.targets = ReactiveTargets(target_kv_cache_usage=knob_value,
+                                       target_queue_per_replica=queue_per_replica)
+        self.bounds = ReplicaBounds(min_replicas=min_replicas, max_replicas=max_replicas)
         self.hpa = hpa or HorizontalPodAutoscaler(min_replicas=min_replicas,
                                                   max_replicas=max_replicas)
 
@@ -88,7 +85,7 @@ class ReactivePolicy:
         if not view.pods:
             return PolicyDecision(view.replicas)  # no metrics: the HPA leaves the count
         try:
-            decision = decide(FleetObservation(dict(view.pods)), self.spec)
+            decision = decide(FleetObservation(dict(view.pods)), self.targets, self.bounds)
         except NoData:
             return PolicyDecision(view.replicas)
         _, value = metrics.metric_value(decision.desired_replicas)
@@ -109,10 +106,9 @@ class PredictivePolicy:
         self.knob_value = knob_value
         self.planner = PredictivePlanner(dataclasses.replace(settings, headroom=knob_value),
                                          capacity, forecaster)
-        self.spec = parse_metadata({  # the reactive targets a ScaledObject gets by default
-            "endpoints": "http://replay.invalid/metrics",
-            "minReplicas": str(settings.min_replicas), "maxReplicas": str(settings.max_replicas),
-        })
+        # The reactive targets and node shape a ScaledObject gets by default.
+        self.bounds = ReplicaBounds(min_replicas=settings.min_replicas,
+                                    max_replicas=settings.max_replicas)
         self.plan: Plan | None = None
 
     def decide(self, view: ClusterView) -> PolicyDecision:
@@ -131,8 +127,9 @@ class PredictivePolicy:
             return self.plan
 
         # Every ready replica of the replay has data, and its list is complete: no NoData.
-        decision = decide_workload(FleetObservation(dict(view.pods)), self.spec, make_plan,
-                                   replicas=view.replicas, pods_listed=True)
+        decision = decide_workload(FleetObservation(dict(view.pods)), make_plan,
+                                   targets=ReactiveTargets(), bounds=self.bounds,
+                                   nodes=NodeShape(), replicas=view.replicas, pods_listed=True)
         forecast = self.plan.forecast_mean if self.plan is not None else math.nan
         return PolicyDecision(decision.desired_replicas, decision.desired_nodes, forecast)
 

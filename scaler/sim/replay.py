@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
-from scaler.model.profile import ReplicaProfile, default_profile
+from scaler.model.profile import ReplicaProfile
 from scaler.model.reactive import PodLoad
 from scaler.sim.cluster import Cluster
 from scaler.sim.fleet import FluidFleet, ReplicaLoad, RequestFleet

@@ -583,7 +583,7 @@ def test_trigger_metadata_passes_the_scaler_parser() -> None:
                 except MetadataError as exc:
                     problems += [f"{file} (with the {source} config): {p}" for p in exc.problems]
                     continue
-                if spec.max_replicas > scaled["spec"]["maxReplicaCount"]:
+                if spec.bounds.max_replicas > scaled["spec"]["maxReplicaCount"]:
                     problems.append(f"{file}: maxReplicas above maxReplicaCount")
     assert not problems, "\n".join(problems)
 

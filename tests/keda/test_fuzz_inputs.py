@@ -12,7 +12,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -21,15 +21,15 @@ from hypothesis import strategies as st
 
 from adapters.formats.promtext import parse
 from adapters.formats.vllm import PageError, read_page
+from scaler.config.profiles import PROFILES_DIR, default_profile
 from scaler.config.settings import ConfigError, ServiceConfig, describe, parse_config
 from scaler.keda.metadata import (
-    _KEDA_KEYS,
-    METADATA_KEYS,
+    KEDA_KEYS,
     METRICS_SOURCES,
-    POLICIES,
     SERVERS,
     MetadataError,
     WorkloadSpec,
+    metadata_keys,
     parse_metadata,
 )
 from scaler.model.capacity import CapacityModel
@@ -41,14 +41,15 @@ from scaler.model.predictive import (
     PlannerSettings,
     PredictivePlanner,
 )
-from scaler.model.profile import PROFILES_DIR, default_profile
 from scaler.model.reactive import Decision, FleetObservation, NoData, PodLoad, decide
+from scaler.model.specs import Policy
+from scaler.schema import read
 from tests.adapters.formats.test_promtext import ours, reference
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = settings(max_examples=150, deadline=None)
 PROFILE_NAMES = sorted(path.stem for path in PROFILES_DIR.glob("*.yaml"))
-KEY_NAMES = [key.name for key in METADATA_KEYS]
+KEY_NAMES = [key.key for key in metadata_keys()]
 URL = "http://10.0.0.7:8000/metrics"
 
 
@@ -81,12 +82,12 @@ _name_texts = st.sampled_from([
     "/a b", "/", "ns/name", "a\x00b",
 ])
 _choice_texts = st.sampled_from([
-    *SERVERS, *POLICIES, *METRICS_SOURCES, *PROFILE_NAMES, "VLLM", " vllm", "dry-run",
+    *SERVERS, *get_args(Policy), *METRICS_SOURCES, *PROFILE_NAMES, "VLLM", " vllm", "dry-run",
     "../profiles/llama-8b-h100", "../../deploy/base/configmap", "a" * 300, "x" * 40,
 ])
 _metadata_values = st.one_of(_number_texts, _url_texts, _name_texts, _choice_texts,
                              st.text(max_size=40))
-_metadata_keys = st.one_of(st.sampled_from(KEY_NAMES), st.sampled_from(sorted(_KEDA_KEYS)),
+_metadata_keys = st.one_of(st.sampled_from(KEY_NAMES), st.sampled_from(sorted(KEDA_KEYS)),
                            st.text(max_size=12))
 _sources = st.sampled_from([
     {}, {"endpoints": URL}, {"deployment": "llama"}, {"statefulSet": "db"},
@@ -131,29 +132,32 @@ def _parse_or_problems(metadata: dict[str, str]) -> WorkloadSpec | list[str]:
 
 def _check_spec(spec: WorkloadSpec) -> None:
     """The bounds each key's accepted form promises, and the cross-key invariants."""
-    floats = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
-              if isinstance(getattr(spec, f.name), float)}
+    values = {f.name: getattr(part, f.name)
+              for part in (spec, spec.targets, spec.bounds, spec.plan, spec.nodes)
+              for f in dataclasses.fields(part)}
+    floats = {name: value for name, value in values.items() if isinstance(value, float)}
     assert all(math.isfinite(v) for v in floats.values()), floats
-    assert spec.target_queue_per_replica > 0
-    assert 0 < spec.target_kv_cache_usage <= 1
-    assert 0 <= spec.tolerance <= 1
-    assert 0.5 <= spec.headroom <= 10
-    assert spec.slo_ttft_s > 0
+    assert spec.targets.target_queue_per_replica > 0
+    assert 0 < spec.targets.target_kv_cache_usage <= 1
+    assert 0 <= spec.targets.tolerance <= 1
+    assert 0.5 <= spec.plan.headroom <= 10
+    assert spec.plan.slo_ttft_s > 0
     for name in ("target_running_per_replica", "target_ttft_s", "activation_threshold",
                  "pod_startup_s", "node_startup_s", "scale_down_window_s"):
         assert floats[name] >= 0, name
     for name in ("min_replicas", "max_replicas", "gpus_per_replica", "gpus_per_node",
                  "spare_nodes", "min_nodes", "max_nodes", "metrics_port"):
-        value = getattr(spec, name)
+        value = values[name]
         assert type(value) is int and value >= 0, (name, value)
-    assert 0 <= spec.min_replicas <= spec.max_replicas and spec.max_replicas >= 1
-    assert 0 <= spec.min_nodes <= spec.max_nodes and spec.max_nodes >= 1
-    assert 1 <= spec.gpus_per_replica <= spec.gpus_per_node
+    bounds = spec.bounds
+    assert 0 <= bounds.min_replicas <= bounds.max_replicas and bounds.max_replicas >= 1
+    assert 0 <= spec.nodes.min_nodes <= spec.nodes.max_nodes and spec.nodes.max_nodes >= 1
+    assert 1 <= spec.nodes.gpus_per_replica <= spec.nodes.gpus_per_node
     assert 1 <= spec.metrics_port <= 65535
     assert spec.metrics_path.startswith("/") and not any(c.isspace() for c in spec.metrics_path)
-    assert spec.server in SERVERS and spec.policy in POLICIES
+    assert spec.server in SERVERS and spec.plan.policy in get_args(Policy)
     assert spec.metrics_source in METRICS_SOURCES
-    assert spec.profile in PROFILE_NAMES
+    assert spec.plan.profile in PROFILE_NAMES
     sources = [s for s in (spec.endpoints, spec.deployment, spec.stateful_set,
                            spec.label_selector) if s]
     selector_alone = spec.metrics_source == "prometheus" and spec.prometheus_selector
@@ -167,16 +171,16 @@ def _check_problems(metadata: Mapping[str, str], problems: list[str]) -> None:
     names = set(KEY_NAMES) | set(metadata)
     for problem in problems:
         assert any(f"'{name}'" in problem for name in names), problem
-    for key in METADATA_KEYS:
-        raw = metadata.get(key.name)
+    for key in metadata_keys():
+        raw = metadata.get(key.key)
         if raw is None:
             continue
         try:
-            key.parse(raw.strip())
+            read(key, raw, text=True)
         except ValueError:
-            assert any(f"key '{key.name}' has value" in p for p in problems), (key.name, raw)
+            assert any(f"key '{key.key}' has value" in p for p in problems), (key.key, raw)
     for name in metadata:
-        if name not in KEY_NAMES and name not in _KEDA_KEYS:
+        if name not in KEY_NAMES and name not in KEDA_KEYS:
             assert any(f"key '{name}' is not known" in p for p in problems), (name, problems)
 
 
@@ -222,7 +226,7 @@ def _valid_metadata(draw: st.DrawFn) -> dict[str, str]:
         "maxNodes": str(max(1, lo_nodes + draw(st.integers(0, 9)))),
         "profile": draw(st.sampled_from(PROFILE_NAMES)),
         "metricsPort": str(draw(st.integers(1, 65535))),
-        "policy": draw(st.sampled_from(POLICIES)), "server": draw(st.sampled_from(SERVERS)),
+        "policy": draw(st.sampled_from(get_args(Policy))), "server": draw(st.sampled_from(SERVERS)),
     }
 
 
@@ -231,7 +235,7 @@ def _valid_metadata(draw: st.DrawFn) -> dict[str, str]:
 def test_metadata_in_the_accepted_forms_parses(metadata: dict[str, str]) -> None:
     spec = parse_metadata(metadata)
     _check_spec(spec)
-    assert spec.min_replicas == int(metadata["minReplicas"])
+    assert spec.bounds.min_replicas == int(metadata["minReplicas"])
 
 
 # --- config: arbitrary documents and mutations of the shipped one -------------------------------
@@ -320,8 +324,8 @@ def _check_parsed_config(config: ServiceConfig) -> None:
     for scope in (config.tuning.defaults, *config.tuning.namespaces.values(),
                   *config.tuning.workloads.values()):
         for name, value in scope.items():
-            (key,) = [k for k in METADATA_KEYS if k.name == name]
-            key.parse(value.strip())
+            (key,) = [k for k in metadata_keys() if k.key == name]
+            read(key, value, text=True)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -424,7 +428,7 @@ def _policy_spec(draw: st.DrawFn) -> WorkloadSpec:
 
 def _check_decision(decision: Decision, spec: WorkloadSpec) -> None:
     assert type(decision.desired_replicas) is int
-    assert spec.min_replicas <= decision.desired_replicas <= spec.max_replicas
+    assert spec.bounds.min_replicas <= decision.desired_replicas <= spec.bounds.max_replicas
     for proposal in decision.proposals:
         assert type(proposal.replicas) is int and proposal.replicas >= 0, proposal
 
@@ -438,7 +442,7 @@ def test_decide_stays_within_min_and_max(pods: dict[str, PodLoad | None], spec: 
                                          ttft: float | None) -> None:
     observation = FleetObservation(pods, ttft_p95_s=ttft)
     try:
-        decision = decide(observation, spec)
+        decision = decide(observation, spec.targets, spec.bounds)
     except NoData:  # a fresh pod always has a queue reading: only a fleet without one
         assert all(load is None for load in pods.values())
         return

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.keda.metadata import METADATA_KEYS, Endpoint, MetadataError, parse_metadata
+from scaler.keda.metadata import Endpoint, MetadataError, metadata_keys, parse_metadata
 
 URL = "http://10.0.0.7:8000/metrics"
 
@@ -14,10 +14,10 @@ URL = "http://10.0.0.7:8000/metrics"
 def test_defaults():
     spec = parse_metadata({"endpoints": URL})
     assert spec.endpoints == (Endpoint("10.0.0.7:8000", URL),)
-    assert spec.target_queue_per_replica == 5
-    assert spec.target_kv_cache_usage == 0.8
-    assert spec.tolerance == 0.1
-    assert (spec.min_replicas, spec.max_replicas) == (0, 100)
+    assert spec.targets.target_queue_per_replica == 5
+    assert spec.targets.target_kv_cache_usage == 0.8
+    assert spec.targets.tolerance == 0.1
+    assert (spec.bounds.min_replicas, spec.bounds.max_replicas) == (0, 100)
     assert spec.metric_name == "desired-replicas"
     assert spec.server == "vllm"
     assert spec.model_name is None
@@ -90,12 +90,12 @@ def test_every_problem_is_reported_at_once():
 
 def test_readme_documents_every_key():
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    for key in METADATA_KEYS:
-        assert f"`{key.name}`" in readme, key.name
+    for key in metadata_keys():
+        assert f"`{key.key}`" in readme, key.key
 
 
 def test_node_pool_bounds_are_checked():
     spec = parse_metadata({"endpoints": URL, "minNodes": "2", "maxNodes": "4"})
-    assert (spec.min_nodes, spec.max_nodes) == (2, 4)
+    assert (spec.nodes.min_nodes, spec.nodes.max_nodes) == (2, 4)
     with pytest.raises(MetadataError, match=r"'minNodes' \(5\) is greater than 'maxNodes' \(4\)"):
         parse_metadata({"endpoints": URL, "minNodes": "5", "maxNodes": "4"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
-from scaler.model.profile import default_profile
 
 PROFILE = default_profile()
 

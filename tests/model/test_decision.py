@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from scaler.keda.metadata import parse_metadata
+from scaler.keda.metadata import WorkloadSpec, parse_metadata
 from scaler.model.decision import decide_workload
 from scaler.model.predictive import Plan
 from scaler.model.reactive import FleetObservation, NoData, PodLoad
+
+
+def rules(spec: WorkloadSpec) -> dict[str, Any]:
+    return {"targets": spec.targets, "bounds": spec.bounds, "nodes": spec.nodes}
+
 
 SPEC = parse_metadata({"endpoints": "http://pod:8000/metrics", "maxReplicas": "20"})
 
@@ -36,8 +43,8 @@ def pods(*waiting: float | None) -> FleetObservation:
     (pods(), None, 0, 0, False, "use policy predictive"),  # reactive at zero
 ])
 def test_the_answer_by_case(observation, planned, replicas, desired, active, says):
-    decision = decide_workload(observation, SPEC, None if planned is None else lambda: planned,
-                               replicas=replicas, pods_listed=True)
+    decision = decide_workload(observation, None if planned is None else lambda: planned,
+                               **rules(SPEC), replicas=replicas, pods_listed=True)
     assert (decision.desired_replicas, decision.active) == (desired, active)
     assert says in decision.reason
     if planned is not None:
@@ -47,7 +54,7 @@ def test_the_answer_by_case(observation, planned, replicas, desired, active, say
 def test_stale_pods_are_no_decision_and_the_planner_is_not_stepped():
     stepped = []
     with pytest.raises(NoData):
-        decide_workload(pods(None, None), SPEC, lambda: stepped.append(1) or plan(1),
+        decide_workload(pods(None, None), lambda: stepped.append(1) or plan(1), **rules(SPEC),
                         replicas=2, pods_listed=True)
     assert stepped == []
 
@@ -61,7 +68,8 @@ def test_stale_pods_are_no_decision_and_the_planner_is_not_stepped():
 def test_only_the_opt_in_signals_raise_a_plan(metadata, ttft_p95_s, desired, says):
     spec = parse_metadata({"endpoints": "http://pod:8000/metrics", **metadata})
     observation = FleetObservation(pods(10, 10).pods, ttft_p95_s=ttft_p95_s)
-    decision = decide_workload(observation, spec, lambda: plan(1), replicas=2, pods_listed=True)
+    decision = decide_workload(observation, lambda: plan(1), **rules(spec), replicas=2,
+                               pods_listed=True)
     assert decision.desired_replicas == desired
     assert says in decision.reason
 
@@ -70,16 +78,17 @@ def test_only_the_opt_in_signals_raise_a_plan(metadata, ttft_p95_s, desired, say
 def test_no_pod_in_an_incomplete_list_is_no_decision(planned):
     """Static endpoints, a Prometheus query without series, a failing watch: none is unknown."""
     with pytest.raises(NoData, match="no pod found to read"):
-        decide_workload(pods(), SPEC, None if planned is None else lambda: planned,
+        decide_workload(pods(), None if planned is None else lambda: planned, **rules(SPEC),
                         replicas=0, pods_listed=False)
 
 
 def test_a_plan_never_goes_below_the_pods_there_are_while_some_lack_data():
-    decision = decide_workload(pods(0, None, None, None), SPEC, lambda: plan(2), replicas=4,
-                               pods_listed=True)
+    decision = decide_workload(pods(0, None, None, None), lambda: plan(2), **rules(SPEC),
+                               replicas=4, pods_listed=True)
     assert (decision.desired_replicas, decision.active) == (4, True)
     assert "3 pod(s) without fresh data" in decision.reason
-    more = decide_workload(pods(0, None), SPEC, lambda: plan(6), replicas=2, pods_listed=True)
+    more = decide_workload(pods(0, None), lambda: plan(6), **rules(SPEC), replicas=2,
+                           pods_listed=True)
     assert more.desired_replicas == 6  # the plan may still add
 
 
@@ -90,20 +99,22 @@ def test_a_plan_never_goes_below_the_pods_there_are_while_some_lack_data():
 def test_a_reactive_hold_without_ready_pods_keeps_the_bounds(bounds, replicas, held):
     spec = parse_metadata({"endpoints": "http://pod:8000/metrics", "policy": "reactive",
                            **bounds})
-    decision = decide_workload(pods(), spec, None, replicas=replicas, pods_listed=True)
+    decision = decide_workload(pods(), None, **rules(spec), replicas=replicas, pods_listed=True)
     assert (decision.desired_replicas, decision.active) == (held, True)
 
 
 def test_a_hold_on_missing_data_holds_nodes_and_keeps_max_replicas():
     spec = parse_metadata({"endpoints": "http://pod:8000/metrics", "maxReplicas": "6",
                            "gpusPerReplica": "4"})
-    decision = decide_workload(pods(0, None, None, None, None, None, None, None), spec,
-                               lambda: plan(1, nodes=1), replicas=8, pods_listed=True)
+    decision = decide_workload(pods(0, None, None, None, None, None, None, None),
+                               lambda: plan(1, nodes=1), **rules(spec), replicas=8,
+                               pods_listed=True)
     assert decision.desired_replicas == 6  # held, but never above maxReplicas
     assert decision.desired_nodes == 3  # 6 replicas of 4 GPUs on 8-GPU nodes
 
 
 def test_a_stuck_pod_is_known_not_missing_so_the_plan_may_scale_down():
     observation = FleetObservation(pods(0, None, 0).pods, unhealthy_pods=1)
-    decision = decide_workload(observation, SPEC, lambda: plan(2), replicas=3, pods_listed=True)
+    decision = decide_workload(observation, lambda: plan(2), **rules(SPEC), replicas=3,
+                               pods_listed=True)
     assert decision.desired_replicas == 2

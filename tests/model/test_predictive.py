@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast import DemandForecaster
 from scaler.model.predictive import FleetState, PlannerSettings, PredictivePlanner
-from scaler.model.profile import default_profile
 
 STEP = 300.0
 DAY = 86400.0

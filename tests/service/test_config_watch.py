@@ -69,7 +69,7 @@ async def test_a_good_reload_applies_without_resetting_what_was_learnt(service, 
     assert workload.planner.forecaster is planner.forecaster  # learnt state kept
     assert workload.planner.settings.headroom == 1.5
     assert workload.planner.settings.pod_startup_s == 420
-    assert workload.spec.target_kv_cache_usage == 0.5
+    assert workload.spec.targets.target_kv_cache_usage == 0.5
     assert service.config.scrape.rate_window_s == 120
     assert all(p.window.window_s == 120 for p in workload.pods.values())
     assert service.telemetry.registry.get_sample_value(

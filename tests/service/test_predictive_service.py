@@ -6,8 +6,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
-from scaler.model.profile import default_profile
 from scaler.service.service import Unavailable
 from scaler.sim.emulation.vllm_metrics import EngineState
 

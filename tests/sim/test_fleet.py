@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.model.profile import ReplicaProfile, default_profile
+from scaler.config.profiles import default_profile
+from scaler.model.profile import ReplicaProfile
 from scaler.sim.fleet import FluidFleet, RequestFleet, _Wait, erlang_c
 from scaler.sim.traces import RequestTrace, read_trace
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
+from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
-from scaler.model.profile import default_profile
 from scaler.sim.policies import ReactivePolicy, StaticPolicy
 from scaler.sim.replay import ReplaySettings, make_oracle, oracle_needs, replay
 from scaler.sim.traces import RateTrace, synthetic_requests
