@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scaler.config.settings import ConfigError, ServiceConfig, describe, load_config, read_config
+from scaler.config.load import ConfigError, describe, load_config, read_config
+from scaler.config.settings import ServiceConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,9 @@ from kubernetes_asyncio.client import CoordinationV1Api
 from prometheus_client import Gauge
 
 from adapters.kubernetes.leader import LeaderElector
-from scaler.config.settings import ServiceConfig, TlsMaterial, load_tls
+from scaler.config.load import load_tls
+from scaler.config.settings import ServiceConfig
+from scaler.config.tls import TlsMaterial
 from scaler.keda.front.link import FrontProcess
 from scaler.keda.grpc_server import describe_grpc_security, start_grpc_server, stop_grpc_server
 from scaler.keda.http_server import https_context, start_http_server

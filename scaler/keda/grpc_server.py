@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from scaler.config.settings import ServerSettings, TlsMaterial
+from scaler.config.settings import ServerSettings
+from scaler.config.tls import TlsMaterial
 from scaler.keda.metadata import MetadataError
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.servicer import INVALID, UNAVAILABLE, Verdict, serve_keda, server_credentials

@@ -20,7 +20,8 @@ from typing import Literal
 from kubernetes_asyncio.client import CoreV1Api
 
 from adapters.kubernetes.events import ObjectRef, post_event
-from scaler.config.settings import ConfigError, ServerSettings, parse_config
+from scaler.config.load import ConfigError, parse_config
+from scaler.config.settings import ServerSettings
 from scaler.service.service import ScalerService
 
 log = logging.getLogger("scaler.config")

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from kubernetes_asyncio.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -29,30 +28,11 @@ from adapters.kubernetes.nodes import (
     PlaceholderActuator,
     node_change,
 )
+from scaler.config.node_pools import NodePool
 from scaler.model.predictive import replicas_per_node
 from scaler.service.workloads import Workload
 
 log = logging.getLogger("scaler.nodes")
-
-ACTUATORS = ("dry-run", "machinedeployment", "placeholder")
-
-
-@dataclass(frozen=True)
-class NodePool:
-    name: str
-    actuator: str = "dry-run"  # one of ACTUATORS
-    namespace: str = ""  # of the MachineDeployment or placeholder Deployment
-    target: str = ""  # its name
-    gpus_per_node: int = 8
-    cooldown_up_s: float = 60.0
-    cooldown_down_s: float = 600.0
-    min_nodes: int = 0  # the pool's own bounds on what the scaler asks for (a MachineDeployment's
-    max_nodes: int | None = None  # autoscaler annotations apply as well)
-    api_version: str = "v1beta1"  # Cluster API version of a machinedeployment pool
-
-
-CAPI_VERSIONS = ("v1beta1", "v1beta2")
-
 
 @dataclass
 class _PoolState:
@@ -192,110 +172,3 @@ class NodePoolController:
             except Exception:  # a bug must not stop node planning for good
                 log.exception("node pool round failed; retrying next interval")
             await asyncio.sleep(self.interval_s)
-
-
-@dataclass(frozen=True)
-class NodePoolSettings:
-    """Node pools the scaler acts on (empty: node plans are only reported as metrics).
-
-    ``pools`` maps a pool name (used by the ``nodePool`` metadata key) to its actuator:
-    ``dry-run`` (report only), ``machinedeployment`` (Cluster API, e.g. Metal3 bare metal:
-    ``namespace``/``target`` name the MachineDeployment, ``api_version`` v1beta1 or v1beta2;
-    its autoscaler min/max annotations are honoured) or ``placeholder`` (a Deployment of
-    low-priority GPU pods, one per node, whose replicas are the nodes wanted beyond current
-    use). ``min_nodes``/``max_nodes`` bound what the scaler asks of any pool. Only the holder
-    of the Lease ``lease_namespace``/``lease_name`` acts; without ``lease_namespace`` only
-    dry-run pools run.
-    """
-
-    interval_s: float = 30.0
-    lease_namespace: str = ""
-    lease_name: str = "llm-predictive-scaler"
-    pools: tuple[NodePool, ...] = field(default_factory=tuple)
-
-    @classmethod
-    def from_document(cls, value: Any, path: str, problems: list[str]) -> NodePoolSettings:
-        if not isinstance(value, dict):
-            problems.append(f"{path.rstrip('.')}: must be a mapping of keys")
-            return cls()
-        known = {"interval_s", "lease_namespace", "lease_name", "pools"}
-        for key in value:
-            if key not in known:
-                problems.append(f"{path}{key}: unknown key; known keys in 'node_pools': "
-                                + ", ".join(sorted(known)))
-        interval = value.get("interval_s", 30.0)
-        if not _number(interval) or interval <= 0:
-            problems.append(f"{path}interval_s: {interval!r} is not a number > 0 (seconds)")
-            interval = 30.0
-        raw_pools = value.get("pools") or {}
-        if not isinstance(raw_pools, dict):
-            problems.append(f"{path}pools: must be a mapping of pool name to its settings")
-            raw_pools = {}
-        pools = tuple(_pool(name, body, f"{path}pools.{name}.", problems)
-                      for name, body in raw_pools.items())
-        lease_ns = str(value.get("lease_namespace", ""))
-        acting = [p.name for p in pools if p.actuator != "dry-run"]
-        if acting and not lease_ns:
-            problems.append(f"{path}lease_namespace: required when a pool acts ("
-                            + ", ".join(acting) + "): only one scaler replica may change nodes")
-        return cls(float(interval), lease_ns, str(value.get("lease_name", cls.lease_name)),
-                   pools)
-
-
-def _pool(name: str, body: Any, path: str, problems: list[str]) -> NodePool:
-    if not isinstance(body, dict):
-        problems.append(f"{path.rstrip('.')}: must be a mapping of keys")
-        return NodePool(str(name))
-    known = {"actuator", "namespace", "target", "gpus_per_node", "cooldown_up_s",
-             "cooldown_down_s", "min_nodes", "max_nodes", "api_version"}
-    for key in body:
-        if key not in known:
-            problems.append(f"{path}{key}: unknown key; known keys: " + ", ".join(sorted(known)))
-    actuator = str(body.get("actuator", "dry-run"))
-    if actuator not in ACTUATORS:
-        problems.append(f"{path}actuator: {actuator!r} is not one of " + ", ".join(ACTUATORS))
-    if actuator in ("machinedeployment", "placeholder"):
-        for key in ("namespace", "target"):
-            if not body.get(key):
-                problems.append(f"{path}{key}: required for the {actuator} actuator")
-    numbers = {}
-    for key, default in (("cooldown_up_s", 60.0), ("cooldown_down_s", 600.0)):
-        raw = body.get(key, default)
-        if not _number(raw) or raw < 0:
-            problems.append(f"{path}{key}: {raw!r} is not a number >= 0 (seconds)")
-            raw = default
-        numbers[key] = raw
-    gpus = body.get("gpus_per_node", 8)
-    if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1:
-        problems.append(f"{path}gpus_per_node: {gpus!r} is not a whole number >= 1")
-        gpus = 8
-    numbers["gpus_per_node"] = gpus
-    low = _whole(body, "min_nodes", 0, 0, path, problems)
-    high = _whole(body, "max_nodes", None, 1, path, problems)
-    if high is not None and low is not None and low > high:
-        problems.append(f"{path}min_nodes: {low} is greater than max_nodes ({high})")
-    version = str(body.get("api_version", "v1beta1"))
-    if version not in CAPI_VERSIONS:
-        problems.append(f"{path}api_version: {version!r} is not one of "
-                        + ", ".join(CAPI_VERSIONS))
-    return NodePool(str(name), actuator, str(body.get("namespace", "")),
-                    str(body.get("target", "")), int(numbers["gpus_per_node"]),
-                    float(numbers["cooldown_up_s"]), float(numbers["cooldown_down_s"]),
-                    low or 0, high, version)
-
-
-def _whole(body: Mapping[str, Any], key: str, default: int | None, least: int, path: str,
-           problems: list[str]) -> int | None:
-    """An optional whole number >= ``least`` from a pool's settings (bad: named, default)."""
-    raw = body.get(key, default)
-    if raw is None:
-        return None
-    if not isinstance(raw, int) or isinstance(raw, bool) or raw < least:
-        problems.append(f"{path}{key}: {raw!r} is not a whole number >= {least}")
-        return default
-    return raw
-
-
-def _number(value: Any) -> bool:
-    """A finite int or float (YAML's .nan and .inf are floats; booleans are not numbers)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -34,8 +34,9 @@ from adapters.sources.gpu_index import GpuIndex
 from adapters.sources.prometheus import PrometheusError, query_range
 from adapters.sources.scrape import PageFetcher, ScrapeError
 from scaler.clock import Clock, SystemClock
+from scaler.config.load import needs_restart
 from scaler.config.profiles import load_profile, profile_path
-from scaler.config.settings import ServiceConfig, needs_restart
+from scaler.config.settings import ServiceConfig
 from scaler.keda.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import decide_workload, shape_nodes_for

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from scaler.commands.cli import main
-from scaler.config.settings import ConfigError, ServiceConfig, describe, parse_config
+from scaler.config.load import ConfigError, describe, parse_config
+from scaler.config.settings import ServiceConfig
 
 
 def test_empty_document_gives_defaults():

@@ -30,9 +30,10 @@ import yaml
 
 from adapters.kubernetes.nodes import MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION
 from scaler.commands import cli
-from scaler.config.settings import ServiceConfig, TuningSettings, describe, parse_config
+from scaler.config.load import describe, parse_config
+from scaler.config.node_pools import ACTUATORS, NodePool
+from scaler.config.settings import ServiceConfig, TuningSettings
 from scaler.keda.metadata import MetadataError, parse_metadata
-from scaler.service.node_pools import ACTUATORS, NodePool, NodePoolSettings
 
 Obj = dict[str, Any]
 
@@ -292,12 +293,10 @@ def _key_lines(node: yaml.Node, prefix: str = "") -> Iterator[tuple[str, int]]:
 
 def _documented_keys() -> list[str]:
     """Every setting: `scaler settings` rows, and the keys inside the structured sections."""
-    keys = [key for key, _, _ in describe()]
-    sections = {"tuning": TuningSettings, "node_pools": NodePoolSettings}
-    for section, cls in sections.items():
-        assert section in keys, f"`scaler settings` no longer lists {section}"
-        keys.remove(section)
-        keys += [f"{section}.{f.name}" for f in dataclasses.fields(cls)]
+    keys = [key for key, _, _ in describe() if "<name>" not in key]  # pools: see below
+    assert "tuning" in keys, "`scaler settings` no longer lists tuning"
+    keys.remove("tuning")
+    keys += [f"tuning.{f.name}" for f in dataclasses.fields(TuningSettings)]
     return keys
 
 

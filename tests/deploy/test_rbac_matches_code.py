@@ -26,9 +26,10 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from adapters.kubernetes.discovery import PodDiscovery, WorkloadTarget
 from adapters.kubernetes.leader import LeaderElector
 from scaler.clock import ManualClock
+from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan
 from scaler.service.config_watch import CONFIGMAP_ENV, ConfigWatcher
-from scaler.service.node_pools import NodePool, NodePoolController
+from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
 from tests.conftest import make_config, wait_until
 from tests.kube_api import ApiServer, add_md, md_replicas

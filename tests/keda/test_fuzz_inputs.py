@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from adapters.formats.promtext import parse
 from adapters.formats.vllm import PageError, read_page
+from scaler.config.load import ConfigError, describe, parse_config
 from scaler.config.profiles import PROFILES_DIR, default_profile
-from scaler.config.settings import ConfigError, ServiceConfig, describe, parse_config
+from scaler.config.settings import ServiceConfig
 from scaler.keda.metadata import (
     KEDA_KEYS,
     METRICS_SOURCES,

@@ -30,7 +30,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scaler.clock import ManualClock
 from scaler.commands.serve import RunningApp, start_app
-from scaler.config.settings import ConfigError, ServiceConfig, load_tls, needs_restart, parse_config
+from scaler.config.load import ConfigError, load_tls, needs_restart, parse_config
+from scaler.config.settings import ServiceConfig
 from scaler.keda.http_server import build_app
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc

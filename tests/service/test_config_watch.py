@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from scaler.clock import ManualClock
-from scaler.config.settings import parse_config
+from scaler.config.load import parse_config
 from scaler.service.config_watch import ConfigWatcher
 from scaler.service.service import ScalerService
 from tests.conftest import make_config
@@ -45,7 +45,7 @@ def test_precedence_trigger_then_workload_then_namespace_then_defaults():
     ("tuning: {overrides: {}}", "tuning.overrides: unknown key"),
 ])
 def test_bad_tuning_names_the_key(text, problem):
-    from scaler.config.settings import ConfigError
+    from scaler.config.load import ConfigError
 
     with pytest.raises(ConfigError) as info:
         parse_config(text)
@@ -174,7 +174,7 @@ async def test_a_change_made_while_the_service_starts_is_applied(tmp_path):
     """The watcher starts from the text the config was parsed from, not a second read of the
     file: an edit landing between the two is a change like any other."""
     from scaler.commands.serve import start_app
-    from scaler.config.settings import read_config
+    from scaler.config.load import read_config
     from tests.conftest import wait_until
 
     path = tmp_path / "scaler.yaml"

@@ -28,8 +28,9 @@ from prometheus_client import CollectorRegistry
 
 from adapters.kubernetes.leader import LeaderElector
 from scaler.clock import ManualClock
+from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan
-from scaler.service.node_pools import NodePool, NodePoolController
+from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
 from tests.conftest import make_config
 from tests.kube_api import NS, ApiServer, add_md, md_replicas

@@ -6,9 +6,10 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from scaler.clock import ManualClock
-from scaler.config.settings import ConfigError, parse_config
+from scaler.config.load import ConfigError, parse_config
+from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan
-from scaler.service.node_pools import NodePool, NodePoolController
+from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
 from tests.kube_api import MD, NS, add_md, md_replicas, scale_patches
 
@@ -98,7 +99,8 @@ async def test_a_pool_no_workload_names_is_left_alone(service, api, server):
      "node_pools.pools.h100.namespace: required for the machinedeployment actuator"),
     ("node_pools: {pools: {h100: {actuator: placeholder, namespace: a, target: b}}}",
      "node_pools.lease_namespace: required when a pool acts (h100)"),
-    ("node_pools: {pools: {h100: {cooldown_up_s: -1}}}", "cooldown_up_s: -1 is not a number"),
+    ("node_pools: {pools: {h100: {cooldown_up_s: -1}}}",
+     "cooldown_up_s: -1 is out of range: must be >= 0"),
     ("node_pools: {interval: 5}", "node_pools.interval: unknown key"),
 ])
 def test_bad_node_pools_name_the_key(text, problem):
@@ -185,9 +187,9 @@ async def test_a_pool_s_own_bounds_cap_what_is_asked(service, api, server, plann
 
 @pytest.mark.parametrize(("text", "problem"), [
     ("{min_nodes: 5, max_nodes: 2}", "min_nodes: 5 is greater than max_nodes (2)"),
-    ("{max_nodes: 0}", "max_nodes: 0 is not a whole number >= 1"),
-    ("{min_nodes: -1}", "min_nodes: -1 is not a whole number >= 0"),
-    ("{api_version: v1alpha3}", "api_version: 'v1alpha3' is not one of v1beta1, v1beta2"),
+    ("{max_nodes: 0}", "max_nodes: 0 is out of range: must be >= 1"),
+    ("{min_nodes: -1}", "min_nodes: -1 is out of range: must be >= 0"),
+    ("{api_version: v1alpha3}", "api_version: 'v1alpha3' is not one of: v1beta1, v1beta2"),
 ])
 def test_bad_pool_bounds_and_versions_name_the_key(text, problem):
     with pytest.raises(ConfigError) as caught:

@@ -23,7 +23,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from scaler.config.settings import TlsMaterial
+from scaler.config.tls import TlsMaterial
 from scaler.keda.front.channel import Channel, Message
 from scaler.keda.front.child import FrontChild, yield_cpu_to_the_front
 from scaler.keda.grpc_server import verdict_of
