@@ -1,4 +1,4 @@
-"""Command line: ``scaler serve`` and ``scaler validate-config``."""
+"""Command line: ``scaler <command>``; ``scaler --help`` lists the commands."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scaler.config.load import ConfigError, describe, load_config, read_config
+from scaler.commands import settings
+from scaler.config.load import ConfigError, load_config, read_config
 from scaler.config.settings import ServiceConfig
 
 
@@ -83,8 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="CSV", help="trace file to write")
     export.set_defaults(run=_export_trace)
 
-    settings = commands.add_parser("settings", help="list every setting with default and unit")
-    settings.set_defaults(run=_settings)
+    settings.add_parser(commands)
     return parser
 
 
@@ -178,10 +178,4 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"scaler: {exc}", file=sys.stderr)
         return 1
     print(f"{args.path}: OK")
-    return 0
-
-
-def _settings(args: argparse.Namespace) -> int:
-    for key, default, doc in describe():
-        print(f"{key} = {default}\n    {doc}")
     return 0

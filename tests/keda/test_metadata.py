@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from scaler.keda.metadata import Endpoint, MetadataError, metadata_keys, parse_metadata
+from scaler.keda.metadata import Endpoint, MetadataError, parse_metadata
 
 URL = "http://10.0.0.7:8000/metrics"
 
@@ -86,12 +84,6 @@ def test_every_problem_is_reported_at_once():
     with pytest.raises(MetadataError) as info:
         parse_metadata({"endpoints": URL, "tolerance": "x", "maxReplicas": "y", "nope": "1"})
     assert len(info.value.problems) == 3
-
-
-def test_readme_documents_every_key():
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
-    for key in metadata_keys():
-        assert f"`{key.key}`" in readme, key.key
 
 
 def test_node_pool_bounds_are_checked():
