@@ -5,27 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-POLICIES = ("reactive", "predictive", "static", "oracle")
+from scaler.model.specs import NodeShape, PlanSettings
+
+REPLAY_POLICIES = ("reactive", "predictive", "static", "oracle")
+_PLAN, _NODES = PlanSettings(), NodeShape()
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> None:
     parser.add_argument("--trace", type=Path, help="trace CSV (default: built-in synthetic)")
-    parser.add_argument("--policy", action="append", choices=POLICIES,
+    parser.add_argument("--policy", action="append", choices=REPLAY_POLICIES,
                         help="policy to run (repeatable; bench default: all)"
                         if bench else "policy to run (default reactive)")
     parser.add_argument("--out", type=Path, default=Path("out/replay" if not bench else
                                                           "out/bench"), help="output folder")
     parser.add_argument("--rate-scale", type=float, default=1.0,
                         help="multiply demand by this (said in the output)")
-    parser.add_argument("--pod-startup", type=float, default=180.0, help="seconds")
-    parser.add_argument("--node-startup", type=float, default=900.0, help="seconds")
-    parser.add_argument("--scale-down-window", type=float, default=300.0,
+    parser.add_argument("--pod-startup", type=float, default=_PLAN.pod_startup_s, help="seconds")
+    parser.add_argument("--node-startup", type=float, default=_PLAN.node_startup_s, help="seconds")
+    parser.add_argument("--scale-down-window", type=float, default=_PLAN.scale_down_window_s,
                         help="seconds; the predictive plan's scaleDownWindowSeconds")
-    parser.add_argument("--slo-ttft", type=float, default=2.0, help="seconds")
+    parser.add_argument("--slo-ttft", type=float, default=_PLAN.slo_ttft_s, help="seconds")
     parser.add_argument("--slo-target", type=float, default=0.99,
                         help="share of requests that must meet the TTFT SLO")
-    parser.add_argument("--gpus-per-replica", type=int, default=1)
-    parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument("--gpus-per-replica", type=int, default=_NODES.gpus_per_replica)
+    parser.add_argument("--gpus-per-node", type=int, default=_NODES.gpus_per_node)
     parser.add_argument("--profile", type=Path, help="replica profile YAML (default 8B/H100)")
     if not bench:
         parser.add_argument("--knob", type=float,

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from scaler.commands.flags import POLICIES
+from scaler.commands.flags import REPLAY_POLICIES
 from scaler.config.profiles import default_profile, load_profile
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast import DemandForecaster
@@ -63,7 +63,7 @@ def run_bench(args: argparse.Namespace) -> int:
     report: dict[str, dict[str, float | str | None]] = {}
     oracle = replay(trace, make_oracle(trace, settings=settings, profile=profile),
                     settings=settings, profile=profile, progress=_progress_bar("oracle"))
-    for name in args.policy or POLICIES:
+    for name in args.policy or REPLAY_POLICIES:
         best = oracle if name == "oracle" else _cheapest_meeting_slo(
             name, trace, settings, profile, oracle)
         best.parameters["rate_scale"] = args.rate_scale

@@ -38,27 +38,33 @@ from dataclasses import dataclass
 
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast import DemandForecaster
+from scaler.model.specs import NodeShape, PlanSettings, ReplicaBounds
 
 FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every few seconds, demand
 # trends move slower, and a 5-minute step keeps a week of seasonal state small.
 
 
+_PLAN, _BOUNDS, _NODES = PlanSettings(), ReplicaBounds(), NodeShape()
+
+
 @dataclass(frozen=True)
 class PlannerSettings:
-    pod_startup_s: float = 180.0
-    node_startup_s: float = 900.0
+    """What the planner sizes for; defaults are the trigger metadata's (``model.specs``)."""
+
+    pod_startup_s: float = _PLAN.pod_startup_s
+    node_startup_s: float = _PLAN.node_startup_s
     decision_interval_s: float = 15.0
-    headroom: float = 1.0  # multiplier on the forecast's upper bound
+    headroom: float = _PLAN.headroom  # multiplier on the forecast's upper bound
     drain_s: float = 60.0  # a backlog should be gone within this, seconds
-    scale_down_window_s: float = 300.0
+    scale_down_window_s: float = _PLAN.scale_down_window_s
     node_scale_down_window_s: float = 1800.0  # a bare-metal node takes 15+ min to get back
-    min_replicas: int = 0
-    max_replicas: int = 1000
-    gpus_per_replica: int = 1
-    gpus_per_node: int = 8
-    spare_nodes: int = 0
-    min_nodes: int = 0
-    max_nodes: int = 10_000
+    min_replicas: int = _BOUNDS.min_replicas
+    max_replicas: int = _BOUNDS.max_replicas
+    gpus_per_replica: int = _NODES.gpus_per_replica
+    gpus_per_node: int = _NODES.gpus_per_node
+    spare_nodes: int = _NODES.spare_nodes
+    min_nodes: int = _NODES.min_nodes
+    max_nodes: int = _NODES.max_nodes
 
 
 def replicas_per_node(gpus_per_replica: int, gpus_per_node: int) -> int:

@@ -25,6 +25,7 @@ from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
 from scaler.model.profile import ReplicaProfile
 from scaler.model.reactive import PodLoad
+from scaler.model.specs import NodeShape, PlanSettings
 from scaler.sim.cluster import Cluster
 from scaler.sim.fleet import FluidFleet, ReplicaLoad, RequestFleet
 from scaler.sim.policies import ClusterAutoscaler, ClusterView, OraclePolicy, Policy
@@ -34,20 +35,25 @@ from scaler.sim.traces import RateTrace, RequestTrace
 Progress = Callable[[float], None]  # fraction done, 0-1
 
 
+_PLAN, _NODES = PlanSettings(), NodeShape()
+
+
 @dataclass(frozen=True)
 class ReplaySettings:
-    pod_startup_s: float = 180.0
-    node_startup_s: float = 900.0
-    slo_ttft_s: float = 2.0
+    """The replayed cluster's lead times and shape; defaults are the trigger metadata's."""
+
+    pod_startup_s: float = _PLAN.pod_startup_s
+    node_startup_s: float = _PLAN.node_startup_s
+    slo_ttft_s: float = _PLAN.slo_ttft_s
     slo_target: float = 0.99
-    gpus_per_replica: int = 1
-    gpus_per_node: int = 8
+    gpus_per_replica: int = _NODES.gpus_per_replica
+    gpus_per_node: int = _NODES.gpus_per_node
     decision_interval_s: float = 15.0  # the HPA sync period reading KEDA's metric
     fluid_tick_s: float = 5.0
     request_tick_s: float = 0.1
     oracle_bin_s: float = 5.0  # time bins of the oracle's need (request traces: bursts of seconds)
     drain_s: float = 600.0  # request traces: keep serving this long after the last arrival
-    scale_down_window_s: float = 300.0  # the predictive plan's (scaleDownWindowSeconds)
+    scale_down_window_s: float = _PLAN.scale_down_window_s  # the predictive plan's
 
 
 def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,

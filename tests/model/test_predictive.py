@@ -88,7 +88,7 @@ def test_past_the_window_an_idle_workload_keeps_min_replicas():
     now = 300 * STEP
     assert p.plan(state(now, rate=0, replicas=5)).replicas == 5  # the fresh-planner hold
     plan = p.plan(state(now + 315, rate=0, replicas=5))
-    assert plan.replicas == 2 and "bounded to [2, 1000]" in plan.reason
+    assert plan.replicas == 2 and "bounded to [2, 100]" in plan.reason
 
 
 def test_demand_beyond_max_replicas_gets_max_replicas():
