@@ -69,7 +69,7 @@ __all__ = [
     "PodCounts",
     "PodDiscovery",
     "PodInfo",
-    "PodState",
+    "PodReadiness",
     "WorkloadTarget",
     "pod_info",
     "selector_from_spec",
@@ -78,7 +78,7 @@ __all__ = [
 log = logging.getLogger("adapters.kubernetes.discovery")
 
 WorkloadKind = Literal["Deployment", "StatefulSet", "selector"]
-PodState = Literal["ready", "starting", "pending", "terminating", "finished", "unknown"]
+PodReadiness = Literal["ready", "starting", "pending", "terminating", "finished", "unknown"]
 WatchEnd = Literal["expired", "closed"]
 
 DEFAULT_BACKOFF_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30)
@@ -178,7 +178,7 @@ class PodInfo:
         return f"http://{host}:{port}{path}"
 
     @property
-    def state(self) -> PodState:
+    def state(self) -> PodReadiness:
         """Terminating (being deleted) > finished (Succeeded/Failed) > ready > pending (not
         scheduled) > starting (scheduled, Pending or Running, not Ready) > unknown."""
         if self.deleting:
