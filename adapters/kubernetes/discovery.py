@@ -223,14 +223,9 @@ class PodDiscovery:
                         self.target.describe, failure)
             self._logged = failure.key
         self._error = failure
-        await self._sleep(self._next_delay(failure.retry_after_s))
-
-    def _next_delay(self, retry_after_s: float | None) -> float:
-        step = self._backoff_s[min(self._failures, len(self._backoff_s) - 1)]
+        delay = _delay(self._backoff_s, self._failures, failure.retry_after_s)
         self._failures += 1
-        if retry_after_s is None:
-            return step
-        return max(step, min(retry_after_s, RETRY_AFTER_CAP_S))
+        await self._sleep(delay)
 
     async def _relist(self) -> None:
         selector = await self._resolve_selector()
@@ -376,6 +371,15 @@ def _decode_event(line: bytes, what: str) -> Mapping[str, Any]:
             f"{what} sent a line that is not a watch event: {line[:120]!r}; is the "
             "configured host a Kubernetes API server?"))
     return event
+
+
+def _delay(backoff_s: Sequence[float], failures: int, retry_after_s: float | None) -> float:
+    """The back-off step after ``failures`` failures in a row (the last step repeats), but at
+    least the server's Retry-After, up to ``RETRY_AFTER_CAP_S``."""
+    step = backoff_s[min(failures, len(backoff_s) - 1)]
+    if retry_after_s is None:
+        return step
+    return max(step, min(retry_after_s, RETRY_AFTER_CAP_S))
 
 
 def _check_backoff(backoff_s: Sequence[float]) -> None:
