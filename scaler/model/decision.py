@@ -32,7 +32,8 @@ import math
 from collections.abc import Callable
 
 from scaler.keda.metadata import WorkloadSpec
-from scaler.model.predictive import Plan, nodes_for
+from scaler.model.nodes import nodes_for
+from scaler.model.predictive import Plan
 from scaler.model.reactive import Decision, FleetObservation, NoData, Proposal, decide
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast import DemandForecaster
+from scaler.model.nodes import nodes_for
 
 FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every few seconds, demand
 # trends move slower, and a 5-minute step keeps a week of seasonal state small.
@@ -59,19 +60,6 @@ class PlannerSettings:
     spare_nodes: int = 0
     min_nodes: int = 0
     max_nodes: int = 10_000
-
-
-def replicas_per_node(gpus_per_replica: int, gpus_per_node: int) -> int:
-    """Whole replicas one node holds (a replica is not split across nodes; at least one)."""
-    return max(1, gpus_per_node // gpus_per_replica)
-
-
-def nodes_for(replicas: int, *, gpus_per_replica: int, gpus_per_node: int,
-              spare_nodes: int = 0) -> int:
-    """Nodes holding ``replicas`` replicas, plus ``spare_nodes`` when any is needed."""
-    if replicas <= 0:
-        return 0
-    return math.ceil(replicas / replicas_per_node(gpus_per_replica, gpus_per_node)) + spare_nodes
 
 
 @dataclass(frozen=True)
