@@ -29,6 +29,7 @@ from scaler.keda.metadata import parse_metadata
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import decide_workload
 from scaler.model.forecast import DemandForecaster
+from scaler.model.nodes import nodes_for
 from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import FleetObservation, NoData, PodLoad, decide
 from scaler.sim.cluster import Cluster
@@ -176,12 +177,13 @@ class OraclePolicy:
 
     def __init__(self, *, need_times_s: npt.ArrayLike, need_replicas: npt.ArrayLike,
                  pod_lead_s: float, node_lead_s: float, interval_s: float,
-                 replicas_per_node: int) -> None:
+                 gpus_per_replica: int, gpus_per_node: int) -> None:
         self._times = np.asarray(need_times_s, dtype=float)
         self._need = np.asarray(need_replicas, dtype=np.int64)
         self._pod_lead = pod_lead_s + interval_s
         self._node_lead = node_lead_s + pod_lead_s + interval_s
-        self._per_node = replicas_per_node
+        self._gpus_per_replica = gpus_per_replica
+        self._gpus_per_node = gpus_per_node
 
     @property
     def peak_replicas(self) -> int:
@@ -189,8 +191,9 @@ class OraclePolicy:
 
     def decide(self, view: ClusterView) -> PolicyDecision:
         replicas = self._max_need(view.now_s, view.now_s + self._pod_lead)
-        nodes_for = self._max_need(view.now_s, view.now_s + self._node_lead)
-        return PolicyDecision(replicas, math.ceil(nodes_for / self._per_node))
+        ahead = self._max_need(view.now_s, view.now_s + self._node_lead)
+        return PolicyDecision(replicas, nodes_for(ahead, gpus_per_replica=self._gpus_per_replica,
+                                                  gpus_per_node=self._gpus_per_node))
 
     def _max_need(self, start_s: float, end_s: float) -> int:
         first = max(int(np.searchsorted(self._times, start_s, side="right")) - 1, 0)
