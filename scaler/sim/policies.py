@@ -147,7 +147,8 @@ def _seen_rate(view: ClusterView, starting: int) -> float:
 
 
 class StaticPolicy:
-    """A fixed fleet sized once (what many GPU teams run): ``knob_value`` replicas."""
+    """A fixed fleet sized once (what many GPU teams run): ``knob_value`` replicas, on the nodes
+    that hold them as whole replicas (``nodes_for``), as the other policies count nodes."""
 
     name = "static"
     knob = "replicas"
@@ -155,7 +156,8 @@ class StaticPolicy:
     def __init__(self, *, knob_value: float, gpus_per_replica: int, gpus_per_node: int) -> None:
         self.knob_value = knob_value
         self.replicas = int(knob_value)
-        self.nodes = math.ceil(self.replicas * gpus_per_replica / gpus_per_node)
+        self.nodes = nodes_for(self.replicas, gpus_per_replica=gpus_per_replica,
+                               gpus_per_node=gpus_per_node)
 
     def decide(self, view: ClusterView) -> PolicyDecision:
         return PolicyDecision(self.replicas, self.nodes)
