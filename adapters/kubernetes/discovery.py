@@ -42,10 +42,13 @@ into a ``V1Pod`` model (slow; we read a few fields of the JSON), builds its own 
 from the default configuration, and sends Python's ``True`` as ``watch=True``: the API server's
 parser accepts that, but stricter servers and mocks (kmock) recognise only ``watch=true``, which
 is what kubectl sends and what this module sends. With ``_preload_content=False`` HTTP errors
-are not raised as ``ApiException``: every answer's status is checked here. Lines are read with
-``readline()`` on kubernetes_asyncio's session, whose 2 MiB read buffer holds any single object.
+are not raised as ``ApiException``: every answer's status is checked (``errors.fetch_json``
+for LIST and GET, the watch here). Lines are read with ``readline()`` on kubernetes_asyncio's
+session, whose 2 MiB read buffer holds any single object.
 
-No kube config is loaded here: the caller passes an ``ApiClient`` (in-cluster or kubeconfig).
+What a pod is to discovery (targets, ``PodInfo``, readiness, selectors) is in ``pods``; what a
+failed request means and says is in ``errors``. No kube config is loaded here: the caller passes
+an ``ApiClient`` (in-cluster or kubeconfig).
 """
 
 from __future__ import annotations
@@ -56,29 +59,32 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import aiohttp
 from kubernetes_asyncio import client
 
-__all__ = [
-    "DEFAULT_BACKOFF_S",
-    "DiscoveryError",
-    "PodCounts",
-    "PodDiscovery",
-    "PodInfo",
-    "PodState",
-    "WorkloadTarget",
-    "pod_info",
-    "selector_from_spec",
-]
+from adapters.kubernetes import wire
+from adapters.kubernetes.errors import (
+    TRANSPORT_ERRORS,
+    DiscoveryError,
+    connection_failure,
+    error_event_failure,
+    fetch_json,
+    http_failure,
+    raw_response,
+)
+from adapters.kubernetes.pods import (
+    PodCounts,
+    PodInfo,
+    WorkloadTarget,
+    pod_info,
+    selector_from_spec,
+)
+
+__all__ = ["DEFAULT_BACKOFF_S", "PodDiscovery"]
 
 log = logging.getLogger("adapters.kubernetes.discovery")
 
-WorkloadKind = Literal["Deployment", "StatefulSet", "selector"]
-PodState = Literal["ready", "starting", "pending", "terminating", "finished", "unknown"]
 WatchEnd = Literal["expired", "closed"]
 
 DEFAULT_BACKOFF_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 30)
@@ -89,290 +95,6 @@ READ_GRACE_S = 30.0            # a watch is dead if silent this long past its se
 SHORT_WATCH_S = 1.0            # a watch closed sooner than this without an event is a failure
 RETRY_AFTER_CAP_S = 60.0       # the longest Retry-After honoured
 PAGE_SIZE = 500                # pods per LIST page
-
-_KINDS: tuple[WorkloadKind, ...] = ("Deployment", "StatefulSet", "selector")
-_OPERATORS = "In, NotIn, Exists, DoesNotExist"
-
-
-class DiscoveryError(Exception):
-    """A request to the API server failed; ``key`` names the kind of failure (for de-duplicated
-    logging), the message what happened and what to check."""
-
-    def __init__(self, key: str, message: str, *, status: int | None = None,
-                 retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.key = key
-        self.status = status
-        self.retry_after_s = retry_after_s
-
-
-@dataclass(frozen=True)
-class WorkloadTarget:
-    """Which pods to find: a Deployment's, a StatefulSet's, or those of a bare label selector."""
-
-    namespace: str
-    kind: WorkloadKind
-    name: str
-    selector: str | None
-    port: int = 8000
-    path: str = "/metrics"
-
-    def __post_init__(self) -> None:
-        problem = _target_problem(self)
-        if problem is not None:
-            raise ValueError(problem)
-
-    @property
-    def describe(self) -> str:
-        """``Deployment llm/llama`` or ``pods llm/app=llama``, for messages."""
-        if self.kind == "selector":
-            return f"pods {self.namespace}/{self.selector}"
-        return f"{self.kind} {self.namespace}/{self.name}"
-
-
-def _target_problem(target: WorkloadTarget) -> str | None:
-    if target.kind not in _KINDS:
-        return (f"WorkloadTarget.kind must be 'Deployment', 'StatefulSet' or 'selector', "
-                f"got {target.kind!r}")
-    if not target.namespace:
-        return "WorkloadTarget.namespace must be a namespace name, got ''"
-    if not 1 <= target.port <= 65535:
-        return f"WorkloadTarget.port must be 1..65535, got {target.port!r}"
-    if not target.path.startswith("/"):
-        return f"WorkloadTarget.path must start with '/', got {target.path!r}"
-    if target.kind == "selector":
-        if target.name:
-            return f"WorkloadTarget(kind='selector') takes no name, got {target.name!r}"
-        if not target.selector:
-            return ("WorkloadTarget(kind='selector') needs a label selector such as "
-                    f"'app=llama', got {target.selector!r}")
-        return None
-    if not target.name:
-        return f"WorkloadTarget(kind={target.kind!r}) needs the {target.kind}'s name, got ''"
-    if target.selector is not None:
-        return (f"WorkloadTarget(kind={target.kind!r}) reads its selector from the "
-                f"{target.kind}'s spec.selector; selector must be None, got {target.selector!r}")
-    return None
-
-
-@dataclass(frozen=True)
-class PodInfo:
-    """What discovery knows of one pod (from its last seen state)."""
-
-    name: str
-    namespace: str
-    ip: str | None
-    phase: str
-    ready: bool                # the Ready condition is True
-    created_s: float           # metadata.creationTimestamp, epoch seconds (0.0 if absent)
-    started_s: float | None    # when Ready last became True (its lastTransitionTime)
-    node: str | None           # spec.nodeName
-    deleting: bool             # metadata.deletionTimestamp is set
-    scheduled: bool = False    # has a node and the PodScheduled condition is not False
-
-    def metrics_url(self, port: int, path: str) -> str | None:
-        """``http://IP:PORT/PATH`` (IPv6 in brackets); None without a pod IP."""
-        if self.ip is None:
-            return None
-        host = f"[{self.ip}]" if ":" in self.ip else self.ip
-        return f"http://{host}:{port}{path}"
-
-    @property
-    def state(self) -> PodState:
-        """Terminating (being deleted) > finished (Succeeded/Failed) > ready > pending (not
-        scheduled) > starting (scheduled, Pending or Running, not Ready) > unknown."""
-        if self.deleting:
-            return "terminating"
-        if self.phase in ("Succeeded", "Failed"):
-            return "finished"
-        if self.ready:
-            return "ready"
-        if self.phase == "Pending" and not self.scheduled:
-            return "pending"
-        if self.phase in ("Pending", "Running"):
-            return "starting"
-        return "unknown"
-
-
-@dataclass(frozen=True)
-class PodCounts:
-    """Pods by state; finished (Succeeded/Failed) and Unknown-phase pods are in none."""
-
-    ready: int
-    starting: int      # scheduled, Pending (pulling, creating) or Running, not Ready
-    pending: int       # phase Pending and not scheduled (no node, or PodScheduled False)
-    terminating: int   # deletionTimestamp set
-
-    @classmethod
-    def of(cls, pods: Sequence[PodInfo]) -> PodCounts:
-        states = [pod.state for pod in pods]
-        return cls(ready=states.count("ready"), starting=states.count("starting"),
-                   pending=states.count("pending"), terminating=states.count("terminating"))
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _epoch_s(value: object) -> float | None:
-    """An RFC 3339 timestamp (``2024-05-01T10:00:00Z``) as epoch seconds; None if not one."""
-    text = _text(value)
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    conditions = status.get("conditions")
-    for condition in conditions if isinstance(conditions, list) else []:
-        if _mapping(condition).get("type") == kind:
-            return _mapping(condition)
-    return {}
-
-
-def pod_info(obj: Mapping[str, Any]) -> PodInfo | None:
-    """A pod's JSON (as the API sends it) as PodInfo; None without a name."""
-    metadata = _mapping(obj.get("metadata"))
-    name = _text(metadata.get("name"))
-    if name is None:
-        return None
-    spec, status = _mapping(obj.get("spec")), _mapping(obj.get("status"))
-    ready_condition = _condition(status, "Ready")
-    ready = ready_condition.get("status") == "True"
-    node = _text(spec.get("nodeName"))
-    return PodInfo(
-        name=name,
-        namespace=_text(metadata.get("namespace")) or "",
-        ip=_text(status.get("podIP")),
-        phase=_text(status.get("phase")) or "Pending",
-        ready=ready,
-        created_s=_epoch_s(metadata.get("creationTimestamp")) or 0.0,
-        started_s=_epoch_s(ready_condition.get("lastTransitionTime")) if ready else None,
-        node=node,
-        deleting=metadata.get("deletionTimestamp") is not None,
-        scheduled=node is not None and _condition(status, "PodScheduled").get("status") != "False",
-    )
-
-
-def selector_from_spec(obj: Mapping[str, Any], owner: str) -> str:
-    """The label selector string of a workload object's ``spec.selector``.
-
-    ``owner`` names the object in messages (``Deployment llm/llama``). Raises DiscoveryError
-    (key ``selector``) for an empty selector or an expression it cannot express.
-    """
-    selector = _mapping(_mapping(obj.get("spec")).get("selector"))
-    terms = [f"{key}={value}" for key, value in _mapping(selector.get("matchLabels")).items()]
-    expressions = selector.get("matchExpressions") or []
-    if not isinstance(expressions, list):
-        raise DiscoveryError("selector", (
-            f"{owner}: spec.selector.matchExpressions must be a list, got {expressions!r}"))
-    for index, expression in enumerate(expressions):
-        where = f"{owner}: spec.selector.matchExpressions[{index}]"
-        terms.append(_expression_term(_mapping(expression), where))
-    if not terms:
-        raise DiscoveryError("selector", (
-            f"{owner} has an empty spec.selector, which would select every pod in the "
-            "namespace; refusing to use it"))
-    return ",".join(terms)
-
-
-def _expression_term(expression: Mapping[str, Any], where: str) -> str:
-    key, operator = _text(expression.get("key")), expression.get("operator")
-    if key is None:
-        raise DiscoveryError("selector", f"{where} has no key")
-    if operator == "Exists":
-        return key
-    if operator == "DoesNotExist":
-        return f"!{key}"
-    if operator in ("In", "NotIn"):
-        values = expression.get("values")
-        if not isinstance(values, list) or not values or not all(
-                isinstance(value, str) for value in values):
-            raise DiscoveryError("selector", (
-                f"{where} ({key} {operator}) needs a non-empty list of string values, "
-                f"got {values!r}"))
-        return f"{key} {'in' if operator == 'In' else 'notin'} ({','.join(values)})"
-    raise DiscoveryError("selector", (
-        f"{where} has operator {operator!r} (key {key!r}); supported: {_OPERATORS}"))
-
-
-def _retry_after_s(header: str | None, status_obj: Mapping[str, Any]) -> float | None:
-    """Retry-After in seconds (the header, else the Status's details.retryAfterSeconds)."""
-    candidates = [header, _mapping(status_obj.get("details")).get("retryAfterSeconds")]
-    for candidate in candidates:
-        if isinstance(candidate, bool) or not isinstance(candidate, str | int | float):
-            continue
-        try:
-            seconds = float(candidate)
-        except ValueError:
-            continue  # an HTTP-date: the API server sends seconds; fall back to the back-off
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return None
-
-
-_HINTS: dict[int, str] = {
-    401: "; are the scaler's API credentials valid?",
-    403: ("; does the scaler's ServiceAccount have RBAC to get, list and watch pods and to get "
-          "deployments, statefulsets and their scale subresource in this namespace?"),
-    404: "; do the namespace and the workload exist?",
-    410: "; the resource version is too old",
-    429: "; the API server is throttling this client",
-}
-
-
-def _status_failure(key: str, lead: str, status: int, detail: str,
-                    retry_after_s: float | None) -> DiscoveryError:
-    hint = _HINTS.get(status, "; is the API server healthy?" if status >= 500 else "")
-    return DiscoveryError(key, f"{lead}: {detail or '(no detail)'}{hint}", status=status,
-                          retry_after_s=retry_after_s)
-
-
-async def _http_failure(resp: aiohttp.ClientResponse, what: str) -> DiscoveryError:
-    """The failure for an HTTP error answer, with the Status message the server sent."""
-    body = await resp.read()
-    status_obj = _json_mapping(body)
-    detail = _text(status_obj.get("message")) or body[:200].decode("utf-8", "replace").strip()
-    lead = f"{what} returned HTTP {resp.status} {resp.reason or ''}".rstrip()
-    retry = _retry_after_s(resp.headers.get("Retry-After"), status_obj)
-    return _status_failure(f"HTTP {resp.status}", lead, resp.status, detail, retry)
-
-
-def _error_event_failure(status_obj: Mapping[str, Any], what: str) -> DiscoveryError:
-    """The failure for a watch ERROR event other than 410 (its object is a Status)."""
-    code = status_obj.get("code")
-    status = code if isinstance(code, int) and not isinstance(code, bool) else 0
-    lead = f"{what} sent an ERROR event {status} {_text(status_obj.get('reason')) or ''}".rstrip()
-    detail = _text(status_obj.get("message")) or ""
-    return _status_failure(f"event {status}", lead, status, detail,
-                           _retry_after_s(None, status_obj))
-
-
-def _json_mapping(body: bytes) -> Mapping[str, Any]:
-    try:
-        return _mapping(json.loads(body))
-    except ValueError:
-        return {}
-
-
-def _connection_failure(what: str, exc: BaseException, host: str) -> DiscoveryError:
-    kind = type(exc).__name__
-    detail = str(exc) or "no detail"
-    return DiscoveryError(f"connection {kind}", (
-        f"{what} failed: {kind}: {detail}; is the API server at {host} reachable?"))
-
-
-_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 class PodDiscovery:
@@ -457,10 +179,10 @@ class PodDiscovery:
         read = (self._apps.read_namespaced_deployment_scale if target.kind == "Deployment"
                 else self._apps.read_namespaced_stateful_set_scale)
         what = f"GET {target.describe}/scale"
-        scale = await self._fetch_json(
+        scale = await fetch_json(
             read(target.name, target.namespace, _preload_content=False,
-                 _request_timeout=LIST_TIMEOUT_S), what)
-        replicas = _mapping(scale.get("spec")).get("replicas", 0)  # 0 is omitted on the wire
+                 _request_timeout=LIST_TIMEOUT_S), what, self._host)
+        replicas = wire.mapping(scale.get("spec")).get("replicas", 0)  # 0 is omitted on the wire
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
             raise DiscoveryError("decode", f"{what}: spec.replicas is {replicas!r}, not a count")
         return replicas
@@ -501,14 +223,9 @@ class PodDiscovery:
                         self.target.describe, failure)
             self._logged = failure.key
         self._error = failure
-        await self._sleep(self._next_delay(failure.retry_after_s))
-
-    def _next_delay(self, retry_after_s: float | None) -> float:
-        step = self._backoff_s[min(self._failures, len(self._backoff_s) - 1)]
+        delay = _delay(self._backoff_s, self._failures, failure.retry_after_s)
         self._failures += 1
-        if retry_after_s is None:
-            return step
-        return max(step, min(retry_after_s, RETRY_AFTER_CAP_S))
+        await self._sleep(delay)
 
     async def _relist(self) -> None:
         selector = await self._resolve_selector()
@@ -528,9 +245,9 @@ class PodDiscovery:
             return target.selector
         read = (self._apps.read_namespaced_deployment if target.kind == "Deployment"
                 else self._apps.read_namespaced_stateful_set)
-        obj = await self._fetch_json(
+        obj = await fetch_json(
             read(target.name, target.namespace, _preload_content=False,
-                 _request_timeout=LIST_TIMEOUT_S), f"GET {target.describe}")
+                 _request_timeout=LIST_TIMEOUT_S), f"GET {target.describe}", self._host)
         return selector_from_spec(obj, target.describe)
 
     async def _list_pods(self, selector: str) -> tuple[list[Mapping[str, Any]], str | None]:
@@ -539,35 +256,16 @@ class PodDiscovery:
         params: dict[str, Any] = {"label_selector": selector, "limit": self._page_size,
                                   "_preload_content": False, "_request_timeout": LIST_TIMEOUT_S}
         while True:
-            page = await self._fetch_json(
-                self._core.list_namespaced_pod(self.target.namespace, **params), what)
+            page = await fetch_json(
+                self._core.list_namespaced_pod(self.target.namespace, **params), what, self._host)
             page_items = page.get("items") or []
             if not isinstance(page_items, list):
                 raise DiscoveryError("decode", f"{what}: items is not a list: {page_items!r:.120}")
-            items.extend(_mapping(item) for item in page_items)
-            metadata = _mapping(page.get("metadata"))
-            params["_continue"] = _text(metadata.get("continue"))
+            items.extend(wire.mapping(item) for item in page_items)
+            metadata = wire.mapping(page.get("metadata"))
+            params["_continue"] = wire.text(metadata.get("continue"))
             if params["_continue"] is None:
-                return items, _text(metadata.get("resourceVersion"))
-
-    async def _fetch_json(self, request: Awaitable[object], what: str) -> Mapping[str, Any]:
-        """Await a ``_preload_content=False`` call and return its JSON object body."""
-        try:
-            resp = _raw(await request)
-            try:
-                if resp.status >= 300:
-                    raise await _http_failure(resp, what)
-                body = await resp.read()
-            finally:
-                resp.release()
-        except _TRANSPORT_ERRORS as exc:
-            raise _connection_failure(what, exc, self._host) from exc
-        obj = _json_mapping(body)
-        if not obj:
-            raise DiscoveryError("decode", (
-                f"{what} answered with something that is not a JSON object: {body[:120]!r}; "
-                "is the configured host a Kubernetes API server?"))
-        return obj
+                return items, wire.text(metadata.get("resourceVersion"))
 
     async def _watch_until_expired(self) -> None:
         """Watch again and again from the remembered resourceVersion until a 410."""
@@ -593,14 +291,15 @@ class PodDiscovery:
             "_preload_content": False,
             "_request_timeout": (CONNECT_TIMEOUT_S, self._watch_timeout_s + READ_GRACE_S)}
         try:
-            resp = _raw(await self._core.list_namespaced_pod(self.target.namespace, **params))
-        except _TRANSPORT_ERRORS as exc:
-            raise _connection_failure(what, exc, self._host) from exc
+            resp = raw_response(
+                await self._core.list_namespaced_pod(self.target.namespace, **params))
+        except TRANSPORT_ERRORS as exc:
+            raise connection_failure(what, exc, self._host) from exc
         try:
             if resp.status == 410:
                 return "expired"
             if resp.status >= 300:
-                raise await _http_failure(resp, what)
+                raise await http_failure(resp, what)
             while line := await resp.content.readline():
                 if not line.strip():
                     continue  # a keep-alive blank line
@@ -609,8 +308,8 @@ class PodDiscovery:
                 events += 1
                 if events == 1:
                     self._healthy()
-        except _TRANSPORT_ERRORS as exc:
-            raise _connection_failure(what, exc, self._host) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise connection_failure(what, exc, self._host) from exc
         except ValueError as exc:  # aiohttp's "Chunk too big": a line past the read buffer
             raise DiscoveryError("decode", f"{what}: unreadable event: {exc}") from exc
         finally:
@@ -633,12 +332,12 @@ class PodDiscovery:
 
     def _apply(self, event: Mapping[str, Any], what: str) -> WatchEnd | None:
         """Apply one watch event to the cache; "expired" for a 410 ERROR event."""
-        kind, obj = event.get("type"), _mapping(event.get("object"))
+        kind, obj = event.get("type"), wire.mapping(event.get("object"))
         if kind == "ERROR":
             if obj.get("code") == 410:
                 return "expired"
-            raise _error_event_failure(obj, what)
-        version = _text(_mapping(obj.get("metadata")).get("resourceVersion"))
+            raise error_event_failure(obj, what)
+        version = wire.text(wire.mapping(obj.get("metadata")).get("resourceVersion"))
         if version is not None:
             self._resource_version = version
         pod = pod_info(obj) if kind in ("ADDED", "MODIFIED", "DELETED") else None
@@ -662,12 +361,6 @@ class PodDiscovery:
             log.exception("pod discovery for %s: on_change failed", self.target.describe)
 
 
-def _raw(response: object) -> aiohttp.ClientResponse:
-    """The answer of a ``_preload_content=False`` call: the aiohttp response itself (the
-    client's type stubs only know the deserialised model)."""
-    return cast(aiohttp.ClientResponse, response)
-
-
 def _decode_event(line: bytes, what: str) -> Mapping[str, Any]:
     try:
         event = json.loads(line)
@@ -678,6 +371,15 @@ def _decode_event(line: bytes, what: str) -> Mapping[str, Any]:
             f"{what} sent a line that is not a watch event: {line[:120]!r}; is the "
             "configured host a Kubernetes API server?"))
     return event
+
+
+def _delay(backoff_s: Sequence[float], failures: int, retry_after_s: float | None) -> float:
+    """The back-off step after ``failures`` failures in a row (the last step repeats), but at
+    least the server's Retry-After, up to ``RETRY_AFTER_CAP_S``."""
+    step = backoff_s[min(failures, len(backoff_s) - 1)]
+    if retry_after_s is None:
+        return step
+    return max(step, min(retry_after_s, RETRY_AFTER_CAP_S))
 
 
 def _check_backoff(backoff_s: Sequence[float]) -> None:

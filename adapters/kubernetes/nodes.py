@@ -20,8 +20,8 @@ Anything else the server refuses (429, 5xx, 404, ...) or a broken connection bec
 ``ActuatorError`` whose message says what failed; the caller simply tries again next round.
 The desired count is clamped to the bounds, never rejected, and the result says so.
 
-``node_change`` is the pure guard in front of any actuator: never shrink while pods are pending
-or nodes are still joining, and respect separate scale-up and scale-down cooldowns.
+Which count to ask for (the guard against shrinking while pods are pending or nodes joining,
+the cooldowns) is decided before an actuator is called: ``scaler.model.nodes.node_change``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ __all__ = [
     "PlaceholderActuator",
     "ScaleResult",
     "clamp",
-    "node_change",
 ]
 
 MIN_SIZE_ANNOTATION = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
@@ -309,32 +308,3 @@ class DryRunActuator:
         self.plans.append((desired, reason))
         message = f"dry-run: would scale nodes from {self.nodes_now} to {desired}: {reason}"
         return ScaleResult(False, self.nodes_now, desired, None, message)
-
-
-def node_change(current: int, desired: int, *, pending_pods: int, joining_nodes: int,
-                last_change_s: float | None, now_s: float, cooldown_up_s: float,
-                cooldown_down_s: float) -> tuple[int, str]:
-    """The node count to apply now and why: the cases, in the order they are checked.
-
-    - no change wanted: keep;
-    - up: wait out ``cooldown_up_s`` since the last change, then grow;
-    - down: never while pods are pending (they need the nodes) or nodes are joining (the count
-      is about to change under us); wait out ``cooldown_down_s``; then shrink.
-    """
-    if desired == current:
-        return current, f"at {current} nodes"
-    since = None if last_change_s is None else now_s - last_change_s
-    if desired > current:
-        if since is not None and since < cooldown_up_s:
-            return current, (f"hold {current}: scale-up cooldown, {since:.0f}s since the last"
-                             f" change < {cooldown_up_s:.0f}s")
-        return desired, f"scale up {current} -> {desired}"
-    if pending_pods > 0:
-        return current, f"hold {current}: {pending_pods} pods pending, never shrink"
-    if joining_nodes > 0:
-        return current, f"hold {current}: {joining_nodes} nodes joining, never shrink"
-    if since is not None and since < cooldown_down_s:
-        return current, (f"hold {current}: scale-down cooldown, {since:.0f}s since the last"
-                         f" change < {cooldown_down_s:.0f}s")
-    return desired, f"scale down {current} -> {desired}"
-

@@ -31,7 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from scaler.model.predictive import Plan, nodes_for
+from scaler.model.nodes import nodes_for
+from scaler.model.predictive import Plan
 from scaler.model.reactive import Decision, FleetObservation, NoData, Proposal, decide
 from scaler.model.specs import NodeShape, ReactiveTargets, ReplicaBounds
 

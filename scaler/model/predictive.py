@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast import DemandForecaster
+from scaler.model.nodes import nodes_for
 from scaler.model.specs import NodeShape, PlanSettings, ReplicaBounds
 
 FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every few seconds, demand
@@ -65,19 +66,6 @@ class PlannerSettings:
     spare_nodes: int = _NODES.spare_nodes
     min_nodes: int = _NODES.min_nodes
     max_nodes: int = _NODES.max_nodes
-
-
-def replicas_per_node(gpus_per_replica: int, gpus_per_node: int) -> int:
-    """Whole replicas one node holds (a replica is not split across nodes; at least one)."""
-    return max(1, gpus_per_node // gpus_per_replica)
-
-
-def nodes_for(replicas: int, *, gpus_per_replica: int, gpus_per_node: int,
-              spare_nodes: int = 0) -> int:
-    """Nodes holding ``replicas`` replicas, plus ``spare_nodes`` when any is needed."""
-    if replicas <= 0:
-        return 0
-    return math.ceil(replicas / replicas_per_node(gpus_per_replica, gpus_per_node)) + spare_nodes
 
 
 @dataclass(frozen=True)

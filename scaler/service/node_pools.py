@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -26,10 +25,15 @@ from adapters.kubernetes.nodes import (
     MachineDeploymentActuator,
     NodeActuator,
     PlaceholderActuator,
-    node_change,
 )
 from scaler.config.node_pools import NodePool
-from scaler.model.predictive import replicas_per_node
+from scaler.model.nodes import (
+    node_change,
+    nodes_filled,
+    nodes_joining,
+    placeholder_nodes,
+    pool_nodes,
+)
 from scaler.service.workloads import Workload
 
 log = logging.getLogger("scaler.nodes")
@@ -98,8 +102,9 @@ class NodePoolController:
             # What its decisions last asked for: a hold on missing data holds nodes too, and
             # an UNAVAILABLE workload keeps its last ask.
             found.nodes += w.plan.nodes if w.asked_nodes is None else w.asked_nodes
-            found.nodes_in_use += len(w.pods) / replicas_per_node(w.spec.nodes.gpus_per_replica,
-                                                                  pool.gpus_per_node)
+            found.nodes_in_use += nodes_filled(
+                len(w.pods), gpus_per_replica=w.spec.nodes.gpus_per_replica,
+                gpus_per_node=pool.gpus_per_node)
             if w.discovery is not None:
                 found.pending_pods += w.discovery.counts().pending
         return found
@@ -114,11 +119,9 @@ class NodePoolController:
         if demand.workloads == 0:
             return  # no plan names this pool yet: nothing to go on
         self.desired.labels(pool.name).set(demand.nodes)
-        wanted = max(demand.nodes, pool.min_nodes)  # the pool's bounds are on its nodes
-        if pool.max_nodes is not None:
-            wanted = min(wanted, pool.max_nodes)
-        if isinstance(state.actuator, PlaceholderActuator):  # nodes beyond what runs now
-            wanted = max(0, wanted - math.ceil(demand.nodes_in_use - 1e-9))
+        wanted = pool_nodes(demand.nodes, min_nodes=pool.min_nodes, max_nodes=pool.max_nodes)
+        if isinstance(state.actuator, PlaceholderActuator):
+            wanted = placeholder_nodes(wanted, demand.nodes_in_use)
         try:
             now_target = await state.actuator.current()
         except ActuatorError as exc:
@@ -128,7 +131,7 @@ class NodePoolController:
         self.nodes.labels(pool.name, "requested").set(current)
         if now_target.ready is not None:
             self.nodes.labels(pool.name, "ready").set(now_target.ready)
-        joining = max(0, current - now_target.ready) if now_target.ready is not None else 0
+        joining = nodes_joining(current, now_target.ready)
         now = self._now_s()
         target, why = node_change(current, wanted, pending_pods=demand.pending_pods,
                                   joining_nodes=joining, last_change_s=state.last_change_s,

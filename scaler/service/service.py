@@ -29,7 +29,9 @@ from adapters.formats.dcgm import GpuLoad, gpu_load_all, gpu_load_by_pod, read_d
 from adapters.formats.promtext import PageError
 from adapters.formats.vllm import read_page
 from adapters.kubernetes.client import KubeConfigError, kube_client
-from adapters.kubernetes.discovery import DiscoveryError, PodDiscovery, WorkloadTarget
+from adapters.kubernetes.discovery import PodDiscovery
+from adapters.kubernetes.errors import DiscoveryError
+from adapters.kubernetes.pods import WorkloadTarget
 from adapters.sources.gpu_index import GpuIndex
 from adapters.sources.prometheus import PrometheusError, query_range
 from adapters.sources.scrape import PageFetcher, ScrapeError

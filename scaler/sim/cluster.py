@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scaler.model.nodes import nodes_for, replicas_per_node
+
 
 @dataclass
 class Replica:
@@ -72,10 +74,11 @@ class Cluster:
 
     @property
     def replicas_per_node(self) -> int:
-        return self.gpus_per_node // self.gpus_per_replica
+        return replicas_per_node(self.gpus_per_replica, self.gpus_per_node)
 
     def nodes_for(self, replicas: int) -> int:
-        return math.ceil(replicas / self.replicas_per_node)
+        return nodes_for(replicas, gpus_per_replica=self.gpus_per_replica,
+                         gpus_per_node=self.gpus_per_node)
 
     def start_warm(self, *, replicas: int, nodes: int, now_s: float = 0.0) -> None:
         """Begin with ready nodes and ready replicas (a fleet already serving)."""

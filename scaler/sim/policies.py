@@ -28,6 +28,7 @@ from scaler.keda import metrics
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import decide_workload
 from scaler.model.forecast import DemandForecaster
+from scaler.model.nodes import nodes_for
 from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import FleetObservation, NoData, PodLoad, decide
 from scaler.model.specs import NodeShape, ReactiveTargets, ReplicaBounds
@@ -143,7 +144,8 @@ def _seen_rate(view: ClusterView, starting: int) -> float:
 
 
 class StaticPolicy:
-    """A fixed fleet sized once (what many GPU teams run): ``knob_value`` replicas."""
+    """A fixed fleet sized once (what many GPU teams run): ``knob_value`` replicas, on the nodes
+    that hold them as whole replicas (``nodes_for``), as the other policies count nodes."""
 
     name = "static"
     knob = "replicas"
@@ -151,7 +153,8 @@ class StaticPolicy:
     def __init__(self, *, knob_value: float, gpus_per_replica: int, gpus_per_node: int) -> None:
         self.knob_value = knob_value
         self.replicas = int(knob_value)
-        self.nodes = math.ceil(self.replicas * gpus_per_replica / gpus_per_node)
+        self.nodes = nodes_for(self.replicas, gpus_per_replica=gpus_per_replica,
+                               gpus_per_node=gpus_per_node)
 
     def decide(self, view: ClusterView) -> PolicyDecision:
         return PolicyDecision(self.replicas, self.nodes)
@@ -173,12 +176,13 @@ class OraclePolicy:
 
     def __init__(self, *, need_times_s: npt.ArrayLike, need_replicas: npt.ArrayLike,
                  pod_lead_s: float, node_lead_s: float, interval_s: float,
-                 replicas_per_node: int) -> None:
+                 gpus_per_replica: int, gpus_per_node: int) -> None:
         self._times = np.asarray(need_times_s, dtype=float)
         self._need = np.asarray(need_replicas, dtype=np.int64)
         self._pod_lead = pod_lead_s + interval_s
         self._node_lead = node_lead_s + pod_lead_s + interval_s
-        self._per_node = replicas_per_node
+        self._gpus_per_replica = gpus_per_replica
+        self._gpus_per_node = gpus_per_node
 
     @property
     def peak_replicas(self) -> int:
@@ -186,8 +190,9 @@ class OraclePolicy:
 
     def decide(self, view: ClusterView) -> PolicyDecision:
         replicas = self._max_need(view.now_s, view.now_s + self._pod_lead)
-        nodes_for = self._max_need(view.now_s, view.now_s + self._node_lead)
-        return PolicyDecision(replicas, math.ceil(nodes_for / self._per_node))
+        ahead = self._max_need(view.now_s, view.now_s + self._node_lead)
+        return PolicyDecision(replicas, nodes_for(ahead, gpus_per_replica=self._gpus_per_replica,
+                                                  gpus_per_node=self._gpus_per_node))
 
     def _max_need(self, start_s: float, end_s: float) -> int:
         first = max(int(np.searchsorted(self._times, start_s, side="right")) - 1, 0)

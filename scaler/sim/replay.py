@@ -168,7 +168,8 @@ def make_oracle(trace: RequestTrace | RateTrace, *, settings: ReplaySettings | N
     return OraclePolicy(need_times_s=times, need_replicas=needs,
                         pod_lead_s=settings.pod_startup_s, node_lead_s=settings.node_startup_s,
                         interval_s=settings.decision_interval_s,
-                        replicas_per_node=settings.gpus_per_node // settings.gpus_per_replica)
+                        gpus_per_replica=settings.gpus_per_replica,
+                        gpus_per_node=settings.gpus_per_node)
 
 
 def _replay_rates(trace: RateTrace, run: _Run, profile: ReplicaProfile,

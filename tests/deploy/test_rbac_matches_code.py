@@ -23,8 +23,9 @@ import pytest
 import yaml
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 
-from adapters.kubernetes.discovery import PodDiscovery, WorkloadTarget
+from adapters.kubernetes.discovery import PodDiscovery
 from adapters.kubernetes.leader import LeaderElector
+from adapters.kubernetes.pods import WorkloadTarget
 from scaler.clock import ManualClock
 from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan

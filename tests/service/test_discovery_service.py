@@ -15,7 +15,9 @@ from scaler.clock import ManualClock
 from scaler.service.service import ScalerService, Unavailable
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
 from scaler.sim.emulation.vllm_metrics import EngineState
-from tests.adapters.kubernetes.test_discovery import DEPLOYMENTS, NS, PODS, pod, status
+from tests.adapters.kubernetes.test_discovery import DEPLOYMENTS, PODS
+from tests.adapters.kubernetes.test_errors import status
+from tests.adapters.kubernetes.test_pods import NS, pod
 from tests.conftest import make_config, wait_until
 
 

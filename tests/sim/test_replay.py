@@ -9,6 +9,7 @@ import pytest
 
 from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
+from scaler.model.nodes import replicas_per_node
 from scaler.sim.policies import ReactivePolicy, StaticPolicy
 from scaler.sim.replay import ReplaySettings, make_oracle, oracle_needs, replay
 from scaler.sim.traces import RateTrace, synthetic_requests
@@ -37,7 +38,7 @@ def test_replicas_serve_no_earlier_than_start_up_after_the_decision():
                               if r.time_s <= row.time_s - SETTINGS.pod_startup_s]
         assert row.ready_replicas <= max([start, *asked_early_enough]), row
     # More replicas than the first node holds need a new node: node + pod start-up.
-    per_node = SETTINGS.gpus_per_node // SETTINGS.gpus_per_replica
+    per_node = replicas_per_node(SETTINGS.gpus_per_replica, SETTINGS.gpus_per_node)
     asked = first_time(result, lambda r: r.desired_replicas > per_node)
     served = first_time(result, lambda r: r.ready_replicas > per_node)
     assert served - asked >= SETTINGS.node_startup_s + SETTINGS.pod_startup_s

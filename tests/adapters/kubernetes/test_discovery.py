@@ -16,61 +16,24 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import kmock as kmock_lib
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 
-from adapters.kubernetes import (
-    DiscoveryError,
-    PodCounts,
-    PodDiscovery,
-    PodInfo,
-    WorkloadTarget,
-    pod_info,
-    selector_from_spec,
-)
+from adapters.kubernetes.discovery import PodDiscovery
+from adapters.kubernetes.errors import DiscoveryError
+from adapters.kubernetes.pods import PodCounts, PodInfo, WorkloadTarget
+from tests.adapters.kubernetes.test_errors import status
+from tests.adapters.kubernetes.test_pods import CREATED, NS, READY_AT, epoch, pod
 from tests.conftest import wait_until
 
-NS = "llm"
 PODS = kmock_lib.resource("v1", "pods")
 DEPLOYMENTS = kmock_lib.resource("apps/v1", "deployments")
 STATEFULSETS = kmock_lib.resource("apps/v1", "statefulsets")
 SELECTOR = WorkloadTarget(namespace=NS, kind="selector", name="", selector="app=llama")
-CREATED = "2026-05-01T10:00:00Z"
-READY_AT = "2026-05-01T10:03:00Z"
 LOGGER = "adapters.kubernetes.discovery"
-
-
-def epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
-
-
-def pod(name: str, *, node: str | None = "node-1", phase: str = "Running", ready: bool = False,
-        ip: str | None = "127.0.0.11", finalizers: list[str] | None = None) -> dict[str, Any]:
-    """A pod as the API server sends it (loopback IPs: nothing is ever scraped here)."""
-    conditions = [{"type": "PodScheduled", "status": "True" if node else "False"}]
-    conditions.append({"type": "Ready", "status": "True" if ready else "False",
-                       "lastTransitionTime": READY_AT})
-    status: dict[str, Any] = {"phase": phase, "conditions": conditions}
-    if ip is not None:
-        status["podIP"] = ip
-    metadata: dict[str, Any] = {"name": name, "namespace": NS, "labels": {"app": "llama"},
-                                "creationTimestamp": CREATED}
-    if finalizers:
-        metadata["finalizers"] = finalizers
-    spec: dict[str, Any] = {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]}
-    if node:
-        spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,
-            "status": status}
-
-
-def status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
-            "reason": reason, "message": message}
 
 
 class RecordingSleep:
@@ -247,23 +210,6 @@ async def test_unsupported_selector_operator_is_named_and_retried(
         "'gpus'); supported: In, NotIn, Exists, DoesNotExist")
     assert not found.synced.is_set()
     assert requests(kmock, "list") == []
-
-
-def test_selector_from_spec() -> None:
-    spec = {"spec": {"selector": {"matchExpressions": [
-        {"key": "a", "operator": "Exists"}, {"key": "b", "operator": "NotIn", "values": ["x"]}]}}}
-    assert selector_from_spec(spec, "StatefulSet llm/s") == "a,b notin (x)"
-    with pytest.raises(DiscoveryError) as empty:
-        selector_from_spec({"spec": {"selector": {}}}, "Deployment llm/d")
-    assert str(empty.value) == (
-        "Deployment llm/d has an empty spec.selector, which would select every pod in the "
-        "namespace; refusing to use it")
-    with pytest.raises(DiscoveryError) as no_values:
-        selector_from_spec({"spec": {"selector": {"matchExpressions": [
-            {"key": "b", "operator": "In", "values": []}]}}}, "Deployment llm/d")
-    assert str(no_values.value) == (
-        "Deployment llm/d: spec.selector.matchExpressions[0] (b In) needs a non-empty list of "
-        "string values, got []")
 
 
 async def test_replicas_from_the_scale_subresource(
@@ -465,44 +411,6 @@ async def test_unreachable_api_server_backs_off_through_the_steps(
     error = found.last_error or ""
     assert error.startswith("LIST pods in llm (app=llama) failed: ClientConnectorError: ")
     assert error.endswith(f"; is the API server at {host} reachable?")
-
-
-# -- plain data -----------------------------------------------------------------------------
-
-
-def test_pod_info_and_metrics_url() -> None:
-    info = pod_info(pod("p", node=None, phase="Pending", ip=None))
-    assert info is not None and info.state == "pending" and info.metrics_url(8000, "/m") is None
-    assert not info.scheduled and info.started_s is None
-    assert pod_info({"metadata": {}}) is None
-    six = PodInfo(name="p", namespace=NS, ip="fd00::5", phase="Running", ready=True,
-                  created_s=0.0, started_s=None, node="n", deleting=False, scheduled=True)
-    assert six.metrics_url(8000, "/metrics") == "http://[fd00::5]:8000/metrics"
-    done = pod_info(pod("q", phase="Succeeded"))
-    assert done is not None and done.state == "finished"
-
-
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"kind": "selector", "name": "", "selector": None},
-     "WorkloadTarget(kind='selector') needs a label selector such as 'app=llama', got None"),
-    ({"kind": "selector", "name": "x", "selector": "app=x"},
-     "WorkloadTarget(kind='selector') takes no name, got 'x'"),
-    ({"kind": "Deployment", "name": "", "selector": None},
-     "WorkloadTarget(kind='Deployment') needs the Deployment's name, got ''"),
-    ({"kind": "StatefulSet", "name": "s", "selector": "app=x"},
-     "WorkloadTarget(kind='StatefulSet') reads its selector from the StatefulSet's "
-     "spec.selector; selector must be None, got 'app=x'"),
-    ({"kind": "Job", "name": "j", "selector": None},
-     "WorkloadTarget.kind must be 'Deployment', 'StatefulSet' or 'selector', got 'Job'"),
-    ({"kind": "selector", "name": "", "selector": "a=b", "port": 0},
-     "WorkloadTarget.port must be 1..65535, got 0"),
-    ({"kind": "selector", "name": "", "selector": "a=b", "path": "metrics"},
-     "WorkloadTarget.path must start with '/', got 'metrics'"),
-])
-def test_workload_target_names_the_bad_field(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError) as failure:
-        WorkloadTarget(namespace=NS, **kwargs)
-    assert str(failure.value) == message
 
 
 async def test_bad_backoff_is_refused(api: ApiClient) -> None:

@@ -35,7 +35,6 @@ from adapters.kubernetes.nodes import (
     MachineDeploymentActuator,
     PlaceholderActuator,
     ScaleResult,
-    node_change,
 )
 from tests.kube_api import (
     DEPLOYMENTS,
@@ -225,29 +224,6 @@ async def test_dry_run_changes_nothing() -> None:
                                  "dry-run: would scale nodes from 3 to 7: morning ramp")
     assert (await dry.current()).replicas == 3
     assert dry.plans == [(7, "morning ramp")]
-
-
-NODE_CHANGE_CASES = [
-    # current, desired, pending, joining, last change, now, applied, why
-    (4, 4, 0, 0, None, 0.0, 4, "at 4 nodes"),
-    (4, 6, 0, 0, None, 0.0, 6, "scale up 4 -> 6"),
-    (4, 6, 0, 2, 0.0, 600.0, 6, "scale up 4 -> 6"),
-    (4, 6, 0, 0, 500.0, 600.0, 4, "hold 4: scale-up cooldown, 100s since the last change < 120s"),
-    (4, 2, 3, 0, None, 0.0, 4, "hold 4: 3 pods pending, never shrink"),
-    (4, 2, 0, 1, None, 0.0, 4, "hold 4: 1 nodes joining, never shrink"),
-    (4, 2, 0, 0, 400.0, 600.0, 4, "hold 4: scale-down cooldown, 200s since the last change < 900s"),
-    (4, 2, 0, 0, 0.0, 900.0, 2, "scale down 4 -> 2"),
-    (4, 2, 0, 0, None, 0.0, 2, "scale down 4 -> 2"),
-]
-
-
-@pytest.mark.parametrize(("current", "desired", "pending", "joining", "last", "now", "applied",
-                          "why"), NODE_CHANGE_CASES)
-def test_node_change(current: int, desired: int, pending: int, joining: int, last: float | None,
-                     now: float, applied: int, why: str) -> None:
-    assert node_change(current, desired, pending_pods=pending, joining_nodes=joining,
-                       last_change_s=last, now_s=now, cooldown_up_s=120,
-                       cooldown_down_s=900) == (applied, why)
 
 
 INVOLVED = ObjectRef("MachineDeployment", "pool", NS, "cluster.x-k8s.io/v1beta1", uid="u-1")
