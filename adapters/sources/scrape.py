@@ -90,7 +90,7 @@ class PageFetcher:
     def _too_large(self, url: str, what: str) -> ScrapeError:
         return ScrapeError(url, "too_large", (
             f"GET {url} {what}, over the {self._max_bytes}-byte limit; is this a metrics page, "
-            "or did its series count explode (scrape.max_bytes)?"))
+            "or did its series count explode?"))
 
 
 def _decode(url: str, body: bytes) -> str:

@@ -9,10 +9,9 @@ Pure (no I/O, no clock, no asyncio); the service and the replay both call
   the reactive signals only the opt-in ones (``targetTtftSeconds``,
   ``targetRunningPerReplica``) may raise it. The HPA rule on queue length and KV-cache use
   (``ceil(value / target x pods)``) fights the capacity model: a replica run as hot as the SLO
-  allows keeps a queue above 5, and a queue drains faster than linearly in the replicas
-  added (48 -> 264 replicas in one step on m-mid). Measured with ``benchmarks/forecast_value.py``:
-  with the HPA rule added, even a perfect forecast cost 1.20x the oracle's GPU-hours and 1.48x
-  its node-hours on m-small instead of 1.04x and 1.06x. Its proposals are still shown.
+  allows keeps a queue above the target, and a queue drains faster than linearly in the
+  replicas added, so the rule overshoots by several times (measured in BENCHMARKS.md, "How
+  much of the gap is the forecast"). Its proposals are still shown.
 * Ready pods, none with fresh data: ``NoData`` (the caller answers UNAVAILABLE so KEDA's
   fallback applies). Some without: the reactive rule counts them as described in
   ``scaler.model.reactive``; a predictive plan may still add replicas but never goes below the

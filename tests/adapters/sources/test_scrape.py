@@ -150,7 +150,7 @@ async def test_too_large(server: Server, session: aiohttp.ClientSession, path: s
     err = await _error(_fetcher(session, max_bytes=4096), url)
     assert err.kind == "too_large"
     assert str(err) == (f"GET {url} {what}, over the 4096-byte limit; is this a metrics page, "
-                        "or did its series count explode (scrape.max_bytes)?")
+                        "or did its series count explode?")
     assert len(await _fetcher(session, max_bytes=10_000).fetch(url)) > 4096
 
 
