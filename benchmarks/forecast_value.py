@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scaler.commands.replay import SWEEPS, make_policy
-from scaler.model.forecast import DemandForecaster, Forecast
+from scaler.model.forecast.forecaster import DemandForecaster, Forecast
 from scaler.model.predictive import FORECAST_STEP_S, PredictivePlanner
 from scaler.model.profile import default_profile
 from scaler.sim.policies import PredictivePolicy

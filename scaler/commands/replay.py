@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from scaler.commands.flags import POLICIES
 from scaler.model.capacity import CapacityModel
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings
 from scaler.model.profile import ReplicaProfile, default_profile, load_profile
 from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy

@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from scaler.model.capacity import CapacityModel
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 
 FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every few seconds, demand
 # trends move slower, and a 5-minute step keeps a week of seasonal state small.

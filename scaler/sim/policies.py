@@ -28,7 +28,7 @@ from scaler.keda import metrics
 from scaler.keda.metadata import parse_metadata
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import decide_workload
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import FleetObservation, NoData, PodLoad, decide
 from scaler.sim.cluster import Cluster

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.model.forecast import DemandForecaster, Forecast, SmoothingParams
+from scaler.model.forecast.forecaster import DemandForecaster, Forecast, SmoothingParams
 
 STEP = 600.0
 DAY = 86400.0

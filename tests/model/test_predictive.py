@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from scaler.model.capacity import CapacityModel
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FleetState, PlannerSettings, PredictivePlanner
 from scaler.model.profile import default_profile
 
