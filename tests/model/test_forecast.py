@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.model.forecast.forecaster import DemandForecaster, Forecast, SmoothingParams
+from scaler.model.forecast.forecaster import DemandForecaster, Forecast
+from scaler.model.forecast.smoother import SmoothingParams
 
 STEP = 600.0
 DAY = 86400.0

@@ -5,39 +5,6 @@ Pure: no I/O, no clock, no asyncio. The service feeds it one demand reading per 
 parameters now and then off the event loop (``refit``) and keeps its state across restarts
 (``to_dict`` / ``from_dict``, ``warm_start`` from a Prometheus range query).
 
-The mean
---------
-Exponential smoothing of the Holt-Winters family in error-correction form (Hyndman et al.,
-*Forecasting with Exponential Smoothing*, 2008, ETS(A,Ad,A); two seasons as in Taylor,
-"Short-term electricity demand forecasting using double seasonal exponential smoothing",
-JORS 2003). With ``e`` the one-step innovation and ``psi(e)`` its robust version (below)::
-
-    forecast(k + m) = level + trend * (phi + ... + phi^m) + day[k + m] + week[k + m]
-    level  <- level + phi * trend + alpha * psi(e)
-    trend  <- phi * trend + alpha * beta * psi(e)
-    season <- season + gamma_s * psi(e), spread over neighbouring phases (below)
-
-Every update is O(1). What had to change from the textbook, and why (measured on the
-ServeGen traces with ``benchmarks/forecast_accuracy.py`` and its predecessors):
-
-* Robust innovations (Gelper, Fried and Croux, "Robust forecasting with exponential and
-  Holt-Winters smoothing", J. Forecasting 2010): ``psi`` clips the innovation at ``HUBER_K``
-  times the slow error scale (Huber), so one burst moves the level by at most
-  ``alpha * HUBER_K`` scale units. A level shift is told from a burst by persistence:
-  ``SHIFT_RUN`` outliers in a row on the same side and the level jumps to the data (trend
-  reset), so a real step change is followed within two steps.
-* Smooth seasonal indices: at 10-minute resolution one day's profile is mostly noise, and a
-  forecast uses the difference ``day[k + m] - day[k]``, which noisy indices turn into pure
-  error (raw indices made the MAE 20-45% worse than the best baseline's). Each update is spread
-  over +-``KERNEL_S`` seconds of phase with triangular weights summing to one, and the first
-  day's profile (the initial indices) is smoothed the same way.
-* The daily indices start from the first full day (its mean removed); until then the
-  forecast is the last value. The weekly indices start at zero and learn once a week has
-  been seen (with two weeks of data they cannot matter yet; they are there for longer runs).
-* A log (multiplicative) variant was measured and rejected: worse on m-mid at every horizon
-  (pinball 0.89-1.01 of the best baseline's against 0.71-0.78; its outage to 1-25 req/s wrecks
-  a log level) and mixed on m-small.
-
 The upper bound
 ---------------
 The configured quantile of demand at each horizon, from the model's own recent errors, one
@@ -102,20 +69,18 @@ from typing import Any
 
 from scipy.optimize import minimize
 
-HUBER_K = 3.0
-"""Innovations are clipped at this many error-scale units before they update the state."""
-SHIFT_RUN = 2
-"""Outliers in a row on the same side that make a level shift (the level jumps to the data)."""
-SLOW_RATE = 0.02
-"""Weight of the newest absolute error in the slow error scale (memory ~50 steps)."""
-FAST_RATE = 0.3
-"""Weight of the newest absolute error in the fast error scale (memory ~3 steps)."""
+from scaler.model.forecast.smoother import (
+    KERNEL_S,
+    MAX_KERNEL_TAPS,
+    SCALE_FLOOR,
+    Smoother,
+    SmoothingParams,
+    clip,
+    kernel,
+)
+
 ZERO_SIGMAS = 3.0
 """An exact zero is suspect when the one-step forecast exceeds this many scale units."""
-KERNEL_S = 6000.0
-"""Half-width (seconds of phase) of the triangular kernel spreading seasonal updates."""
-MAX_KERNEL_TAPS = 10
-"""At most this many phases each side get a share of a seasonal update (cost bound)."""
 ERROR_WINDOW = 1008
 """Errors kept per horizon bucket (a week at 10-minute steps)."""
 MIN_ERRORS = 20
@@ -124,8 +89,6 @@ DEFAULT_Z = 3.0
 MAX_VALUE = 1e12
 """Readings above this (requests/s) are clipped: no fleet serves that, and it keeps the
 arithmetic finite whatever a broken exporter sends."""
-SCALE_FLOOR = 1e-9
-"""Smallest error scale (plus 1e-6 of the level): keeps normalised errors finite."""
 Z_LIMIT = 1e6
 """Normalised errors are clipped to +-this before they are kept."""
 REFIT_MIN_GAIN = 0.02
@@ -144,36 +107,10 @@ class Forecast:
     upper: float
 
 
-@dataclass(frozen=True)
-class SmoothingParams:
-    """Smoothing parameters; ``gammas`` has one entry per season (daily, weekly, ...)."""
-
-    alpha: float = 0.7
-    beta: float = 0.0
-    phi: float = 0.9
-    gammas: tuple[float, ...] = (0.05, 0.05)
-
-    def as_vector(self) -> list[float]:
-        return [self.alpha, self.beta, self.phi, *self.gammas]
-
-    @classmethod
-    def from_vector(cls, v: Sequence[float]) -> SmoothingParams:
-        return cls(float(v[0]), float(v[1]), float(v[2]), tuple(float(g) for g in v[3:]))
-
-
 ALPHA_BOUNDS = (0.05, 1.0)
 BETA_BOUNDS = (0.0, 0.3)
 PHI_BOUNDS = (0.8, 0.98)
 GAMMA_BOUNDS = (0.0, 0.5)
-
-
-def _clip(x: float, lo: float, hi: float) -> float:
-    return lo if x < lo else hi if x > hi else x
-
-
-def _damped_sum(phi: float, m: int) -> float:
-    """phi + phi^2 + ... + phi^m."""
-    return phi * (1.0 - phi**m) / (1.0 - phi) if phi != 1.0 else float(m)
 
 
 def _bucket_steps(max_steps: int) -> tuple[int, ...]:
@@ -185,201 +122,11 @@ def _bucket_steps(max_steps: int) -> tuple[int, ...]:
     return (*kept, max_steps)
 
 
-def _kernel(half_width: int) -> tuple[tuple[int, float], ...]:
-    """Triangular weights over offsets -w..w, summing to one."""
-    raw = [(j, float(half_width + 1 - abs(j))) for j in range(-half_width, half_width + 1)]
-    total = sum(w for _, w in raw)
-    return tuple((j, w / total) for j, w in raw)
-
-
 def _clean(value: float) -> float | None:
     """A usable reading, or None for missing (NaN, infinite, negative)."""
     if not math.isfinite(value) or value < 0.0:
         return None
     return min(value, MAX_VALUE)
-
-
-class _Season:
-    """Additive seasonal indices per step of the period, learnt through a smoothing kernel."""
-
-    __slots__ = ("kernel", "learning", "period", "values")
-
-    def __init__(self, period: int, kernel: tuple[tuple[int, float], ...]) -> None:
-        self.period = period
-        self.kernel = kernel
-        self.values = [0.0] * period
-        self.learning = False
-
-    def learn(self, k: int, amount: float) -> None:
-        values, period = self.values, self.period
-        for offset, weight in self.kernel:
-            values[(k + offset) % period] += amount * weight
-
-    def copy(self) -> _Season:
-        twin = _Season(self.period, self.kernel)
-        twin.values, twin.learning = list(self.values), self.learning
-        return twin
-
-    def set_profile(self, profile: list[float]) -> None:
-        """Start from a raw profile (one value per phase), smoothed by the kernel."""
-        n = self.period
-        self.values = [sum(w * profile[(i + j) % n] for j, w in self.kernel) for i in range(n)]
-        self.learning = True
-
-
-class _Smoother:
-    """Level, damped trend, seasons and error scales: the O(1) recursive core.
-
-    Used live by the forecaster and, with trial parameters, replayed by the refit.
-    """
-
-    __slots__ = ("first", "first_k", "last_resid", "level", "params", "ready", "run",
-                 "scale_fast", "scale_slow", "seasons", "trend")
-
-    def __init__(self, periods: Sequence[int], kernels: Sequence[tuple[tuple[int, float], ...]],
-                 params: SmoothingParams) -> None:
-        self.params = params
-        self.seasons = [_Season(p, kern) for p, kern in zip(periods, kernels, strict=True)]
-        self.level: float | None = None
-        self.trend = 0.0
-        self.ready = not self.seasons  # seasons initialised (or none to initialise)
-        self.first: list[tuple[int, float]] = []  # readings of the first period
-        self.first_k: int | None = None
-        self.scale_slow = 0.0
-        self.scale_fast = 0.0
-        self.run = 0  # signed count of consecutive outliers
-        self.last_resid = 0.0  # observation minus smoothed fit after the last update
-
-    def copy(self, params: SmoothingParams) -> _Smoother:
-        """An independent copy running with ``params``."""
-        twin = _Smoother((), (), params)
-        twin.seasons = [s.copy() for s in self.seasons]
-        twin.level, twin.trend, twin.ready = self.level, self.trend, self.ready
-        twin.first, twin.first_k = list(self.first), self.first_k
-        twin.scale_slow, twin.scale_fast = self.scale_slow, self.scale_fast
-        twin.run, twin.last_resid = self.run, self.last_resid
-        return twin
-
-    # -- forecasts ------------------------------------------------------------------------
-
-    def seasonal(self, k: int) -> float:
-        s = 0.0
-        for season in self.seasons:
-            s += season.values[k % season.period]
-        return s
-
-    def predict(self, k: int, m: int) -> float:
-        """Mean for step ``k + m`` made at step ``k`` (after its update)."""
-        level = self.level if self.level is not None else 0.0
-        if not self.ready:
-            return level
-        return level + self.trend * _damped_sum(self.params.phi, m) + self.seasonal(k + m)
-
-    def scale(self) -> float:
-        """Error scale of the upper bound: geometric mean of the slow and fast scales."""
-        floor = SCALE_FLOOR + 1e-6 * abs(self.level or 0.0)
-        return max(math.sqrt(self.scale_slow) * math.sqrt(self.scale_fast), floor)
-
-    # -- updates --------------------------------------------------------------------------
-
-    def skip(self) -> None:
-        """A missing step: the level follows its damped trend, nothing is learnt."""
-        if self.level is not None and self.ready:
-            self.level += self.params.phi * self.trend
-            self.trend *= self.params.phi
-        self.last_resid = 0.0
-
-    def update(self, k: int, x: float) -> None:
-        if self.level is None:
-            self.level, self.first_k = x, k
-            self.first.append((k, x))
-            return
-        if not self.ready:
-            self._update_naive(k, x)
-            return
-        p = self.params
-        seasonal = self.seasonal(k)
-        e = x - (self.level + p.phi * self.trend + seasonal)
-        limit = HUBER_K * max(self.scale_slow, SCALE_FLOOR + 1e-6 * abs(x))
-        if self._is_shift(e, limit):
-            self.level, self.trend, self.run = x - seasonal, 0.0, 0
-        else:
-            psi = _clip(e, -limit, limit)
-            self.level += p.phi * self.trend + p.alpha * psi
-            self.trend = p.phi * self.trend + p.alpha * p.beta * psi
-            for season, gamma in zip(self.seasons, p.gammas, strict=True):
-                if season.learning and gamma > 0.0:
-                    season.learn(k, gamma * psi)
-        self._update_scales(e)
-        self.last_resid = x - self.level - seasonal
-        self._start_learning(k)
-
-    def _is_shift(self, e: float, limit: float) -> bool:
-        if e > limit:
-            self.run = self.run + 1 if self.run > 0 else 1
-        elif e < -limit:
-            self.run = self.run - 1 if self.run < 0 else -1
-        else:
-            self.run = 0
-        return abs(self.run) >= SHIFT_RUN
-
-    def _update_scales(self, e: float) -> None:
-        a = abs(e)
-        if self.scale_slow <= 0.0:
-            self.scale_slow = self.scale_fast = a
-            return
-        self.scale_slow += SLOW_RATE * (a - self.scale_slow)
-        self.scale_fast += FAST_RATE * (a - self.scale_fast)
-
-    def _update_naive(self, k: int, x: float) -> None:
-        """Before the first period is complete: the forecast is the last value."""
-        assert self.level is not None and self.first_k is not None
-        self._update_scales(x - self.level)
-        self.level = x
-        self.first.append((k, x))
-        period = self.seasons[0].period
-        if k - self.first_k >= period - 1 and 2 * len(self.first) >= period:
-            self._init_first_season()
-
-    def _init_first_season(self) -> None:
-        season = self.seasons[0]
-        n = season.period
-        mean = sum(x for _, x in self.first) / len(self.first)
-        sums, counts = [0.0] * n, [0] * n
-        for k, x in self.first:
-            sums[k % n] += x - mean
-            counts[k % n] += 1
-        means = [s / c if c else None for s, c in zip(sums, counts, strict=True)]
-        season.set_profile(_fill_gaps(means))
-        last_k, last_x = self.first[-1]
-        self.level = last_x - self.seasonal(last_k)
-        self.first = []
-        self.ready = True
-
-    def _start_learning(self, k: int) -> None:
-        """A later season (weekly) learns once its whole period has been seen."""
-        if self.first_k is None:
-            return
-        for season in self.seasons[1:]:
-            if not season.learning and k - self.first_k >= season.period:
-                season.learning = True
-
-
-def _fill_gaps(profile: list[float | None]) -> list[float]:
-    """Missing phases take the nearest observed phase (circularly)."""
-    n = len(profile)
-    out: list[float] = []
-    for i in range(n):
-        for j in range(n):
-            v = profile[(i - j) % n]
-            if v is None:
-                v = profile[(i + j) % n]
-            if v is not None:
-                out.append(v)
-                break
-        else:
-            out.append(0.0)
-    return out
 
 
 class _ErrorWindow:
@@ -441,7 +188,7 @@ class DemandForecaster:
         self.fit_horizon_s = float(fit_horizon_s)
         self._periods = tuple(round(s / self.step_s) for s in self.seasons_s)
         taps = min(MAX_KERNEL_TAPS, round(KERNEL_S / self.step_s))
-        self._kernels = tuple(_kernel(min(taps, p // 4)) for p in self._periods)
+        self._kernels = tuple(kernel(min(taps, p // 4)) for p in self._periods)
         self._buckets = _bucket_steps(max(1, math.ceil(self.max_horizon_s / self.step_s - 1e-9)))
         self._params = SmoothingParams(gammas=(0.05,) * len(self._periods))
         self._reset_state()
@@ -462,7 +209,7 @@ class DemandForecaster:
             raise ValueError(f"max_horizon_s has value {max_horizon_s!r}. Must be positive.")
 
     def _reset_state(self) -> None:
-        self._core = _Smoother(self._periods, self._kernels, self._params)
+        self._core = Smoother(self._periods, self._kernels, self._params)
         self._windows = [_ErrorWindow() for _ in self._buckets]
         self._ring: list[_Snapshot | None] = [None] * (self._buckets[-1] + 1)
         self._last_k: int | None = None
@@ -471,7 +218,7 @@ class DemandForecaster:
         self._history: deque[tuple[int, float]] = deque(
             maxlen=max(2, round(self.history_s / self.step_s)))
         history_steps = self._history.maxlen or 2
-        self._checkpoints: deque[tuple[int, _Smoother]] = deque(
+        self._checkpoints: deque[tuple[int, Smoother]] = deque(
             maxlen=history_steps // self._refit_every_steps() + 1)
         self._last_refit_k: int | None = None
 
@@ -503,7 +250,7 @@ class DemandForecaster:
         if core.level is None or self._last_k is None:
             return Forecast(0.0, 0.0)
         m = max(1.0, horizon_s / self.step_s) if math.isfinite(horizon_s) else 1.0
-        mean = self._mean_at(m)
+        mean = core.mean_at(self._last_k, m)
         upper = mean + max(core.last_resid, 0.0) + core.scale() * self._z_at(m)
         if self._in_outage():
             mean = 0.0
@@ -565,11 +312,7 @@ class DemandForecaster:
         assert self._last_k is not None
         for j in range(max(0, n - (self._history.maxlen or 0)), n):
             self._history.append((self._last_k + 1 + j, math.nan))
-        core = self._core
-        if core.level is not None and core.ready:
-            core.level += core.trend * _damped_sum(core.params.phi, n)
-            core.trend *= core.params.phi**n
-        core.last_resid = 0.0
+        self._core.skip_many(n)
         self._last_k += n
 
     def _screen(self, x: float | None) -> float | None:
@@ -621,7 +364,7 @@ class DemandForecaster:
             snap = ring[(k - m) % n]
             if snap is not None and snap.k == k - m:
                 z = (x - snap.centres[j]) / snap.scale
-                self._windows[j].add(_clip(z, -Z_LIMIT, Z_LIMIT))
+                self._windows[j].add(clip(z, -Z_LIMIT, Z_LIMIT))
 
     def _record(self, k: int) -> None:
         core = self._core
@@ -633,15 +376,6 @@ class DemandForecaster:
         self._ring[k % len(self._ring)] = _Snapshot(k, centres, core.scale())
 
     # -- forecast path --------------------------------------------------------------------
-
-    def _mean_at(self, m: float) -> float:
-        assert self._last_k is not None
-        lo = int(m)
-        mean_lo = self._core.predict(self._last_k, lo)
-        if m == lo:
-            return mean_lo
-        mean_hi = self._core.predict(self._last_k, lo + 1)
-        return mean_lo + (m - lo) * (mean_hi - mean_lo)
 
     def _z_at(self, m: float) -> float:
         """Error quantile (scale units) at ``m`` steps: bucket interpolation, sqrt beyond."""
@@ -664,7 +398,7 @@ class DemandForecaster:
     def _refit_every_steps(self) -> int:
         return max(1, round(self.refit_every_s / self.step_s))
 
-    def _replay_start(self) -> tuple[int, _Smoother, list[float]] | None:
+    def _replay_start(self) -> tuple[int, Smoother, list[float]] | None:
         """The oldest checkpoint the history reaches back to, and the readings after it.
 
         The refit replays the live state from there: a replay from a fresh state would favour
@@ -678,7 +412,7 @@ class DemandForecaster:
         return k + 1, core.copy(self._params), [x for _, x in history[k + 1 - history[0][0]:]]
 
     def _replay_checkpoint(self, history: Sequence[tuple[int, float]] | None = None
-                           ) -> tuple[int, _Smoother] | None:
+                           ) -> tuple[int, Smoother] | None:
         """The oldest checkpoint with two refit periods of kept history after it."""
         history = history if history is not None else self._history
         if not history:
@@ -699,7 +433,7 @@ class DemandForecaster:
         return tuple(range(1, top + 1))
 
     @staticmethod
-    def _fittable(core: _Smoother, values: Sequence[float]) -> tuple[bool, ...]:
+    def _fittable(core: Smoother, values: Sequence[float]) -> tuple[bool, ...]:
         """Which seasons' gammas the replay can tell: learning, period within the replay."""
         return tuple(s.learning and s.period <= len(values) for s in core.seasons)
 
@@ -758,12 +492,12 @@ class DemandForecaster:
 
 def _safe_forecast(mean: float, upper: float) -> Forecast:
     """Never negative, never NaN or infinite; upper never below mean."""
-    mean = _clip(mean, 0.0, MAX_VALUE) if math.isfinite(mean) else 0.0
-    upper = _clip(upper, mean, 2 * MAX_VALUE) if math.isfinite(upper) else max(mean, 0.0)
+    mean = clip(mean, 0.0, MAX_VALUE) if math.isfinite(mean) else 0.0
+    upper = clip(upper, mean, 2 * MAX_VALUE) if math.isfinite(upper) else max(mean, 0.0)
     return Forecast(mean, upper)
 
 
-def _core_to_dict(core: _Smoother) -> dict[str, Any]:
+def _core_to_dict(core: Smoother) -> dict[str, Any]:
     return {
         "level": core.level, "trend": core.trend, "ready": core.ready,
         "first": [[k, x] for k, x in core.first], "first_k": core.first_k,
@@ -775,8 +509,8 @@ def _core_to_dict(core: _Smoother) -> dict[str, Any]:
 
 def _core_from_dict(d: dict[str, Any], periods: Sequence[int],
                     kernels: Sequence[tuple[tuple[int, float], ...]],
-                    params: SmoothingParams) -> _Smoother:
-    core = _Smoother(periods, kernels, params)
+                    params: SmoothingParams) -> Smoother:
+    core = Smoother(periods, kernels, params)
     core.level = None if d["level"] is None else float(d["level"])
     core.trend, core.ready = float(d["trend"]), bool(d["ready"])
     core.first = [(int(k), float(x)) for k, x in d["first"]]
@@ -802,7 +536,7 @@ class _Replay:
 
     k0: int
     values: Sequence[float]
-    base: _Smoother
+    base: Smoother
     steps: Sequence[int]
     holdout: int
 
@@ -840,13 +574,13 @@ def _fit(replay: _Replay, start: SmoothingParams, fittable: Sequence[bool]) -> S
     def params_of(v: Sequence[float]) -> SmoothingParams:
         vector = list(full)
         for i, x, (lo, hi) in zip(free, v, bounds, strict=True):
-            vector[i] = _clip(float(x), lo, hi)
+            vector[i] = clip(float(x), lo, hi)
         return SmoothingParams.from_vector(vector)
 
     def loss(v: Sequence[float]) -> float:
         return replay.errors(params_of(v))[0]
 
-    x0 = [_clip(full[i], lo, hi) for i, (lo, hi) in zip(free, bounds, strict=True)]
+    x0 = [clip(full[i], lo, hi) for i, (lo, hi) in zip(free, bounds, strict=True)]
     if not math.isfinite(loss(x0)):
         return start
     result = minimize(loss, x0, method="Powell", bounds=bounds,
