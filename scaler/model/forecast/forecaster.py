@@ -5,29 +5,6 @@ Pure: no I/O, no clock, no asyncio. The service feeds it one demand reading per 
 parameters now and then off the event loop (``refit``) and keeps its state across restarts
 (``to_dict`` / ``from_dict``, ``warm_start`` from a Prometheus range query).
 
-The upper bound
----------------
-The configured quantile of demand at each horizon, from the model's own recent errors, one
-sided (under-forecast is what breaks the SLO). At 10 minutes these series are close to random
-walks, so the gain over a constant-width band comes from modelling the error:
-
-* Scale: ``sqrt(slow * fast)``, the geometric mean of two exponentially weighted means of the
-  absolute one-step error (``SLOW_RATE``: ~50 steps, 8 h at 10 minutes; ``FAST_RATE``: ~3
-  steps): the slow one holds the regime and the diurnal amplitude, the fast one catches a
-  burst regime within a step or two (either alone was up to 7% worse in pinball loss).
-* Burst persistence: the part of the last reading above the smoothed fit (what the robust
-  level refused to follow) is added to the centre of the band: a burst that has started
-  tends to last another step or two.
-* Calibration: per horizon bucket (1, 2, 3, 4, 6, 8, 12, ... steps, up to ``max_horizon_s``)
-  the errors of the centres made ``m`` steps before, divided by the scale at that time, are
-  kept over the last ``ERROR_WINDOW`` steps; the bound is ``centre + scale * q``, ``q`` their
-  empirical quantile at the conformal rank ``ceil((n + 1) * quantile)``: split conformal
-  prediction on a sliding window, which tracks distribution shift (Gibbs and Candes, "Adaptive
-  conformal inference under distribution shift", NeurIPS 2021; Angelopoulos, Candes and
-  Tibshirani, "Conformal PID control for time series prediction", NeurIPS 2023). Horizons
-  between buckets interpolate; beyond the last bucket ``q`` grows with the square root of
-  the horizon.
-
 Missing data
 ------------
 * ``NaN``, infinities and negative readings are missing; a gap of several steps is walked
@@ -60,7 +37,6 @@ the accuracy.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -69,6 +45,7 @@ from typing import Any
 
 from scipy.optimize import minimize
 
+from scaler.model.forecast.conformal import ConformalBound, PendingCentres, bucket_steps
 from scaler.model.forecast.smoother import (
     KERNEL_S,
     MAX_KERNEL_TAPS,
@@ -81,16 +58,9 @@ from scaler.model.forecast.smoother import (
 
 ZERO_SIGMAS = 3.0
 """An exact zero is suspect when the one-step forecast exceeds this many scale units."""
-ERROR_WINDOW = 1008
-"""Errors kept per horizon bucket (a week at 10-minute steps)."""
-MIN_ERRORS = 20
-"""Below this many errors in a bucket the bound uses ``DEFAULT_Z`` scale units per sqrt(step)."""
-DEFAULT_Z = 3.0
 MAX_VALUE = 1e12
 """Readings above this (requests/s) are clipped: no fleet serves that, and it keeps the
 arithmetic finite whatever a broken exporter sends."""
-Z_LIMIT = 1e6
-"""Normalised errors are clipped to +-this before they are kept."""
 REFIT_MIN_GAIN = 0.02
 """A refit keeps the old parameters unless the new ones cut the error on the held-out last
 day by more than 2%: the error surface is flat near its minimum and the best parameters move
@@ -113,14 +83,6 @@ PHI_BOUNDS = (0.8, 0.98)
 GAMMA_BOUNDS = (0.0, 0.5)
 
 
-def _bucket_steps(max_steps: int) -> tuple[int, ...]:
-    """1, 2, 3, 4, 6, 8, 12, 16, 24, ... up to ``max_steps`` (which is always included)."""
-    out = [1, 2, 3]
-    while out[-1] < max_steps:
-        out.append(out[-2] * 2)
-    kept = [m for m in out if m < max_steps]
-    return (*kept, max_steps)
-
 
 def _clean(value: float) -> float | None:
     """A usable reading, or None for missing (NaN, infinite, negative)."""
@@ -128,39 +90,6 @@ def _clean(value: float) -> float | None:
         return None
     return min(value, MAX_VALUE)
 
-
-class _ErrorWindow:
-    """The last ``ERROR_WINDOW`` normalised errors of one horizon bucket, kept sorted."""
-
-    __slots__ = ("order", "sorted")
-
-    def __init__(self) -> None:
-        self.order: deque[float] = deque()
-        self.sorted: list[float] = []
-
-    def add(self, z: float) -> None:
-        if len(self.order) >= ERROR_WINDOW:
-            old = self.order.popleft()
-            del self.sorted[bisect.bisect_left(self.sorted, old)]
-        self.order.append(z)
-        bisect.insort(self.sorted, z)
-
-    def quantile(self, q: float) -> float | None:
-        """Conformal quantile: the ceil((n + 1) q)-th smallest error (None if too few)."""
-        n = len(self.sorted)
-        if n < MIN_ERRORS:
-            return None
-        rank = min(n, math.ceil((n + 1) * q))
-        return self.sorted[rank - 1]
-
-
-class _Snapshot:
-    """Forecasts made at one step, kept until their targets are observed."""
-
-    __slots__ = ("centres", "k", "scale")
-
-    def __init__(self, k: int, centres: list[float], scale: float) -> None:
-        self.k, self.centres, self.scale = k, centres, scale
 
 
 class DemandForecaster:
@@ -189,7 +118,7 @@ class DemandForecaster:
         self._periods = tuple(round(s / self.step_s) for s in self.seasons_s)
         taps = min(MAX_KERNEL_TAPS, round(KERNEL_S / self.step_s))
         self._kernels = tuple(kernel(min(taps, p // 4)) for p in self._periods)
-        self._buckets = _bucket_steps(max(1, math.ceil(self.max_horizon_s / self.step_s - 1e-9)))
+        self._buckets = bucket_steps(max(1, math.ceil(self.max_horizon_s / self.step_s - 1e-9)))
         self._params = SmoothingParams(gammas=(0.05,) * len(self._periods))
         self._reset_state()
 
@@ -210,8 +139,7 @@ class DemandForecaster:
 
     def _reset_state(self) -> None:
         self._core = Smoother(self._periods, self._kernels, self._params)
-        self._windows = [_ErrorWindow() for _ in self._buckets]
-        self._ring: list[_Snapshot | None] = [None] * (self._buckets[-1] + 1)
+        self._bound = ConformalBound(self._buckets, self.quantile)
         self._last_k: int | None = None
         self._zero_run = 0
         # (step, reading or NaN) for every step, so a refit in a thread reads a coherent copy
@@ -251,7 +179,7 @@ class DemandForecaster:
             return Forecast(0.0, 0.0)
         m = max(1.0, horizon_s / self.step_s) if math.isfinite(horizon_s) else 1.0
         mean = core.mean_at(self._last_k, m)
-        upper = mean + max(core.last_resid, 0.0) + core.scale() * self._z_at(m)
+        upper = mean + max(core.last_resid, 0.0) + core.scale() * self._bound.z_at(m)
         if self._in_outage():
             mean = 0.0
         return _safe_forecast(mean, upper)
@@ -301,7 +229,7 @@ class DemandForecaster:
         """Steps between the last observation and ``k`` are missing."""
         assert self._last_k is not None
         missing = k - self._last_k - 1
-        walked = min(missing, len(self._ring))
+        walked = min(missing, len(self._bound.ring))
         if missing > walked:
             self._skip_many(missing - walked)
         for j in range(k - walked, k):
@@ -351,47 +279,12 @@ class DemandForecaster:
         if x is None:
             core.skip()
         else:
-            self._score(k, x)
+            self._bound.score(k, x)
             core.update(k, x)
         self._history.append((k, math.nan if x is None else x))
         self._last_k = k
-        self._record(k)
+        self._bound.record(k, core)
         self._take_checkpoint(k)
-
-    def _score(self, k: int, x: float) -> None:
-        ring, n = self._ring, len(self._ring)
-        for j, m in enumerate(self._buckets):
-            snap = ring[(k - m) % n]
-            if snap is not None and snap.k == k - m:
-                z = (x - snap.centres[j]) / snap.scale
-                self._windows[j].add(clip(z, -Z_LIMIT, Z_LIMIT))
-
-    def _record(self, k: int) -> None:
-        core = self._core
-        if core.level is None or core.scale_slow <= 0.0:
-            self._ring[k % len(self._ring)] = None
-            return
-        burst = max(core.last_resid, 0.0)
-        centres = [core.predict(k, m) + burst for m in self._buckets]
-        self._ring[k % len(self._ring)] = _Snapshot(k, centres, core.scale())
-
-    # -- forecast path --------------------------------------------------------------------
-
-    def _z_at(self, m: float) -> float:
-        """Error quantile (scale units) at ``m`` steps: bucket interpolation, sqrt beyond."""
-        buckets = self._buckets
-        if m >= buckets[-1]:
-            return self._bucket_z(len(buckets) - 1) * math.sqrt(m / buckets[-1])
-        j = bisect.bisect_left(buckets, m)
-        if buckets[j] == m or j == 0:
-            return self._bucket_z(j)
-        lo, hi = buckets[j - 1], buckets[j]
-        z_lo, z_hi = self._bucket_z(j - 1), self._bucket_z(j)
-        return z_lo + (m - lo) / (hi - lo) * (z_hi - z_lo)
-
-    def _bucket_z(self, j: int) -> float:
-        z = self._windows[j].quantile(self.quantile)
-        return DEFAULT_Z * math.sqrt(self._buckets[j]) if z is None else z
 
     # -- refit helpers --------------------------------------------------------------------
 
@@ -447,8 +340,8 @@ class DemandForecaster:
             "params": {"alpha": self._params.alpha, "beta": self._params.beta,
                        "phi": self._params.phi, "gammas": list(self._params.gammas)},
             "core": _core_to_dict(self._core),
-            "windows": [list(w.order) for w in self._windows],
-            "ring": [None if s is None else [s.k, s.centres, s.scale] for s in self._ring],
+            "windows": [list(w.order) for w in self._bound.windows],
+            "ring": [None if s is None else [s.k, s.centres, s.scale] for s in self._bound.ring],
             "last_k": self._last_k,
             "zero_run": self._zero_run,
             "history": [[k, None if math.isnan(x) else x] for k, x in self._history],
@@ -477,10 +370,10 @@ class DemandForecaster:
         p = d["params"]
         f._params = SmoothingParams(p["alpha"], p["beta"], p["phi"], tuple(p["gammas"]))
         f._core = _core_from_dict(d["core"], f._periods, f._kernels, f._params)
-        for window, zs in zip(f._windows, d["windows"], strict=True):
+        for window, zs in zip(f._bound.windows, d["windows"], strict=True):
             window.order = deque(float(z) for z in zs)
             window.sorted = sorted(window.order)
-        f._ring = [None if s is None else _Snapshot(int(s[0]), [float(c) for c in s[1]],
+        f._bound.ring = [None if s is None else PendingCentres(int(s[0]), [float(c) for c in s[1]],
                                                     float(s[2])) for s in d["ring"]]
         f._last_k, f._zero_run = d["last_k"], int(d["zero_run"])
         f._history.extend((int(k), math.nan if x is None else float(x)) for k, x in d["history"])
