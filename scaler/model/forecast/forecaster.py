@@ -19,20 +19,6 @@ Missing data
   low-traffic series, where zeros are within the expected spread, zeros are plain data.
 * Readings are placed on the step grid ``round(t_s / step_s)``; a second reading in a step
   already observed (or an older one) is ignored.
-
-Refitting
----------
-``alpha``, ``beta``, ``phi`` and the seasonal ``gamma`` are fitted by a bounded Powell search
-(scipy) minimising the mean absolute error at horizons up to ``fit_horizon_s``, replaying the
-kept history (``history_s``) from a checkpoint of the live state taken at that time (a replay
-from a fresh state favours parameters that repair a poor start). The last day is held out:
-new parameters are kept only if they beat the current ones there by ``REFIT_MIN_GAIN``.
-``fit_params()`` only reads (the service can run it in a thread), ``set_params()`` swaps the
-parameters and changes nothing else, ``refit()`` does both; ``needs_refit`` is true every
-``refit_every_s`` once two such days are kept after a checkpoint. A season whose period the
-replay does not cover keeps its ``gamma``. On the ServeGen traces refitting changes the MAE by
-under 2% either way (the benchmark shows both): the robust parts, not the parameters, carry
-the accuracy.
 """
 
 from __future__ import annotations
@@ -43,9 +29,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scipy.optimize import minimize
-
 from scaler.model.forecast.conformal import ConformalBound, PendingCentres, bucket_steps
+from scaler.model.forecast.fit import Replay, ReplayHistory, best_params, fit_steps, fittable
 from scaler.model.forecast.smoother import (
     KERNEL_S,
     MAX_KERNEL_TAPS,
@@ -61,10 +46,6 @@ ZERO_SIGMAS = 3.0
 MAX_VALUE = 1e12
 """Readings above this (requests/s) are clipped: no fleet serves that, and it keeps the
 arithmetic finite whatever a broken exporter sends."""
-REFIT_MIN_GAIN = 0.02
-"""A refit keeps the old parameters unless the new ones cut the error on the held-out last
-day by more than 2%: the error surface is flat near its minimum and the best parameters move
-with the regime, so chasing in-sample gains made next-day forecasts worse, not better."""
 
 _FormatVersion = 1
 
@@ -75,12 +56,6 @@ class Forecast:
 
     mean: float
     upper: float
-
-
-ALPHA_BOUNDS = (0.05, 1.0)
-BETA_BOUNDS = (0.0, 0.3)
-PHI_BOUNDS = (0.8, 0.98)
-GAMMA_BOUNDS = (0.0, 0.5)
 
 
 
@@ -142,12 +117,8 @@ class DemandForecaster:
         self._bound = ConformalBound(self._buckets, self.quantile)
         self._last_k: int | None = None
         self._zero_run = 0
-        # (step, reading or NaN) for every step, so a refit in a thread reads a coherent copy
-        self._history: deque[tuple[int, float]] = deque(
-            maxlen=max(2, round(self.history_s / self.step_s)))
-        history_steps = self._history.maxlen or 2
-        self._checkpoints: deque[tuple[int, Smoother]] = deque(
-            maxlen=history_steps // self._refit_every_steps() + 1)
+        self._replay = ReplayHistory(max(2, round(self.history_s / self.step_s)),
+                                     max(1, round(self.refit_every_s / self.step_s)))
         self._last_refit_k: int | None = None
 
     # -- public API -----------------------------------------------------------------------
@@ -195,20 +166,21 @@ class DemandForecaster:
         least twice that much data kept after a checkpoint of the state to replay from."""
         if self._last_k is None:
             return False
-        every = self._refit_every_steps()
+        every = self._replay.every
         if self._last_refit_k is not None and self._last_k - self._last_refit_k < every:
             return False
-        return self._replay_checkpoint() is not None
+        return self._replay.checkpoint() is not None
 
     def fit_params(self) -> SmoothingParams:
         """Best parameters on the kept history (reads only; safe off the event loop)."""
-        start = self._replay_start()
+        start = self._replay.start(self._params)
         if start is None:
             return self._params
         k0, core, values = start
-        holdout = len(values) - self._refit_every_steps()
-        return _fit(_Replay(k0, values, core, self._fit_steps(), holdout), self._params,
-                    self._fittable(core, values[:holdout]))
+        holdout = len(values) - self._replay.every
+        steps = fit_steps(self.fit_horizon_s, self.step_s)
+        return best_params(Replay(k0, values, core, steps, holdout), self._params,
+                           fittable(core, values[:holdout]))
 
     def set_params(self, params: SmoothingParams) -> None:
         """Swap the smoothing parameters (nothing else changes)."""
@@ -238,8 +210,9 @@ class DemandForecaster:
     def _skip_many(self, n: int) -> None:
         """A long gap at once: damped trend, history padded, no forecasts recorded."""
         assert self._last_k is not None
-        for j in range(max(0, n - (self._history.maxlen or 0)), n):
-            self._history.append((self._last_k + 1 + j, math.nan))
+        readings = self._replay.readings
+        for j in range(max(0, n - (readings.maxlen or 0)), n):
+            readings.append((self._last_k + 1 + j, math.nan))
         self._core.skip_many(n)
         self._last_k += n
 
@@ -281,54 +254,10 @@ class DemandForecaster:
         else:
             self._bound.score(k, x)
             core.update(k, x)
-        self._history.append((k, math.nan if x is None else x))
+        self._replay.readings.append((k, math.nan if x is None else x))
         self._last_k = k
         self._bound.record(k, core)
-        self._take_checkpoint(k)
-
-    # -- refit helpers --------------------------------------------------------------------
-
-    def _refit_every_steps(self) -> int:
-        return max(1, round(self.refit_every_s / self.step_s))
-
-    def _replay_start(self) -> tuple[int, Smoother, list[float]] | None:
-        """The oldest checkpoint the history reaches back to, and the readings after it.
-
-        The refit replays the live state from there: a replay from a fresh state would favour
-        parameters that repair a poor one-day seasonal start, not those that forecast best.
-        """
-        history = list(self._history)  # one coherent copy, even with observe() in another thread
-        found = self._replay_checkpoint(history)
-        if found is None:
-            return None
-        k, core = found
-        return k + 1, core.copy(self._params), [x for _, x in history[k + 1 - history[0][0]:]]
-
-    def _replay_checkpoint(self, history: Sequence[tuple[int, float]] | None = None
-                           ) -> tuple[int, Smoother] | None:
-        """The oldest checkpoint with two refit periods of kept history after it."""
-        history = history if history is not None else self._history
-        if not history:
-            return None
-        first_k, last_k = history[0][0], history[-1][0]
-        for k, core in list(self._checkpoints):
-            if k + 1 >= first_k and last_k - k >= 2 * self._refit_every_steps():
-                return k, core
-        return None
-
-    def _take_checkpoint(self, k: int) -> None:
-        cps = self._checkpoints
-        if self._core.ready and (not cps or k - cps[-1][0] >= self._refit_every_steps()):
-            cps.append((k, self._core.copy(self._params)))
-
-    def _fit_steps(self) -> tuple[int, ...]:
-        top = max(1, round(self.fit_horizon_s / self.step_s))
-        return tuple(range(1, top + 1))
-
-    @staticmethod
-    def _fittable(core: Smoother, values: Sequence[float]) -> tuple[bool, ...]:
-        """Which seasons' gammas the replay can tell: learning, period within the replay."""
-        return tuple(s.learning and s.period <= len(values) for s in core.seasons)
+        self._replay.take_checkpoint(k, core, self._params)
 
     # -- persistence ----------------------------------------------------------------------
 
@@ -344,9 +273,9 @@ class DemandForecaster:
             "ring": [None if s is None else [s.k, s.centres, s.scale] for s in self._bound.ring],
             "last_k": self._last_k,
             "zero_run": self._zero_run,
-            "history": [[k, None if math.isnan(x) else x] for k, x in self._history],
+            "history": [[k, None if math.isnan(x) else x] for k, x in self._replay.readings],
             "last_refit_k": self._last_refit_k,
-            "checkpoints": [[k, _core_to_dict(c)] for k, c in self._checkpoints],
+            "checkpoints": [[k, _core_to_dict(c)] for k, c in self._replay.checkpoints],
         }
 
     def _config_dict(self) -> dict[str, Any]:
@@ -376,10 +305,12 @@ class DemandForecaster:
         f._bound.ring = [None if s is None else PendingCentres(int(s[0]), [float(c) for c in s[1]],
                                                     float(s[2])) for s in d["ring"]]
         f._last_k, f._zero_run = d["last_k"], int(d["zero_run"])
-        f._history.extend((int(k), math.nan if x is None else float(x)) for k, x in d["history"])
+        f._replay.readings.extend((int(k), math.nan if x is None else float(x))
+                                  for k, x in d["history"])
         f._last_refit_k = d["last_refit_k"]
-        f._checkpoints.extend((int(k), _core_from_dict(c, f._periods, f._kernels, f._params))
-                              for k, c in d["checkpoints"])
+        f._replay.checkpoints.extend(
+            (int(k), _core_from_dict(c, f._periods, f._kernels, f._params))
+            for k, c in d["checkpoints"])
         return f
 
 
@@ -414,71 +345,3 @@ def _core_from_dict(d: dict[str, Any], periods: Sequence[int],
         season.values = [float(v) for v in s["values"]]
         season.learning = bool(s["learning"])
     return core
-
-
-# -- refit ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Replay:
-    """What a refit replays: readings from step ``k0`` on, from the checkpoint ``base``.
-
-    Errors before ``holdout`` (an index into ``values``) are what the search minimises; the
-    errors after it decide whether the result is kept.
-    """
-
-    k0: int
-    values: Sequence[float]
-    base: Smoother
-    steps: Sequence[int]
-    holdout: int
-
-    def errors(self, params: SmoothingParams) -> tuple[float, float]:
-        """Mean absolute error at ``steps`` ahead before and after ``holdout``."""
-        core = self.base.copy(params)
-        steps, top = self.steps, max(self.steps)
-        pending: list[list[float] | None] = [None] * (top + 1)
-        sums, counts = [0.0, 0.0], [0, 0]
-        for i, x in enumerate(self.values):
-            k = self.k0 + i
-            if math.isnan(x):
-                core.skip()
-            else:
-                part = 0 if i < self.holdout else 1
-                for j, m in enumerate(steps):
-                    made = pending[(k - m) % (top + 1)]
-                    if made is not None:
-                        sums[part] += abs(x - made[j])
-                        counts[part] += 1
-                core.update(k, x)
-            pending[k % (top + 1)] = [core.predict(k, m) for m in steps] if core.ready else None
-        fit, held = (s / c if c else math.inf for s, c in zip(sums, counts, strict=True))
-        return fit, held
-
-
-def _fit(replay: _Replay, start: SmoothingParams, fittable: Sequence[bool]) -> SmoothingParams:
-    """Bounded Powell search over alpha, beta, phi and the gammas the replay can tell; the
-    result is kept only if it also beats ``start`` on the held-out last part."""
-    full = start.as_vector()
-    all_bounds = [ALPHA_BOUNDS, BETA_BOUNDS, PHI_BOUNDS] + [GAMMA_BOUNDS] * len(start.gammas)
-    free = [i for i in range(len(full)) if i < 3 or fittable[i - 3]]
-    bounds = [all_bounds[i] for i in free]
-
-    def params_of(v: Sequence[float]) -> SmoothingParams:
-        vector = list(full)
-        for i, x, (lo, hi) in zip(free, v, bounds, strict=True):
-            vector[i] = clip(float(x), lo, hi)
-        return SmoothingParams.from_vector(vector)
-
-    def loss(v: Sequence[float]) -> float:
-        return replay.errors(params_of(v))[0]
-
-    x0 = [clip(full[i], lo, hi) for i, (lo, hi) in zip(free, bounds, strict=True)]
-    if not math.isfinite(loss(x0)):
-        return start
-    result = minimize(loss, x0, method="Powell", bounds=bounds,
-                      options={"maxfev": 150, "xtol": 1e-2, "ftol": 1e-3})
-    best = params_of(result.x)
-    held_best, held_start = replay.errors(best)[1], replay.errors(start)[1]
-    keep = math.isfinite(held_best) and held_best < (1.0 - REFIT_MIN_GAIN) * held_start
-    return best if keep else start
