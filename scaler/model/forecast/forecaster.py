@@ -24,12 +24,11 @@ Missing data
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scaler.model.forecast.conformal import ConformalBound, PendingCentres, bucket_steps
+from scaler.model.forecast.conformal import ConformalBound, bucket_steps
 from scaler.model.forecast.fit import Replay, ReplayHistory, best_params, fit_steps, fittable
 from scaler.model.forecast.smoother import (
     KERNEL_S,
@@ -40,14 +39,13 @@ from scaler.model.forecast.smoother import (
     clip,
     kernel,
 )
+from scaler.model.forecast.state import forecaster_from_dict, forecaster_to_dict
 
 ZERO_SIGMAS = 3.0
 """An exact zero is suspect when the one-step forecast exceeds this many scale units."""
 MAX_VALUE = 1e12
 """Readings above this (requests/s) are clipped: no fleet serves that, and it keeps the
 arithmetic finite whatever a broken exporter sends."""
-
-_FormatVersion = 1
 
 
 @dataclass(frozen=True)
@@ -58,13 +56,11 @@ class Forecast:
     upper: float
 
 
-
 def _clean(value: float) -> float | None:
     """A usable reading, or None for missing (NaN, infinite, negative)."""
     if not math.isfinite(value) or value < 0.0:
         return None
     return min(value, MAX_VALUE)
-
 
 
 class DemandForecaster:
@@ -80,7 +76,7 @@ class DemandForecaster:
                  zero_trust_s: float = 3600.0, zero_forget_s: float = 86400.0,
                  history_s: float = 7 * 86400.0, refit_every_s: float = 86400.0,
                  fit_horizon_s: float = 1800.0) -> None:
-        self._check_config(step_s, seasons_s, quantile, max_horizon_s)
+        _check_config(step_s, seasons_s, quantile, max_horizon_s)
         self.step_s = float(step_s)
         self.seasons_s = tuple(float(s) for s in seasons_s)
         self.quantile = float(quantile)
@@ -96,21 +92,6 @@ class DemandForecaster:
         self._buckets = bucket_steps(max(1, math.ceil(self.max_horizon_s / self.step_s - 1e-9)))
         self._params = SmoothingParams(gammas=(0.05,) * len(self._periods))
         self._reset_state()
-
-    @staticmethod
-    def _check_config(step_s: float, seasons_s: Sequence[float], quantile: float,
-                      max_horizon_s: float) -> None:
-        if not (math.isfinite(step_s) and step_s > 0):
-            raise ValueError(f"step_s has value {step_s!r}. Must be a positive number of seconds.")
-        for s in seasons_s:
-            ratio = s / step_s
-            if not (math.isfinite(ratio) and ratio >= 2 and abs(ratio - round(ratio)) < 1e-6):
-                raise ValueError(f"seasons_s has value {s!r}. Must be a whole number (>= 2) of "
-                                 f"steps of {step_s!r} s.")
-        if not 0.5 <= quantile < 1.0:
-            raise ValueError(f"quantile has value {quantile!r}. Must be in [0.5, 1).")
-        if not (math.isfinite(max_horizon_s) and max_horizon_s > 0):
-            raise ValueError(f"max_horizon_s has value {max_horizon_s!r}. Must be positive.")
 
     def _reset_state(self) -> None:
         self._core = Smoother(self._periods, self._kernels, self._params)
@@ -263,55 +244,12 @@ class DemandForecaster:
 
     def to_dict(self) -> dict[str, Any]:
         """The whole state as JSON-safe data (no NaN: missing values are None)."""
-        return {
-            "version": _FormatVersion,
-            "config": self._config_dict(),
-            "params": {"alpha": self._params.alpha, "beta": self._params.beta,
-                       "phi": self._params.phi, "gammas": list(self._params.gammas)},
-            "core": _core_to_dict(self._core),
-            "windows": [list(w.order) for w in self._bound.windows],
-            "ring": [None if s is None else [s.k, s.centres, s.scale] for s in self._bound.ring],
-            "last_k": self._last_k,
-            "zero_run": self._zero_run,
-            "history": [[k, None if math.isnan(x) else x] for k, x in self._replay.readings],
-            "last_refit_k": self._last_refit_k,
-            "checkpoints": [[k, _core_to_dict(c)] for k, c in self._replay.checkpoints],
-        }
-
-    def _config_dict(self) -> dict[str, Any]:
-        return {"step_s": self.step_s, "seasons_s": list(self.seasons_s),
-                "quantile": self.quantile, "max_horizon_s": self.max_horizon_s,
-                "zero_trust_s": self.zero_trust_s, "zero_forget_s": self.zero_forget_s,
-                "history_s": self.history_s, "refit_every_s": self.refit_every_s,
-                "fit_horizon_s": self.fit_horizon_s}
+        return forecaster_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DemandForecaster:
         """Rebuild a forecaster saved by ``to_dict``."""
-        if d.get("version") != _FormatVersion:
-            raise ValueError(f"forecaster state has version {d.get('version')!r}. "
-                             f"Expected {_FormatVersion}.")
-        cfg = d["config"]
-        f = cls(cfg["step_s"], tuple(cfg["seasons_s"]), cfg["quantile"],
-                max_horizon_s=cfg["max_horizon_s"], zero_trust_s=cfg["zero_trust_s"],
-                zero_forget_s=cfg["zero_forget_s"], history_s=cfg["history_s"],
-                refit_every_s=cfg["refit_every_s"], fit_horizon_s=cfg["fit_horizon_s"])
-        p = d["params"]
-        f._params = SmoothingParams(p["alpha"], p["beta"], p["phi"], tuple(p["gammas"]))
-        f._core = _core_from_dict(d["core"], f._periods, f._kernels, f._params)
-        for window, zs in zip(f._bound.windows, d["windows"], strict=True):
-            window.order = deque(float(z) for z in zs)
-            window.sorted = sorted(window.order)
-        f._bound.ring = [None if s is None else PendingCentres(int(s[0]), [float(c) for c in s[1]],
-                                                    float(s[2])) for s in d["ring"]]
-        f._last_k, f._zero_run = d["last_k"], int(d["zero_run"])
-        f._replay.readings.extend((int(k), math.nan if x is None else float(x))
-                                  for k, x in d["history"])
-        f._last_refit_k = d["last_refit_k"]
-        f._replay.checkpoints.extend(
-            (int(k), _core_from_dict(c, f._periods, f._kernels, f._params))
-            for k, c in d["checkpoints"])
-        return f
+        return forecaster_from_dict(cls, d)
 
 
 def _safe_forecast(mean: float, upper: float) -> Forecast:
@@ -321,27 +259,16 @@ def _safe_forecast(mean: float, upper: float) -> Forecast:
     return Forecast(mean, upper)
 
 
-def _core_to_dict(core: Smoother) -> dict[str, Any]:
-    return {
-        "level": core.level, "trend": core.trend, "ready": core.ready,
-        "first": [[k, x] for k, x in core.first], "first_k": core.first_k,
-        "scale_slow": core.scale_slow, "scale_fast": core.scale_fast, "run": core.run,
-        "last_resid": core.last_resid,
-        "seasons": [{"values": s.values, "learning": s.learning} for s in core.seasons],
-    }
-
-
-def _core_from_dict(d: dict[str, Any], periods: Sequence[int],
-                    kernels: Sequence[tuple[tuple[int, float], ...]],
-                    params: SmoothingParams) -> Smoother:
-    core = Smoother(periods, kernels, params)
-    core.level = None if d["level"] is None else float(d["level"])
-    core.trend, core.ready = float(d["trend"]), bool(d["ready"])
-    core.first = [(int(k), float(x)) for k, x in d["first"]]
-    core.first_k = d["first_k"]
-    core.scale_slow, core.scale_fast = float(d["scale_slow"]), float(d["scale_fast"])
-    core.run, core.last_resid = int(d["run"]), float(d["last_resid"])
-    for season, s in zip(core.seasons, d["seasons"], strict=True):
-        season.values = [float(v) for v in s["values"]]
-        season.learning = bool(s["learning"])
-    return core
+def _check_config(step_s: float, seasons_s: Sequence[float], quantile: float,
+                  max_horizon_s: float) -> None:
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise ValueError(f"step_s has value {step_s!r}. Must be a positive number of seconds.")
+    for s in seasons_s:
+        ratio = s / step_s
+        if not (math.isfinite(ratio) and ratio >= 2 and abs(ratio - round(ratio)) < 1e-6):
+            raise ValueError(f"seasons_s has value {s!r}. Must be a whole number (>= 2) of "
+                             f"steps of {step_s!r} s.")
+    if not 0.5 <= quantile < 1.0:
+        raise ValueError(f"quantile has value {quantile!r}. Must be in [0.5, 1).")
+    if not (math.isfinite(max_horizon_s) and max_horizon_s > 0):
+        raise ValueError(f"max_horizon_s has value {max_horizon_s!r}. Must be positive.")
