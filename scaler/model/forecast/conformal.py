@@ -1,8 +1,7 @@
 """The upper bound: a one-sided conformal quantile of the model's own recent errors.
 
-The forecaster asks it for ``q`` at a horizon and draws the bound as ``centre + scale * q``;
-the centre (mean plus burst) and the scale come from the smoother (``smoother.py``), which
-also keeps the slow and fast error scales.
+The forecaster asks it for ``q`` at a horizon and draws the bound as ``centre + scale * q``,
+the centre (mean plus burst) and the scale from the smoother (``smoother.py``).
 
 The configured quantile of demand at each horizon, from the model's own recent errors, one
 sided (under-forecast is what breaks the SLO). At 10 minutes these series are close to random
@@ -11,7 +10,8 @@ walks, so the gain over a constant-width band comes from modelling the error:
 * Scale: ``sqrt(slow * fast)``, the geometric mean of two exponentially weighted means of the
   absolute one-step error (``SLOW_RATE``: ~50 steps, 8 h at 10 minutes; ``FAST_RATE``: ~3
   steps): the slow one holds the regime and the diurnal amplitude, the fast one catches a
-  burst regime within a step or two (either alone was up to 7% worse in pinball loss).
+  burst regime within a step or two (either alone was worse in pinball loss; see
+  BENCHMARKS.md, section "Forecaster design choices"). Both are kept by the smoother.
 * Burst persistence: the part of the last reading above the smoothed fit (what the robust
   level refused to follow) is added to the centre of the band: a burst that has started
   tends to last another step or two.

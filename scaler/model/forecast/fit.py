@@ -11,9 +11,9 @@ new parameters are kept only if they beat the current ones there by ``REFIT_MIN_
 ``fit_params()`` only reads (the service can run it in a thread), ``set_params()`` swaps the
 parameters and changes nothing else, ``refit()`` does both; ``needs_refit`` is true every
 ``refit_every_s`` once two such days are kept after a checkpoint. A season whose period the
-replay does not cover keeps its ``gamma``. On the ServeGen traces refitting changes the MAE by
-under 2% either way (the benchmark shows both): the robust parts, not the parameters, carry
-the accuracy.
+replay does not cover keeps its ``gamma``. On the ServeGen traces refitting barely changes the
+MAE, either way (``benchmarks/forecast_accuracy.py`` shows both; see BENCHMARKS.md, section
+"Forecaster design choices"): the robust parts, not the parameters, carry the accuracy.
 """
 
 from __future__ import annotations

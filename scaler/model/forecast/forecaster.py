@@ -1,4 +1,5 @@
-"""Demand forecaster: robust damped Holt-Winters with a calibrated one-sided upper bound.
+"""The demand forecaster the service and the replay use: the smoother, the bound and the refit
+(see the package docstring) behind one object.
 
 Pure: no I/O, no clock, no asyncio. The service feeds it one demand reading per step
 (``observe``), asks for the demand one lead time ahead (``forecast``), refits its smoothing
@@ -66,7 +67,7 @@ def _clean(value: float) -> float | None:
 class DemandForecaster:
     """Robust damped Holt-Winters demand forecaster with a calibrated upper bound.
 
-    See the module docstring for the model. ``step_s``: the observation interval (seconds);
+    See the package docstring for the parts. ``step_s``: the observation interval (seconds);
     ``seasons_s``: seasonal periods, each a whole number of steps (default daily and weekly);
     ``quantile``: the level of ``Forecast.upper``.
     """

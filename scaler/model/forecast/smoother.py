@@ -1,11 +1,8 @@
-"""The smoother: level, damped trend and seasons, updated in O(1) per reading.
+"""The mean of the forecast: level, damped trend and seasons, updated in O(1) per reading.
 
-This is the mean of the forecast and the error scale its upper bound is drawn around
-(``conformal.py``); the forecaster runs one live and the refit (``fit.py``) replays copies
-with trial parameters.
+The smoother also keeps the error scales the upper bound is drawn with (``conformal.py``). The
+forecaster runs one live; the refit (``fit.py``) replays copies with trial parameters.
 
-The mean
---------
 Exponential smoothing of the Holt-Winters family in error-correction form (Hyndman et al.,
 *Forecasting with Exponential Smoothing*, 2008, ETS(A,Ad,A); two seasons as in Taylor,
 "Short-term electricity demand forecasting using double seasonal exponential smoothing",
@@ -17,7 +14,8 @@ JORS 2003). With ``e`` the one-step innovation and ``psi(e)`` its robust version
     season <- season + gamma_s * psi(e), spread over neighbouring phases (below)
 
 Every update is O(1). What had to change from the textbook, and why (measured on the
-ServeGen traces with ``benchmarks/forecast_accuracy.py`` and its predecessors):
+ServeGen traces with ``benchmarks/forecast_accuracy.py`` and its predecessors; for the
+figures see BENCHMARKS.md, section "Forecaster design choices"):
 
 * Robust innovations (Gelper, Fried and Croux, "Robust forecasting with exponential and
   Holt-Winters smoothing", J. Forecasting 2010): ``psi`` clips the innovation at ``HUBER_K``
@@ -27,16 +25,14 @@ ServeGen traces with ``benchmarks/forecast_accuracy.py`` and its predecessors):
   reset), so a real step change is followed within two steps.
 * Smooth seasonal indices: at 10-minute resolution one day's profile is mostly noise, and a
   forecast uses the difference ``day[k + m] - day[k]``, which noisy indices turn into pure
-  error (raw indices made the MAE 20-45% worse than the best baseline's). Each update is spread
-  over +-``KERNEL_S`` seconds of phase with triangular weights summing to one, and the first
-  day's profile (the initial indices) is smoothed the same way.
+  error (raw indices made the MAE clearly worse than the best baseline's). Each update is
+  spread over +-``KERNEL_S`` seconds of phase with triangular weights summing to one, and the
+  first day's profile (the initial indices) is smoothed the same way.
 * The daily indices start from the first full day (its mean removed); until then the
   forecast is the last value. The weekly indices start at zero and learn once a week has
   been seen (with two weeks of data they cannot matter yet; they are there for longer runs).
 * A log (multiplicative) variant was measured and rejected: worse on m-mid at every horizon
-  (pinball 0.89-1.01 of the best baseline's against 0.71-0.78; its outage to 1-25 req/s wrecks
-  a log level) and mixed on m-small.
-
+  (its outage to a few requests/s wrecks a log level) and mixed on m-small.
 """
 
 from __future__ import annotations
