@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.sim.traces import RateTrace, read_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"

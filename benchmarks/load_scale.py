@@ -63,7 +63,7 @@ from scaler.config.settings import ServiceConfig
 from scaler.keda.front.link import FrontProcess
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S
 from scaler.service.service import ScalerService
 from scaler.service.workloads import Workload, WorkloadKey

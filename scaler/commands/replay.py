@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from scaler.commands.flags import REPLAY_POLICIES
 from scaler.config.profiles import default_profile, load_profile
 from scaler.model.capacity import CapacityModel
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings
 from scaler.model.profile import ReplicaProfile
 from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy

@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from scaler.model.capacity import CapacityModel
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.nodes import nodes_for
 from scaler.model.specs import NodeShape, PlanSettings, ReplicaBounds
 

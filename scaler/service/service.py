@@ -42,7 +42,7 @@ from scaler.config.settings import ServiceConfig
 from scaler.keda.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import decide_workload, shape_nodes_for
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import Decision, NoData
 from scaler.service.prometheus_scrape import PrometheusSource

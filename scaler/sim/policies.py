@@ -27,7 +27,7 @@ import numpy.typing as npt
 from scaler.keda import metrics
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import decide_workload
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.nodes import nodes_for
 from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import FleetObservation, NoData, PodLoad, decide

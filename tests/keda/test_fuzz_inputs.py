@@ -34,7 +34,7 @@ from scaler.keda.metadata import (
     parse_metadata,
 )
 from scaler.model.capacity import CapacityModel
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import (
     FORECAST_STEP_S,
     FleetState,

@@ -10,7 +10,7 @@ import pytest
 
 from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
-from scaler.model.forecast import DemandForecaster
+from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FleetState, PlannerSettings, PredictivePlanner
 
 STEP = 300.0

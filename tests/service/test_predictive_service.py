@@ -310,7 +310,7 @@ async def test_due_refits_run_in_the_background_one_at_a_time(service, pods, mon
     import asyncio
     import threading
 
-    from scaler.model.forecast import DemandForecaster
+    from scaler.model.forecast.forecaster import DemandForecaster
     from tests.conftest import wait_until
 
     fits: list[int] = []

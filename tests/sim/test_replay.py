@@ -126,7 +126,7 @@ def test_the_predictive_policy_sees_demand_only_through_ready_pods(replicas, sta
     """The replay's planner knows no more than the service's (it only reads ready pods)."""
     import math
 
-    from scaler.model.forecast import DemandForecaster
+    from scaler.model.forecast.forecaster import DemandForecaster
     from scaler.model.predictive import PlannerSettings
     from scaler.sim.policies import ClusterView, PredictivePolicy
 

@@ -1,0 +1,275 @@
+"""The demand forecaster the service and the replay use: the smoother, the bound and the refit
+(see the package docstring) behind one object.
+
+Pure: no I/O, no clock, no asyncio. The service feeds it one demand reading per step
+(``observe``), asks for the demand one lead time ahead (``forecast``), refits its smoothing
+parameters now and then off the event loop (``refit``) and keeps its state across restarts
+(``to_dict`` / ``from_dict``, ``warm_start`` from a Prometheus range query).
+
+Missing data
+------------
+* ``NaN``, infinities and negative readings are missing; a gap of several steps is walked
+  through as missing steps (the level follows its damped trend, nothing is learnt).
+* Exact zeros are suspect when the model expects clearly more (one-step forecast above
+  ``ZERO_SIGMAS`` slow scale units): a sudden run of them is a collection hole, not demand,
+  and is treated as missing for ``zero_trust_s`` (default 1 h). Past that the outage is
+  believed: the mean forecast is 0 at once, while the upper bound keeps what demand would be
+  if it came back now (it does, at its old level, after every hole in the traces, and that is
+  what would break the SLO); the state stays frozen, so when data returns the forecast is
+  right at once. After ``zero_forget_s`` (default 1 day) of zeros the model starts over. In a
+  low-traffic series, where zeros are within the expected spread, zeros are plain data.
+* Readings are placed on the step grid ``round(t_s / step_s)``; a second reading in a step
+  already observed (or an older one) is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scaler.model.forecast.conformal import ConformalBound, bucket_steps
+from scaler.model.forecast.fit import Replay, ReplayHistory, best_params, fit_steps, fittable
+from scaler.model.forecast.smoother import (
+    KERNEL_S,
+    MAX_KERNEL_TAPS,
+    SCALE_FLOOR,
+    Smoother,
+    SmoothingParams,
+    clip,
+    kernel,
+)
+from scaler.model.forecast.state import forecaster_from_dict, forecaster_to_dict
+
+ZERO_SIGMAS = 3.0
+"""An exact zero is suspect when the one-step forecast exceeds this many scale units."""
+MAX_VALUE = 1e12
+"""Readings above this (requests/s) are clipped: no fleet serves that, and it keeps the
+arithmetic finite whatever a broken exporter sends."""
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Demand expected ``horizon_s`` after the last observed step (same unit as the input)."""
+
+    mean: float
+    upper: float
+
+
+def _clean(value: float) -> float | None:
+    """A usable reading, or None for missing (NaN, infinite, negative)."""
+    if not math.isfinite(value) or value < 0.0:
+        return None
+    return min(value, MAX_VALUE)
+
+
+class DemandForecaster:
+    """Robust damped Holt-Winters demand forecaster with a calibrated upper bound.
+
+    See the package docstring for the parts. ``step_s``: the observation interval (seconds);
+    ``seasons_s``: seasonal periods, each a whole number of steps (default daily and weekly);
+    ``quantile``: the level of ``Forecast.upper``.
+    """
+
+    def __init__(self, step_s: float, seasons_s: Sequence[float] = (86400.0, 604800.0),
+                 quantile: float = 0.95, *, max_horizon_s: float = 7200.0,
+                 zero_trust_s: float = 3600.0, zero_forget_s: float = 86400.0,
+                 history_s: float = 7 * 86400.0, refit_every_s: float = 86400.0,
+                 fit_horizon_s: float = 1800.0) -> None:
+        _check_config(step_s, seasons_s, quantile, max_horizon_s)
+        self.step_s = float(step_s)
+        self.seasons_s = tuple(float(s) for s in seasons_s)
+        self.quantile = float(quantile)
+        self.max_horizon_s = float(max_horizon_s)
+        self.zero_trust_s = float(zero_trust_s)
+        self.zero_forget_s = float(zero_forget_s)
+        self.history_s = float(history_s)
+        self.refit_every_s = float(refit_every_s)
+        self.fit_horizon_s = float(fit_horizon_s)
+        self._periods = tuple(round(s / self.step_s) for s in self.seasons_s)
+        taps = min(MAX_KERNEL_TAPS, round(KERNEL_S / self.step_s))
+        self._kernels = tuple(kernel(min(taps, p // 4)) for p in self._periods)
+        self._buckets = bucket_steps(max(1, math.ceil(self.max_horizon_s / self.step_s - 1e-9)))
+        self._params = SmoothingParams(gammas=(0.05,) * len(self._periods))
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._core = Smoother(self._periods, self._kernels, self._params)
+        self._bound = ConformalBound(self._buckets, self.quantile)
+        self._last_k: int | None = None
+        self._zero_run = 0
+        self._replay = ReplayHistory(max(2, round(self.history_s / self.step_s)),
+                                     max(1, round(self.refit_every_s / self.step_s)))
+        self._last_refit_k: int | None = None
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def params(self) -> SmoothingParams:
+        return self._params
+
+    def observe(self, t_s: float, value: float) -> None:
+        """One reading at time ``t_s`` (seconds); NaN (or inf, or negative) is missing."""
+        t_s = float(t_s)
+        if not math.isfinite(t_s):
+            return
+        k = round(t_s / self.step_s)
+        if self._last_k is not None:
+            if k <= self._last_k:
+                return
+            self._walk_gap(k)
+        x = self._screen(_clean(float(value)))
+        self._step(k, x)
+
+    def forecast(self, horizon_s: float) -> Forecast:
+        """Mean and upper quantile of demand ``horizon_s`` after the last observed step.
+
+        Horizons under one step are answered for the next step.
+        """
+        core = self._core
+        if core.level is None or self._last_k is None:
+            return Forecast(0.0, 0.0)
+        m = max(1.0, horizon_s / self.step_s) if math.isfinite(horizon_s) else 1.0
+        mean = core.mean_at(self._last_k, m)
+        upper = mean + max(core.last_resid, 0.0) + core.scale() * self._bound.z_at(m)
+        if self._in_outage():
+            mean = 0.0
+        return _safe_forecast(mean, upper)
+
+    def warm_start(self, times_s: Iterable[float], values: Iterable[float]) -> None:
+        """Observe a history (e.g. a Prometheus range query), in time order."""
+        for t, v in zip(times_s, values, strict=True):
+            self.observe(t, v)
+
+    @property
+    def needs_refit(self) -> bool:
+        """True when a refit is due: ``refit_every_s`` since the last one (or none yet) and at
+        least twice that much data kept after a checkpoint of the state to replay from."""
+        if self._last_k is None:
+            return False
+        every = self._replay.every
+        if self._last_refit_k is not None and self._last_k - self._last_refit_k < every:
+            return False
+        return self._replay.checkpoint() is not None
+
+    def fit_params(self) -> SmoothingParams:
+        """Best parameters on the kept history (reads only; safe off the event loop)."""
+        start = self._replay.start(self._params)
+        if start is None:
+            return self._params
+        k0, core, values = start
+        holdout = len(values) - self._replay.every
+        steps = fit_steps(self.fit_horizon_s, self.step_s)
+        return best_params(Replay(k0, values, core, steps, holdout), self._params,
+                           fittable(core, values[:holdout]))
+
+    def set_params(self, params: SmoothingParams) -> None:
+        """Swap the smoothing parameters (nothing else changes)."""
+        if len(params.gammas) != len(self._periods):
+            raise ValueError(f"params has {len(params.gammas)} gammas for "
+                             f"{len(self._periods)} seasons.")
+        self._params = params
+        self._core.params = params
+        self._last_refit_k = self._last_k
+
+    def refit(self) -> None:
+        """Refit the smoothing parameters on the kept history."""
+        self.set_params(self.fit_params())
+
+    # -- observation path -----------------------------------------------------------------
+
+    def _walk_gap(self, k: int) -> None:
+        """Steps between the last observation and ``k`` are missing."""
+        assert self._last_k is not None
+        missing = k - self._last_k - 1
+        walked = min(missing, len(self._bound.ring))
+        if missing > walked:
+            self._skip_many(missing - walked)
+        for j in range(k - walked, k):
+            self._step(j, None)
+
+    def _skip_many(self, n: int) -> None:
+        """A long gap at once: damped trend, history padded, no forecasts recorded."""
+        assert self._last_k is not None
+        readings = self._replay.readings
+        for j in range(max(0, n - (readings.maxlen or 0)), n):
+            readings.append((self._last_k + 1 + j, math.nan))
+        self._core.skip_many(n)
+        self._last_k += n
+
+    def _screen(self, x: float | None) -> float | None:
+        """Exact zeros where clearly more is expected are suspect (see module docstring)."""
+        if x is None:
+            return None
+        if x != 0.0 or not self._zero_is_suspect():
+            self._zero_run = 0
+            return x
+        self._zero_run += 1
+        if self._zero_run * self.step_s > self.zero_forget_s:
+            self._forget()
+            return x
+        return None
+
+    def _zero_is_suspect(self) -> bool:
+        if self._zero_run > 0:
+            return True
+        core = self._core
+        if core.level is None or self._last_k is None:
+            return False
+        expected = core.predict(self._last_k, 1)
+        return expected > ZERO_SIGMAS * max(core.scale_slow, SCALE_FLOOR)
+
+    def _forget(self) -> None:
+        """A day of zeros: start over (the parameters are kept)."""
+        last_k = self._last_k
+        self._reset_state()
+        self._last_k = last_k
+
+    def _in_outage(self) -> bool:
+        return self._zero_run * self.step_s > self.zero_trust_s
+
+    def _step(self, k: int, x: float | None) -> None:
+        core = self._core
+        if x is None:
+            core.skip()
+        else:
+            self._bound.score(k, x)
+            core.update(k, x)
+        self._replay.readings.append((k, math.nan if x is None else x))
+        self._last_k = k
+        self._bound.record(k, core)
+        self._replay.take_checkpoint(k, core, self._params)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole state as JSON-safe data (no NaN: missing values are None)."""
+        return forecaster_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DemandForecaster:
+        """Rebuild a forecaster saved by ``to_dict``."""
+        return forecaster_from_dict(cls, d)
+
+
+def _safe_forecast(mean: float, upper: float) -> Forecast:
+    """Never negative, never NaN or infinite; upper never below mean."""
+    mean = clip(mean, 0.0, MAX_VALUE) if math.isfinite(mean) else 0.0
+    upper = clip(upper, mean, 2 * MAX_VALUE) if math.isfinite(upper) else max(mean, 0.0)
+    return Forecast(mean, upper)
+
+
+def _check_config(step_s: float, seasons_s: Sequence[float], quantile: float,
+                  max_horizon_s: float) -> None:
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise ValueError(f"step_s has value {step_s!r}. Must be a positive number of seconds.")
+    for s in seasons_s:
+        ratio = s / step_s
+        if not (math.isfinite(ratio) and ratio >= 2 and abs(ratio - round(ratio)) < 1e-6):
+            raise ValueError(f"seasons_s has value {s!r}. Must be a whole number (>= 2) of "
+                             f"steps of {step_s!r} s.")
+    if not 0.5 <= quantile < 1.0:
+        raise ValueError(f"quantile has value {quantile!r}. Must be in [0.5, 1).")
+    if not (math.isfinite(max_horizon_s) and max_horizon_s > 0):
+        raise ValueError(f"max_horizon_s has value {max_horizon_s!r}. Must be positive.")

@@ -1,0 +1,44 @@
+"""The forecaster's state as JSON-safe data and back (scaler/model/forecast/state.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from scaler.model.forecast.forecaster import DemandForecaster
+from tests.model.forecast.series import DAY, STEP, STEPS_PER_DAY, noisy_sine
+
+
+def test_state_survives_a_json_round_trip() -> None:
+    series = noisy_sine(10)
+    values = [series(i * STEP) for i in range(9 * STEPS_PER_DAY)]
+    values[500:503] = [0.0, 0.0, 0.0]
+    values[700] = math.nan
+    f = DemandForecaster(STEP)
+    for i, v in enumerate(values[:8 * STEPS_PER_DAY]):
+        f.observe(i * STEP, v)
+    f.refit()
+    g = DemandForecaster.from_dict(json.loads(json.dumps(f.to_dict(), allow_nan=False)))
+    assert g.to_dict() == f.to_dict()
+    for i in range(8 * STEPS_PER_DAY, 9 * STEPS_PER_DAY):
+        f.observe(i * STEP, values[i])
+        g.observe(i * STEP, values[i])
+        for h in (STEP, 3 * STEP, 4000.0, DAY):
+            assert f.forecast(h) == g.forecast(h)
+
+
+def test_from_dict_rejects_an_unknown_version() -> None:
+    state = DemandForecaster(STEP).to_dict()
+    state["version"] = 99
+    with pytest.raises(ValueError, match="version 99"):
+        DemandForecaster.from_dict(state)
+
+
+def test_warm_start_takes_numpy_arrays_and_stays_json_safe() -> None:
+    np = pytest.importorskip("numpy")
+    f = DemandForecaster(STEP)
+    f.warm_start(np.arange(300) * STEP, np.linspace(10.0, 20.0, 300))
+    state = json.loads(json.dumps(f.to_dict(), allow_nan=False))
+    assert DemandForecaster.from_dict(state).forecast(STEP) == f.forecast(STEP)
