@@ -14,6 +14,7 @@ from typing import Any
 from scaler import schema
 from scaler.config.node_pools import NodePoolSettings
 from scaler.config.tls import read_tls
+from scaler.keda.metadata import metadata_keys
 from scaler.schema import Problem, above, at_least, port, setting
 
 
@@ -186,8 +187,6 @@ def _scoped(value: Any, path: str, problems: list[Problem],
 
 def _metadata_map(value: Any, path: str, problems: list[Problem]) -> dict[str, str]:
     """Metadata keys with values checked by the same declarations the RPCs use."""
-    from scaler.keda.metadata import metadata_keys
-
     if value is None:
         return {}
     if not isinstance(value, Mapping):
