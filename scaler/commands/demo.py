@@ -57,9 +57,9 @@ from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.model.profile import ReplicaProfile, default_profile
+from scaler.model.queueing import FluidFleet, FluidTick
 from scaler.sim.cluster import Cluster, ClusterCounts
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
-from scaler.sim.fleet import FluidFleet, FluidTick
 from scaler.sim.hpa import HorizontalPodAutoscaler
 from scaler.sim.policies import ClusterAutoscaler
 from scaler.sim.replay import ReplaySettings, initial_replicas
