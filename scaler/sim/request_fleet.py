@@ -14,18 +14,9 @@ the queue (FCFS, as vLLM). A request whose ``prompt + output`` exceeds the KV ca
 run: ``add_arrivals`` counts it in ``rejected`` and drops it (vLLM rejects it at
 ``max_model_len``).
 
-Each replica runs continuous batching with chunked prefill (vLLM V1). Admitted prompts are
-prefilled in FIFO order. While prompt tokens are pending, every scheduler step carries all
-running decodes plus a prefill chunk of ``min(max_num_batched_tokens - decodes, pending)``
-tokens and lasts ``decode_step_s(decodes, cached) + chunk / prefill_tokens_per_s``; without
-pending prompts a step is a pure decode step. A tick is evaluated in closed form as up to
-three phases per replica (decode only until the first new prompt arrives, mixed steps until
-the prompts are prefilled, decode only), with the step times taken at the start of each
-phase; steps are counted fractionally, so one running request's token count is a piecewise
-linear function of time and its first-token and finish times are interpolated within the
-tick. A request needs one decode step after its prefill for its first token (TTFT = queue
-wait + prefill + one step) and ``output`` steps in all. Everything per request is numpy
-vectorised over the in-flight set; idle stretches are skipped tick-grid-aligned.
+Each replica runs continuous batching with chunked prefill, evaluated per tick in closed form
+(:mod:`scaler.sim.batching`); per-request stage times are kept in a
+:class:`~scaler.sim.request_table.RequestTable`.
 
 Resolution: admissions happen at tick starts, so queue waits are tick-quantised (a request
 that arrives at an idle replica mid-tick starts at its arrival; one that waits for a slot
@@ -58,19 +49,16 @@ import numpy.typing as npt
 
 from scaler.model.profile import ReplicaProfile
 from scaler.model.queueing import ReplicaLoad
+from scaler.sim.batching import EPS, InFlight, record_times, tick_phases
+from scaler.sim.request_table import RequestResults, RequestTable
 from scaler.sim.traces import RequestTrace
 
-__all__ = [
-    "RequestFleet",
-    "RequestResults",
-    "ServedTokens",
-]
+__all__ = ["RequestFleet", "ServedTokens"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 _T = TypeVar("_T", bound=np.generic)
 
-_EPS = 1e-6          # tokens / steps tolerance
 _TIME_EPS = 1e-9     # seconds
 
 
@@ -80,111 +68,6 @@ class ServedTokens:
 
     prompt: float
     generation: float
-
-
-@dataclass(frozen=True)
-class RequestResults:
-    """Per-request outcomes in arrival order; NaN where a stage was not reached."""
-
-    arrival_s: FloatArray
-    prompt_tokens: IntArray
-    output_tokens: IntArray
-    queue_s: FloatArray
-    ttft_s: FloatArray
-    finish_s: FloatArray
-
-    def __len__(self) -> int:
-        return int(self.arrival_s.size)
-
-
-class _Requests:
-    """Append-only request table with amortised growth."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.arrival = np.empty(0)
-        self.prompt = np.empty(0, dtype=np.int64)
-        self.output = np.empty(0, dtype=np.int64)
-        self.admit = np.empty(0)
-        self.first = np.empty(0)
-        self.finish = np.empty(0)
-
-    def append(self, arrival: FloatArray, prompt: IntArray, output: IntArray) -> None:
-        need = self.n + arrival.size
-        if need > self.arrival.size:
-            size = max(need, 2 * self.arrival.size, 1024)
-            self.arrival = _grown(self.arrival, size, math.nan)
-            self.prompt = _grown(self.prompt, size, 0)
-            self.output = _grown(self.output, size, 0)
-            self.admit = _grown(self.admit, size, math.nan)
-            self.first = _grown(self.first, size, math.nan)
-            self.finish = _grown(self.finish, size, math.nan)
-        end = self.n + arrival.size
-        self.arrival[self.n:end] = arrival
-        self.prompt[self.n:end] = prompt
-        self.output[self.n:end] = output
-        self.n = end
-
-
-def _grown(array: npt.NDArray[_T], size: int, fill: float) -> npt.NDArray[_T]:
-    out = np.full(size, fill, dtype=array.dtype)
-    out[:array.size] = array
-    return out
-
-
-@dataclass
-class _InFlight:
-    """Admitted, unfinished requests (struct of arrays)."""
-
-    rid: IntArray
-    rep: IntArray
-    prompt: FloatArray
-    output: FloatArray
-    pf_end: FloatArray  # replica's cumulative prefill count at which this prompt is done
-    gen: FloatArray     # decode steps done (fractional)
-
-    @classmethod
-    def empty(cls) -> _InFlight:
-        i, f = np.empty(0, dtype=np.int64), np.empty(0)
-        return cls(i, i.copy(), f, f.copy(), f.copy(), f.copy())
-
-    def select(self, keep: npt.NDArray[np.bool_]) -> _InFlight:
-        return _InFlight(self.rid[keep], self.rep[keep], self.prompt[keep], self.output[keep],
-                         self.pf_end[keep], self.gen[keep])
-
-    def extend(self, rid: list[int], rep: list[int], prompt: list[float], output: list[float],
-               pf_end: list[float]) -> _InFlight:
-        return _InFlight(
-            np.concatenate([self.rid, np.asarray(rid, dtype=np.int64)]),
-            np.concatenate([self.rep, np.asarray(rep, dtype=np.int64)]),
-            np.concatenate([self.prompt, np.asarray(prompt, dtype=np.float64)]),
-            np.concatenate([self.output, np.asarray(output, dtype=np.float64)]),
-            np.concatenate([self.pf_end, np.asarray(pf_end, dtype=np.float64)]),
-            np.concatenate([self.gen, np.zeros(len(rid))]),
-        )
-
-
-@dataclass
-class _Phases:
-    """Per-replica piecewise-linear step clock of one tick (times relative to tick start)."""
-
-    off: FloatArray    # end of the decode-only phase before new prompts arrive
-    t1: FloatArray     # length of the mixed prefill+decode phase
-    d0: FloatArray     # step time before / chunk-free part during the mixed phase
-    step1: FloatArray  # mixed step time
-    d1: FloatArray     # pure decode step time after the prefill
-    chunk: FloatArray  # prefill tokens per mixed step
-    g_off: FloatArray  # steps done by ``off``
-    g1: FloatArray     # steps done by ``off + t1``
-    g_end: FloatArray  # steps done by the tick end
-
-    def time_of(self, steps: FloatArray, rep: IntArray) -> FloatArray:
-        """Inverse of the step clock: when replica ``rep`` completes ``steps`` steps."""
-        g_off, g1, off = self.g_off[rep], self.g1[rep], self.off[rep]
-        return np.where(
-            steps <= g_off, steps * self.d0[rep],
-            np.where(steps <= g1, off + (steps - g_off) * self.step1[rep],
-                     off + self.t1[rep] + (steps - g1) * self.d1[rep]))
 
 
 class RequestFleet:
@@ -203,7 +86,7 @@ class RequestFleet:
         self.requeued = 0
         self.rejected = 0
         self._now = 0.0
-        self._table = _Requests()
+        self._table = RequestTable()
         self._next = 0
         self._head: deque[int] = deque()
         self._ids: list[str] = []
@@ -211,7 +94,7 @@ class RequestFleet:
         self._pf_done = np.zeros(0)
         self._kv_reserved = np.zeros(0)
         self._seqs = np.zeros(0, dtype=np.int64)
-        self._flight = _InFlight.empty()
+        self._flight = InFlight.empty()
         self._served_prompt = 0.0
         self._served_generation = 0.0
         self._finished = 0
@@ -264,19 +147,11 @@ class RequestFleet:
                 mapping[old_index[rid]] = j
         self._requeue(mapping[self._flight.rep] < 0)
         self._flight.rep = mapping[self._flight.rep]
-        self._pf_admitted = self._remap(self._pf_admitted, ids, old_index)
-        self._pf_done = self._remap(self._pf_done, ids, old_index)
-        self._kv_reserved = self._remap(self._kv_reserved, ids, old_index)
-        self._seqs = self._remap(self._seqs, ids, old_index)
+        self._pf_admitted = _remap(self._pf_admitted, ids, old_index)
+        self._pf_done = _remap(self._pf_done, ids, old_index)
+        self._kv_reserved = _remap(self._kv_reserved, ids, old_index)
+        self._seqs = _remap(self._seqs, ids, old_index)
         self._ids = ids
-
-    def _remap(self, values: npt.NDArray[_T], ids: list[str],
-               old_index: dict[str, int]) -> npt.NDArray[_T]:
-        out = np.zeros(len(ids), dtype=values.dtype)
-        for j, rid in enumerate(ids):
-            if rid in old_index:
-                out[j] = values[old_index[rid]]
-        return out
 
     def _requeue(self, leaving: npt.NDArray[np.bool_]) -> None:
         if not leaving.any():
@@ -339,7 +214,7 @@ class RequestFleet:
         free = (prof.kv_cache_tokens - self._kv_reserved).tolist()
         seqs = self._seqs.tolist()
         pf_admitted = self._pf_admitted.tolist()
-        idle = (self._pf_admitted - self._pf_done <= _EPS).tolist()
+        idle = (self._pf_admitted - self._pf_done <= EPS).tolist()
         rids: list[int] = []
         reps: list[int] = []
         prompts: list[float] = []
@@ -386,65 +261,22 @@ class RequestFleet:
         k = len(self._ids)
         pf_start = self._pf_done[fl.rep]
         prefilled = np.clip(pf_start - (fl.pf_end - fl.prompt), 0.0, fl.prompt)
-        decoding0 = fl.pf_end <= pf_start + _EPS
-        phases, pf_after, decoding_new = self._phases(end - start, offsets, fl, prefilled,
-                                                      decoding0, k)
+        decoding0 = fl.pf_end <= pf_start + EPS
+        phases, pf_after, decoding_new = tick_phases(self.profile, end - start, offsets, fl,
+                                                     prefilled, decoding0, k,
+                                                     self._pf_admitted, self._pf_done)
         step_start = np.where(
             decoding_new, phases.g_off[fl.rep] + (fl.pf_end - pf_start) / phases.chunk[fl.rep],
             0.0)
         gain = np.where(decoding0 | decoding_new, phases.g_end[fl.rep] - step_start, 0.0)
         gen = np.minimum(fl.gen + gain, fl.output)
-        self._record_times(start, phases, step_start, gen, fl)
+        record_times(self._table, start, phases, step_start, gen, fl)
         self._served_prompt += float(np.sum(pf_after - self._pf_done))
         self._served_generation += float(np.sum(gen - fl.gen))
         self._pf_done = pf_after
         fl.gen = gen
-        self._retire(fl.output - gen <= _EPS, k)
+        self._retire(fl.output - gen <= EPS, k)
 
-    def _phases(self, dt: float, offsets: FloatArray, fl: _InFlight, prefilled: FloatArray,
-                decoding0: npt.NDArray[np.bool_], k: int
-                ) -> tuple[_Phases, FloatArray, npt.NDArray[np.bool_]]:
-        """The tick's step clock per replica, prefill counters after it, and the requests
-        whose prefill completes during it."""
-        prof = self.profile
-        running0 = np.bincount(fl.rep, weights=decoding0, minlength=k)
-        cached0 = np.bincount(fl.rep, weights=prefilled + fl.gen, minlength=k)
-        d0 = (prof.decode_step_base_s + prof.decode_step_per_seq_s * running0
-              + prof.decode_step_per_cached_token_s * cached0)
-        pending = self._pf_admitted - self._pf_done
-        has_prefill = pending > _EPS
-        off = np.where(has_prefill, np.minimum(offsets, dt), 0.0)
-        chunk = np.where(has_prefill, np.minimum(
-            np.maximum(prof.max_num_batched_tokens - running0, 1.0), pending), 1.0)
-        step1 = d0 + chunk / prof.prefill_tokens_per_s
-        need_t = pending * step1 / chunk
-        room = dt - off
-        done = has_prefill & (need_t <= room)
-        t1 = np.where(has_prefill, np.minimum(need_t, room), 0.0)
-        pf_after = np.where(done, self._pf_admitted,
-                            self._pf_done + np.where(has_prefill, t1 / step1 * chunk, 0.0))
-        g_off = off / d0
-        g1 = g_off + t1 / step1
-        decoding_new = ~decoding0 & (fl.pf_end <= pf_after[fl.rep] + _EPS)
-        new_decodes = np.bincount(fl.rep, weights=decoding_new, minlength=k)
-        cached1 = cached0 + (pf_after - self._pf_done) + running0 * g1
-        d1 = (prof.decode_step_base_s + prof.decode_step_per_seq_s * (running0 + new_decodes)
-              + prof.decode_step_per_cached_token_s * cached1)
-        g_end = g1 + np.maximum(room - t1, 0.0) / d1
-        phases = _Phases(off, t1, d0, step1, d1, chunk, g_off, g1, g_end)
-        return phases, pf_after, decoding_new
-
-    def _record_times(self, start: float, phases: _Phases, step_start: FloatArray,
-                      gen: FloatArray, fl: _InFlight) -> None:
-        table = self._table
-        first = np.flatnonzero((fl.gen < 1.0 - _EPS) & (gen >= 1.0 - _EPS))
-        if first.size:
-            steps = step_start[first] + (1.0 - fl.gen[first])
-            table.first[fl.rid[first]] = start + phases.time_of(steps, fl.rep[first])
-        done = np.flatnonzero(fl.output - gen <= _EPS)
-        if done.size:
-            steps = step_start[done] + (fl.output[done] - fl.gen[done])
-            table.finish[fl.rid[done]] = start + phases.time_of(steps, fl.rep[done])
 
     def _retire(self, done: npt.NDArray[np.bool_], k: int) -> None:
         if not done.any():
@@ -510,3 +342,11 @@ class RequestFleet:
                               res.output_tokens[keep], res.queue_s[keep], res.ttft_s[keep],
                               res.finish_s[keep])
 
+
+def _remap(values: npt.NDArray[_T], ids: list[str], old_index: dict[str, int]) -> npt.NDArray[_T]:
+    """Per-replica values re-indexed for the new replica list (zero for a newcomer)."""
+    out = np.zeros(len(ids), dtype=values.dtype)
+    for j, rid in enumerate(ids):
+        if rid in old_index:
+            out[j] = values[old_index[rid]]
+    return out
