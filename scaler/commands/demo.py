@@ -52,7 +52,8 @@ from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.model.profile import default_profile
 from scaler.sim.report import write_outputs
 from scaler.sim.results import ReplayResult
-from scaler.sim.traces import RateTrace, scale, synthetic_workload
+from scaler.sim.synthetic import synthetic_workload
+from scaler.sim.traces import RateTrace, scale
 
 __all__ = ["demo_workload", "run_demo"]
 
