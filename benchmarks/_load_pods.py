@@ -28,7 +28,8 @@ from multiprocessing.connection import Connection
 
 from aiohttp import web
 
-from scaler.sim.emulation.vllm_metrics import DEFAULT_MODEL, EngineState, render_page
+from scaler.sim.emulation.engine_state import EngineState
+from scaler.sim.emulation.vllm_metrics import DEFAULT_MODEL, render_page
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 POD_PATH = "/pod/{}/metrics"

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from scaler.config.profiles import default_profile  # noqa: E402
-from scaler.sim.fleet import FluidFleet, RequestFleet  # noqa: E402
+from scaler.model.queueing import FluidFleet  # noqa: E402
+from scaler.sim.request_fleet import RequestFleet  # noqa: E402
 from scaler.sim.traces import RateTrace, RequestTrace, read_trace, scale  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "traces"

@@ -37,8 +37,8 @@ def _serve_pods(conn: Connection) -> None:
     """Emulated vLLM pods in their own process, as real pods are not in the scaler's."""
 
     async def serve() -> None:
+        from scaler.sim.emulation.engine_state import EngineState
         from scaler.sim.emulation.pod_server import EmulatedVllmPod
-        from scaler.sim.emulation.vllm_metrics import EngineState
 
         pods = [EmulatedVllmPod() for _ in range(4)]
         for i, pod in enumerate(pods):

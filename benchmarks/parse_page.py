@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.formats import promtext
 from adapters.formats.vllm import VLLM_SAMPLE_NAMES, read_vllm
-from scaler.sim.emulation.vllm_metrics import EngineState, render_page
+from scaler.sim.emulation.engine_state import EngineState
+from scaler.sim.emulation.vllm_metrics import render_page
 
 ENGINES = 8
 GOAL = 10.0

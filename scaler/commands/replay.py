@@ -25,8 +25,8 @@ from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, Static
 from scaler.sim.replay import ReplaySettings, make_oracle, replay
 from scaler.sim.report import write_comparison, write_outputs
 from scaler.sim.results import ReplayResult
+from scaler.sim.synthetic import synthetic_workload as builtin_workload
 from scaler.sim.traces import RateTrace, RequestTrace, TraceError, read_trace, scale
-from scaler.sim.traces import synthetic_workload as builtin_workload
 
 # The main knob of each policy and the values `scaler bench` tries, cheapest-looking first.
 SWEEPS: dict[str, tuple[float, ...]] = {

@@ -20,8 +20,8 @@ from scaler.commands.serve import start_app
 from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
-from scaler.sim.emulation.vllm_metrics import EngineState
 
 # (label, waiting, running, KV-cache use) per pod, one phase after another.
 PHASES = (

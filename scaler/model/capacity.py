@@ -24,7 +24,7 @@ import dataclasses
 import math
 
 from scaler.model.profile import ReplicaProfile
-from scaler.sim.fleet import FluidFleet
+from scaler.model.queueing import FluidFleet
 
 _MAX_REPLICAS = 100_000
 

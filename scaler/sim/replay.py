@@ -24,11 +24,12 @@ import numpy.typing as npt
 from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
 from scaler.model.profile import ReplicaProfile
+from scaler.model.queueing import FluidFleet, ReplicaLoad
 from scaler.model.reactive import PodLoad
 from scaler.model.specs import NodeShape, PlanSettings
 from scaler.sim.cluster import Cluster
-from scaler.sim.fleet import FluidFleet, ReplicaLoad, RequestFleet
 from scaler.sim.policies import ClusterAutoscaler, ClusterView, OraclePolicy, Policy
+from scaler.sim.request_fleet import RequestFleet
 from scaler.sim.results import DecisionRow, ReplayResult
 from scaler.sim.traces import RateTrace, RequestTrace
 

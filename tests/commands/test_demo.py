@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 
-from scaler.commands.demo import POD_STARTUP_S, DemoLog, run_demo
+from scaler.commands.demo import run_demo
+from scaler.commands.demo_loop import POD_STARTUP_S, DemoLog
 
 
 async def test_demo_scales_emulated_pods_through_keda_and_hpa(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.sim.emulation.vllm_metrics import EngineState
+from scaler.sim.emulation.engine_state import EngineState
 
 
 def free_port() -> int:

@@ -35,8 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
-from scaler.sim.emulation.vllm_metrics import EngineState
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "llm-predictive-scaler.json"

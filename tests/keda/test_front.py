@@ -27,7 +27,7 @@ from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.keda.servicer import INVALID, OK, UNAVAILABLE, Verdict, serve_keda
 from scaler.service.service import ScalerService
-from scaler.sim.emulation.vllm_metrics import EngineState
+from scaler.sim.emulation.engine_state import EngineState
 from tests.conftest import make_config, scrape_all, wait_until
 
 NS, NAME = "llm", "llama-8b"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from scaler.sim.emulation.vllm_metrics import EngineState
+from scaler.sim.emulation.engine_state import EngineState
 
 NS, NAME = "llm", "llama-8b"
 

@@ -13,8 +13,8 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 
 from scaler.clock import ManualClock
 from scaler.service.service import ScalerService, Unavailable
+from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
-from scaler.sim.emulation.vllm_metrics import EngineState
 from tests.adapters.kubernetes.test_discovery import DEPLOYMENTS, PODS
 from tests.adapters.kubernetes.test_errors import status
 from tests.adapters.kubernetes.test_pods import NS, pod

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
 from scaler.service.service import Unavailable
-from scaler.sim.emulation.vllm_metrics import EngineState
+from scaler.sim.emulation.engine_state import EngineState
 
 
 async def serve_traffic(service, pod, workload, *, rate: float, seconds: float = 10) -> None:

@@ -20,8 +20,8 @@ from scaler.clock import ManualClock, SystemClock
 from scaler.config.settings import PrometheusSettings, ServiceConfig
 from scaler.keda.metadata import MetadataError
 from scaler.service.service import ScalerService, Unavailable
+from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
-from scaler.sim.emulation.vllm_metrics import EngineState
 from tests.conftest import make_config
 from tests.prometheus_server import free_port, wait_ready
 

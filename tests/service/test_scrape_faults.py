@@ -8,7 +8,7 @@ import pytest
 
 from scaler.clock import ManualClock
 from scaler.service.service import ScalerService, Unavailable
-from scaler.sim.emulation.vllm_metrics import EngineState
+from scaler.sim.emulation.engine_state import EngineState
 from tests.conftest import make_config
 
 

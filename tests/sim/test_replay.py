@@ -12,7 +12,8 @@ from scaler.model.capacity import CapacityModel
 from scaler.model.nodes import replicas_per_node
 from scaler.sim.policies import ReactivePolicy, StaticPolicy
 from scaler.sim.replay import ReplaySettings, make_oracle, oracle_needs, replay
-from scaler.sim.traces import RateTrace, synthetic_requests
+from scaler.sim.synthetic import synthetic_requests
+from scaler.sim.traces import RateTrace
 
 SETTINGS = ReplaySettings()
 PROFILE = default_profile()
@@ -106,7 +107,7 @@ def test_an_overloaded_fleet_misses_and_says_where():
 
 def test_predictive_beats_reactive_on_the_builtin_synthetic_workload():
     from scaler.commands.replay import make_policy
-    from scaler.sim.traces import synthetic_workload
+    from scaler.sim.synthetic import synthetic_workload
 
     trace = synthetic_workload()
     # Each at the cheapest knob that meets the 99% SLO (from `scaler bench`).

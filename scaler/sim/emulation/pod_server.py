@@ -26,7 +26,8 @@ from typing import Literal, Self
 
 from aiohttp import web
 
-from scaler.sim.emulation.vllm_metrics import DEFAULT_MODEL, EngineState, render_page
+from scaler.sim.emulation.engine_state import EngineState
+from scaler.sim.emulation.vllm_metrics import DEFAULT_MODEL, render_page
 
 __all__ = ["EmulatedVllmPod", "Fault"]
 

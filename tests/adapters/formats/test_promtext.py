@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.formats.promtext import BadLine, parse
-from scaler.sim.emulation.vllm_metrics import VLLM_VERSIONS, EngineState, format_value, render_page
+from scaler.sim.emulation.engine_state import EngineState
+from scaler.sim.emulation.exposition import format_value
+from scaler.sim.emulation.vllm_metrics import render_page
+from scaler.sim.emulation.vllm_versions import VLLM_VERSIONS
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "metrics"
 READABLE_BY_PROMETHEUS_CLIENT = (

@@ -10,7 +10,10 @@ import pytest
 
 from adapters.formats.promtext import PageError
 from adapters.formats.vllm import VLLM_SAMPLE_NAMES, HistogramSnapshot, read_page, read_vllm
-from scaler.sim.emulation.vllm_metrics import VLLM_VERSIONS, EngineState, Histogram, render_page
+from scaler.sim.emulation.engine_state import EngineState
+from scaler.sim.emulation.exposition import Histogram
+from scaler.sim.emulation.vllm_metrics import render_page
+from scaler.sim.emulation.vllm_versions import VLLM_VERSIONS
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "metrics"
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

@@ -11,7 +11,8 @@ import pytest
 
 from adapters.formats.vllm import HistogramSnapshot, VllmSnapshot, read_vllm
 from adapters.formats.window import PodWindow, histogram_quantile, merged_quantile
-from scaler.sim.emulation.vllm_metrics import EngineState, render_page
+from scaler.sim.emulation.engine_state import EngineState
+from scaler.sim.emulation.vllm_metrics import render_page
 
 INF = math.inf
 BOUNDS = (0.1, 0.5, 1.0, INF)

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.utils import floatToGoString
 
 from adapters.formats.promtext import PageError
 from adapters.formats.vllm import read_vllm
 from adapters.sources.scrape import ACCEPT, PageFetcher, ScrapeError
+from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
-from scaler.sim.emulation.vllm_metrics import (
-    VLLM_VERSIONS,
-    EngineState,
-    Histogram,
-    format_value,
-    render_page,
-)
 
 
 @pytest.fixture
@@ -132,64 +123,3 @@ async def test_stop_releases_a_hung_request(session: aiohttp.ClientSession) -> N
     await emulated.stop()
     assert time.monotonic() - started < 1.0
 
-
-@pytest.mark.parametrize("version", VLLM_VERSIONS)
-def test_rendered_pages_have_a_real_page_shape(version: str) -> None:
-    engine = EngineState(bucket_version=version)
-    text = render_page([engine], version=version)
-    lines = text.splitlines()
-    assert 350 <= len(lines) <= 500
-    families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert families["vllm:num_requests_waiting"].type == "gauge"
-    assert families["vllm:iteration_tokens_total"].type == "histogram"
-    assert ("vllm:prompt_tokens_created" in families) == (version != "0.6")
-    assert ("vllm:kv_cache_usage_perc" in families) == (version in ("0.9.2", "0.12"))
-    assert ("vllm:gpu_cache_usage_perc" in families) == (version != "0.12")
-    assert ("vllm:inter_token_latency_seconds" in families) == (version == "0.12")
-    assert ("vllm:time_per_output_token_seconds" in families) == (version != "0.12")
-    assert ("process_start_time_seconds" in families) == (version != "0.6")
-    engine_label = version in ("0.8.3", "0.9.2", "0.12")
-    assert ('engine="0"' in text) == engine_label
-    four = render_page([EngineState(bucket_version=version) for _ in range(4)], version=version)
-    waiting = [ln for ln in four.splitlines() if ln.startswith("vllm:num_requests_waiting{")]
-    assert len(waiting) == (4 if engine_label else 1)
-
-
-def test_v1_counter_is_followed_by_its_created_family() -> None:
-    lines = render_page([EngineState(created=1738217335.8407154)]).splitlines()
-    start = lines.index("# TYPE vllm:prompt_tokens_total counter")
-    assert lines[start + 1 : start + 5] == [
-        'vllm:prompt_tokens_total{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} 0.0',
-        "# HELP vllm:prompt_tokens_created Number of prefill tokens processed.",
-        "# TYPE vllm:prompt_tokens_created gauge",
-        'vllm:prompt_tokens_created{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"}'
-        " 1.7382173358407154e+09",
-    ]
-
-
-def test_v0_histogram_layout_matches_the_fixture() -> None:
-    text = render_page([EngineState(bucket_version="0.6")], version="0.6")
-    lines = text.splitlines()
-    start = lines.index("# TYPE vllm:iteration_tokens_total histogram")
-    assert lines[start + 1].startswith("vllm:iteration_tokens_total_sum{model_name=")
-    assert lines[start + 2].startswith('vllm:iteration_tokens_total_bucket{le="1.0",model_name=')
-    assert lines[start + 4].startswith('vllm:iteration_tokens_total_bucket{le="4.0",')
-    assert lines[0] == "# TYPE vllm:cache_config_info gauge"
-
-
-def test_histogram_and_value_formatting() -> None:
-    hist = Histogram([0.1, 1.0])
-    for value in (0.05, 0.1, 0.5, 3.0):
-        hist.observe(value)
-    hist.observe(0.7, 2)
-    assert hist.cumulative() == (2.0, 5.0, 6.0)
-    assert (hist.count, hist.sum) == (6.0, pytest.approx(5.05))
-    with pytest.raises(ValueError, match="strictly ascending"):
-        Histogram([1.0, 1.0])
-    with pytest.raises(ValueError, match="must be finite"):
-        Histogram([1.0, math.inf])
-    for value in (0.0, 1.0, 0.001, 2560.0, 123456.0, 1.74262400557e9, 3.1e10, 1e17, -2.5,
-                  math.inf, -math.inf, math.nan, 1048576.0):
-        assert format_value(value) == floatToGoString(value)
-    with pytest.raises(ValueError, match=r"unknown vLLM version '0\.5'"):
-        render_page([EngineState()], version="0.5")
