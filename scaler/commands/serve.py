@@ -26,6 +26,7 @@ from scaler.keda.http_server import https_context, start_http_server
 from scaler.service.config_watch import ConfigWatcher
 from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
+from scaler.service.supervise import supervise
 
 log = logging.getLogger("scaler.app")
 
@@ -43,13 +44,16 @@ async def keep_long_lived_state_out_of_gc(every_s: float = FREEZE_EVERY_S) -> No
     everything is unfrozen and collected, so cyclic garbage that was frozen is not kept.
     """
     rounds = 0
-    while True:
-        await asyncio.sleep(every_s)
+
+    async def freeze() -> None:
+        nonlocal rounds
         rounds += 1
         if rounds % FULL_COLLECT_EVERY == 0:
             gc.unfreeze()
             gc.collect()
         gc.freeze()
+
+    await supervise("gc freeze", freeze, every_s, log=log, initial_delay_s=every_s)
 
 
 class KedaServer(Protocol):

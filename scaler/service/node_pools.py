@@ -10,7 +10,6 @@ reports. Each change is a Kubernetes Event on the scaled object, a metric and on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from adapters.kubernetes.nodes import (
     node_change,
 )
 from scaler.model.predictive import replicas_per_node
+from scaler.service.supervise import supervise
 from scaler.service.workloads import Workload
 
 log = logging.getLogger("scaler.nodes")
@@ -186,12 +186,7 @@ class NodePoolController:
         log.log(level, "node pool %s: %s", pool.name, message)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.round()
-            except Exception:  # a bug must not stop node planning for good
-                log.exception("node pool round failed; retrying next interval")
-            await asyncio.sleep(self.interval_s)
+        await supervise("node pool round", self.round, self.interval_s, log=log)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from scaler.model.predictive import FORECAST_STEP_S, Plan, PlannerSettings, Pred
 from scaler.model.profile import PROFILES_DIR, load_profile
 from scaler.model.reactive import Decision, NoData
 from scaler.service.prometheus_scrape import PrometheusSource
+from scaler.service.supervise import DONE, supervise
 from scaler.service.telemetry import Telemetry
 from scaler.service.workloads import (
     READ_HISTOGRAMS,
@@ -91,7 +92,7 @@ class ScalerService:
         self._kube_problem: str | None = None
         self._background: set[asyncio.Task[object]] = set()
         self.gpu_index: GpuIndex | None = None
-        self._gpu_task: asyncio.Task[None] | None = None
+        self._gpu_task: asyncio.Task[int] | None = None
         self._changed: dict[WorkloadKey, asyncio.Event] = {}
         self._session: aiohttp.ClientSession | None = None
         self._prometheus_session: aiohttp.ClientSession | None = None
@@ -140,8 +141,10 @@ class ScalerService:
         self.gpu_index = GpuIndex(discovery, lambda: self._fetcher, now_s=self.clock.monotonic,
                                   stale_after_s=lambda: self.config.scrape.stale_after_s)
         if self.background:
-            self._gpu_task = asyncio.create_task(
-                self.gpu_index.run(lambda: self.config.scrape.interval_s), name="dcgm pages")
+            self._gpu_task = asyncio.create_task(supervise(
+                "dcgm-exporter round", self.gpu_index.refresh,
+                lambda: self.config.scrape.interval_s, log=logging.getLogger("scaler.gpu")),
+                name="dcgm pages")
 
     async def stop(self) -> None:
         if self._gpu_task is not None:
@@ -308,21 +311,19 @@ class ScalerService:
         them within one poll) so their scrapes do not all land in the same instant.
         """
         interval = self.config.scrape.interval_s
-        phase = random.uniform(0.0, interval)
-        while self.registry.get(workload.key) is workload:
-            started = self.clock.monotonic()
-            if self.registry.is_idle(workload, started):
+
+        async def round_() -> object:
+            if self.registry.get(workload.key) is not workload:
+                return DONE
+            if self.registry.is_idle(workload, self.clock.monotonic()):
                 self._drop(workload)
-                return
-            try:
-                await self.scrape(workload)
-                self._refit_when_due(workload)
-            except Exception:  # a bug must not end this workload's scraping for good
-                log.exception("workload %s: scrape round failed; retrying next interval",
-                              workload.key)
-            elapsed = self.clock.monotonic() - started
-            await asyncio.sleep(max(0.0, interval - elapsed + phase))
-            phase = 0.0
+                return DONE
+            await self.scrape(workload)
+            self._refit_when_due(workload)
+            return None
+
+        await supervise(f"workload {workload.key}: scrape round", round_, interval, log=log,
+                        clock=self.clock, sharp=True, phase_s=random.uniform(0.0, interval))
 
     def _drop(self, workload: Workload) -> None:
         if workload.discovery is not None:
