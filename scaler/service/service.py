@@ -14,7 +14,6 @@ Scrape problems are logged once when they start and once when they end.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import math
 import random
@@ -36,8 +35,9 @@ from adapters.sources.scrape import PageFetcher, ScrapeError
 from scaler.clock import Clock, SystemClock
 from scaler.config.settings import ServiceConfig, needs_restart
 from scaler.keda.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
+from scaler.model import observe
 from scaler.model.capacity import CapacityModel
-from scaler.model.decision import decide_workload, spec_nodes_for
+from scaler.model.decision import decide_workload
 from scaler.model.forecast import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.profile import PROFILES_DIR, load_profile
@@ -460,19 +460,18 @@ class ScalerService:
 
     def _plan(self, workload: Workload, now_s: float, saturated: list[PodState]) -> Plan:
         assert workload.planner is not None
-        self._learn_capacity(workload.planner, saturated)
+        observe.learn_capacity(workload.planner.capacity, saturated)
         workload.plan = workload.planner.plan(
-            workload.fleet_state(now_s, self.config.scrape.stale_after_s))
+            observe.fleet_state(workload, now_s, self.config.scrape.stale_after_s))
         return workload.plan
 
     def _check_health(self, workload: Workload, now_s: float) -> list[PodState]:
         """Mark pods whose queue grows while their GPU idles unhealthy (logged once per
         change); return the saturated ones (queue and busy GPU: their throughput is capacity)."""
         saturated = []
-        for pod in workload.pods.values():
-            if not pod.is_fresh(now_s, self.config.scrape.stale_after_s):
-                continue
-            health = workload.pod_health(pod)
+        health_of = observe.check_health(workload, now_s, self.config.scrape.stale_after_s)
+        for url, health in health_of.items():
+            pod = workload.pods[url]
             if (health == "unhealthy") != pod.unhealthy:
                 pod.unhealthy = health == "unhealthy"
                 if pod.unhealthy:
@@ -485,16 +484,6 @@ class ScalerService:
             if health == "saturated":
                 saturated.append(pod)
         return saturated
-
-    @staticmethod
-    def _learn_capacity(planner: PredictivePlanner, saturated: list[PodState]) -> None:
-        """Correct the capacity model from saturated pods' measured throughput."""
-        for pod in saturated:
-            served = pod.window.rate("request_success")
-            prompt, output = pod.window.rate("prompt_tokens"), pod.window.rate(
-                "generation_tokens")
-            if served and prompt is not None and output is not None:
-                planner.capacity.observe_saturated(served, prompt / served, output / served)
 
     async def _read_target_replicas(self, workload: Workload) -> None:
         """The Deployment's/StatefulSet's replica count from its scale subresource, every
@@ -627,7 +616,7 @@ class ScalerService:
     def _decide(self, workload: Workload) -> None:
         now = self.clock.monotonic()
         saturated = self._check_health(workload, now)
-        observation = workload.observation(now, self.config.scrape.stale_after_s)
+        observation = observe.observation(workload, now, self.config.scrape.stale_after_s)
         previous = workload.decision
         try:
             workload.decision = decide_workload(
@@ -635,15 +624,19 @@ class ScalerService:
                 None if workload.planner is None else lambda: self._plan(workload, now,
                                                                          saturated),
                 replicas=workload.replica_counts()[0], pods_listed=_pods_listed(workload))
-            if _seen_only_while_serving(workload):
-                workload.decision = _never_zero(workload.decision, workload.spec)
+            if observe.seen_only_while_serving(workload.spec,
+                                               discovered=workload.discovery is not None):
+                workload.decision = observe.never_zero(workload.decision, workload.spec)
             if workload.decision.desired_nodes is not None:
                 workload.asked_nodes = workload.decision.desired_nodes
             workload.no_decision_reason = None
         except NoData as exc:
             workload.decision = None
-            workload.no_decision_reason = str(exc) + _why_no_data(
-                workload, self._prometheus_outage(workload))
+            discovery = workload.discovery
+            workload.no_decision_reason = str(exc) + observe.why_no_data(
+                workload.pods.values(), prometheus_outage=self._prometheus_outage(workload),
+                discovery_error=None if discovery is None else discovery.last_error,
+                prometheus_selector=workload.spec.prometheus_selector)
         workload.decided_s = now
         workload.scrapes_completed += 1
         if workload.decision and (previous is None or
@@ -655,40 +648,6 @@ class ScalerService:
             event.set()
         for listener in self.decision_listeners:
             listener(workload)
-
-
-def _why_no_data(workload: Workload, prometheus_outage: str | None) -> str:
-    """What to look at when a workload has nothing to decide from."""
-    if prometheus_outage is not None:
-        return f": cannot read Prometheus ({prometheus_outage})"
-    if workload.pods:
-        unhealthy = sum(pod.unhealthy for pod in workload.pods.values())
-        return (f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
-                "and GPU)" if unhealthy else "")
-    if workload.discovery is not None and workload.discovery.last_error is not None:
-        return f": pod discovery is failing ({workload.discovery.last_error})"
-    if workload.spec.prometheus_selector:
-        return (": Prometheus has no series for prometheusSelector "
-                f"{workload.spec.prometheus_selector!r}; check it matches the vLLM pods' labels")
-    return ""
-
-
-def _seen_only_while_serving(workload: Workload) -> bool:
-    """A workload named only by ``prometheusSelector``: at zero replicas its series age out,
-    which cannot be told from series gone missing, so it must never be sent to zero."""
-    spec = workload.spec
-    return bool(spec.prometheus_selector) and not spec.endpoints and workload.discovery is None
-
-
-def _never_zero(decision: Decision, spec: WorkloadSpec) -> Decision:
-    if decision.active and decision.desired_replicas >= 1:
-        return decision
-    nodes = decision.desired_nodes
-    return dataclasses.replace(
-        decision, desired_replicas=max(1, decision.desired_replicas), active=True,
-        desired_nodes=None if nodes is None else max(nodes, spec_nodes_for(1, spec)),
-        reason=decision.reason + "; kept at >= 1 and active: a workload named only by "
-        "prometheusSelector cannot be seen at zero (name its deployment to scale to zero)")
 
 
 def _pods_listed(workload: Workload) -> bool:

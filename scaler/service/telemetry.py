@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from scaler.model.observe import ttft_quantile
 from scaler.service.workloads import Workload
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -217,7 +218,7 @@ def fleet_signals(workload: Workload, now_s: float, stale_after_s: float) -> dic
         if rates:
             out[name] = sum(rates)
     for q in (0.5, 0.95, 0.99):
-        ttft = workload.fleet_ttft_quantile(q)
+        ttft = ttft_quantile(workload.pods.values(), q)
         if ttft is not None:
             out[f"ttft_p{round(q * 100)}_seconds"] = ttft
     util = [g.util_pct for g in workload.gpu_by_pod.values() if g.util_pct is not None]

@@ -7,6 +7,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.model.capacity import CapacityModel
+from scaler.model.observe import fleet_state
 from scaler.model.profile import default_profile
 from scaler.service.service import Unavailable
 from scaler.sim.emulation.vllm_metrics import EngineState
@@ -98,7 +99,7 @@ async def test_the_node_plan_is_held_by_the_planners_rules_in_the_service(servic
         await serve_traffic(service, pod, workload, rate=120)
     assert workload.plan is not None and workload.plan.nodes >= 2
     busy_nodes = workload.plan.nodes
-    assert workload.fleet_state(service.clock.monotonic(), 15).nodes == busy_nodes
+    assert fleet_state(workload, service.clock.monotonic(), 15).nodes == busy_nodes
     for _ in range(7):  # quiet for 70 s: replicas may go after their window, nodes stay
         await serve_traffic(service, pod, workload, rate=0)
     assert workload.plan.nodes == busy_nodes
@@ -127,7 +128,7 @@ async def test_arrivals_are_completions_plus_the_growth_of_requests_in_flight(se
     for _ in range(7):
         engine.running += 20  # 2 req/s more in flight, while 3 req/s complete
         await serve_traffic(service, pod, workload, rate=3)
-    state = workload.fleet_state(service.clock.monotonic(), 15)
+    state = fleet_state(workload, service.clock.monotonic(), 15)
     assert state.observed_rate == pytest.approx(5.0)
 
 
@@ -241,7 +242,7 @@ async def test_a_queue_growing_on_an_idle_gpu_is_unhealthy_not_demand(service, p
     assert state.unhealthy
     warnings = [r for r in caplog.records if "unhealthy" in r.getMessage()]
     assert len(warnings) == 1
-    assert workload.fleet_state(service.clock.monotonic(), 15).backlog == 0
+    assert fleet_state(workload, service.clock.monotonic(), 15).backlog == 0
     with pytest.raises(Unavailable, match=r"\(1 unhealthy: queue grows while the GPU idles"):
         service.answer(workload)  # its only pod: nothing left to decide from
     page = generate_latest(service.telemetry.registry).decode()
@@ -386,7 +387,7 @@ async def test_pods_that_stop_answering_never_scale_a_plan_down(service, pods):
         await pod.stop()
     for _ in range(8):
         await serve(running[:1])
-    state = workload.fleet_state(service.clock.monotonic(), 15)
+    state = fleet_state(workload, service.clock.monotonic(), 15)
     assert state.observed_rate == pytest.approx(120.0)  # 30 seen, x4 pods listed
     for _ in range(50):  # the one pod seen goes quiet for 500 s, past the scale-down window
         await serve(running[:1], rate=0)
@@ -416,5 +417,5 @@ async def test_pods_on_their_first_page_add_no_imagined_demand(service, pods):
         pod.engines[0].request_success["stop"] += 100
     service.clock.advance(10)
     await service.scrape(workload)
-    state = workload.fleet_state(service.clock.monotonic(), 15)
+    state = fleet_state(workload, service.clock.monotonic(), 15)
     assert state.observed_rate == pytest.approx(20.0)
