@@ -132,39 +132,6 @@ async def test_arrivals_are_completions_plus_the_growth_of_requests_in_flight(se
     assert state.observed_rate == pytest.approx(5.0)
 
 
-async def test_metadata_changes_keep_what_the_forecaster_learnt(service, pods):
-    pod = await pods()
-    pod.engines = [EngineState()]
-    workload = service.resolve("ns", "so", {"endpoints": pod.url})
-    await service.scrape(workload)
-    planner = workload.planner
-    assert planner is not None
-    service.resolve("ns", "so", {"endpoints": pod.url, "headroom": "1.3"})
-    assert workload.planner is not None and workload.planner is not planner
-    assert workload.planner.forecaster is planner.forecaster
-    assert workload.planner.settings.headroom == 1.3
-    service.resolve("ns", "so", {"endpoints": pod.url, "policy": "reactive"})
-    assert workload.planner is None
-    assert workload.plan is None  # an old plan must neither hold nodes nor seed a new planner
-
-
-async def test_a_refit_runs_off_the_event_loop_and_only_swaps_parameters(service, pods):
-    pod = await pods()
-    pod.engines = [EngineState(running=10)]
-    workload = service.resolve("ns", "so", {"endpoints": pod.url})
-    await service.scrape(workload)
-    assert workload.planner is not None
-    forecaster = workload.planner.forecaster
-    for i in range(3 * 288):  # three days of 5-minute steps
-        forecaster.observe(i * forecaster.step_s, 40.0 + 10 * (i % 288 > 144))
-    assert forecaster.needs_refit
-    before = forecaster.forecast(300).mean
-    await service.refit_forecast(workload)
-    assert not forecaster.needs_refit
-    assert forecaster.forecast(300).mean == pytest.approx(before, rel=0.2)
-
-
-
 @pytest.fixture
 async def dcgm():
     """A dcgm-exporter page whose engine activity the test sets."""
@@ -305,62 +272,6 @@ async def test_is_active_turns_true_before_a_predicted_ramp(service, pods):
     assert early.active is True
     assert early.desired_replicas >= 2  # replicas started one pod lead time early
     assert "forecast" in early.reason
-
-
-async def test_due_refits_run_in_the_background_one_at_a_time(service, pods, monkeypatch):
-    import asyncio
-    import threading
-
-    from scaler.model.forecast import DemandForecaster
-    from tests.conftest import wait_until
-
-    fits: list[int] = []
-    release = threading.Event()
-
-    def blocking_fit(self: DemandForecaster):  # type: ignore[no-untyped-def]
-        fits.append(1)
-        release.wait(10)  # the first refit holds its thread until the test lets it go
-        return self.params
-
-    monkeypatch.setattr(DemandForecaster, "fit_params", blocking_fit)
-    pod = await pods()
-    workloads = [service.resolve("ns", f"so-{i}", {"endpoints": f"{pod.url}?{i}"})
-                 for i in range(2)]
-    for workload in workloads:
-        forecaster = workload.planner.forecaster
-        for i in range(3 * 288):
-            forecaster.observe(i * forecaster.step_s, 40.0)
-        assert forecaster.needs_refit
-    for workload in (*workloads, workloads[0]):  # the repeat is already scheduled
-        service._refit_when_due(workload)
-    await wait_until(lambda: len(fits) == 1)
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert len(fits) == 1  # the second waits for the first
-    release.set()
-    await wait_until(lambda: not service._refitting)
-    assert len(fits) == 2
-    assert not any(w.planner.forecaster.needs_refit for w in workloads)
-
-
-async def test_the_scrape_loop_starts_a_due_refit_by_itself(pods):
-    """With background loops on (as in production), a refit comes due and happens."""
-    from scaler.service.service import ScalerService
-    from tests.conftest import make_config, wait_until
-
-    service = ScalerService(make_config(interval_s=0.05), background=True)
-    await service.start()
-    try:
-        pod = await pods()
-        workload = service.resolve("ns", "so", {"endpoints": pod.url})
-        assert workload.planner is not None
-        forecaster = workload.planner.forecaster
-        for i in range(3 * 288):
-            forecaster.observe(i * forecaster.step_s, 40.0 + 10 * (i % 288 > 144))
-        assert forecaster.needs_refit
-        await wait_until(lambda: not forecaster.needs_refit)
-    finally:
-        await service.stop()
 
 
 async def test_pods_that_stop_answering_never_scale_a_plan_down(service, pods):

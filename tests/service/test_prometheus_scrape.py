@@ -264,7 +264,7 @@ async def test_only_a_pod_prometheus_has_not_seen_is_scraped_directly(
             endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(pods))
             workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
                                                      "endpoints": endpoints})
-            source = service._prometheus_source
+            source = service.prometheus_source
             assert source is not None
             assert await source.read(workload) == [new_pod.url]
             assert new_pod.requests_served == 0
