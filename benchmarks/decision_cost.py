@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.clock import ManualClock
 from scaler.config.settings import ServiceConfig
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
 from scaler.sim.emulation.vllm_metrics import EngineState
+from tests.clock import ManualClock
 
 
 async def per_decision_us(policy: str, pods: list[EmulatedVllmPod], rounds: int) -> float:

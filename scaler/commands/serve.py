@@ -175,7 +175,7 @@ def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],
     controller = NodePoolController(
         settings.pools, workloads=lambda: service.registry, api=api,
         is_leader=(lambda: elector is not None and elector.is_leader),
-        now_s=service.clock.monotonic, registry=service.telemetry.registry,
+        clock=service.clock, registry=service.telemetry.registry,
         interval_s=settings.interval_s)
     tasks.append(asyncio.create_task(controller.run(), name="node pools"))
     return tasks, elector

@@ -28,6 +28,7 @@ from adapters.kubernetes.nodes import (
     PlaceholderActuator,
     node_change,
 )
+from scaler.clock import Clock
 from scaler.model.predictive import replicas_per_node
 from scaler.service.supervise import supervise
 from scaler.service.workloads import Workload
@@ -73,12 +74,12 @@ class PoolDemand:
 class NodePoolController:
     def __init__(self, pools: Iterable[NodePool], *, workloads: Callable[[], Iterable[Workload]],
                  api: ApiClient | None, is_leader: Callable[[], bool],
-                 now_s: Callable[[], float], registry: CollectorRegistry,
+                 clock: Clock, registry: CollectorRegistry,
                  interval_s: float = 30.0) -> None:
         self._workloads = workloads
         self._api = api
         self._is_leader = is_leader
-        self._now_s = now_s
+        self._clock = clock
         self.interval_s = interval_s
         self._pools = [self._state(pool) for pool in pools]
         self.desired = Gauge("scaler_node_pool_desired_nodes",
@@ -149,7 +150,7 @@ class NodePoolController:
         if now_target.ready is not None:
             self.nodes.labels(pool.name, "ready").set(now_target.ready)
         joining = max(0, current - now_target.ready) if now_target.ready is not None else 0
-        now = self._now_s()
+        now = self._clock.monotonic()
         target, why = node_change(current, wanted, pending_pods=demand.pending_pods,
                                   joining_nodes=joining, last_change_s=state.last_change_s,
                                   now_s=now, cooldown_up_s=pool.cooldown_up_s,
@@ -173,7 +174,7 @@ class NodePoolController:
         if isinstance(state.actuator, DryRunActuator):
             self._count(pool, "dry_run", result.message, level=logging.INFO)
             return
-        state.last_change_s = self._now_s()
+        state.last_change_s = self._clock.monotonic()
         self._count(pool, "scaled", result.message, level=logging.INFO)
         if state.involved is not None and self._api is not None:
             await post_event(CoreV1Api(self._api), namespace=pool.namespace,

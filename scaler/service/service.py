@@ -66,7 +66,7 @@ class ScalerService:
             idle_timeout_s=self.config.workloads.idle_timeout_s,
             rate_window_s=self.config.scrape.rate_window_s,
         )
-        self.telemetry.watch(lambda: self.registry, self.clock.monotonic,
+        self.telemetry.watch(lambda: self.registry, self.clock,
                              lambda: self.config.scrape.stale_after_s)
         self._specs: dict[frozenset[tuple[str, str]], WorkloadSpec | MetadataError] = {}
         self.runners: dict[WorkloadKey, WorkloadRunner] = {}

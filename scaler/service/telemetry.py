@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from scaler.clock import Clock
 from scaler.model.observe import ttft_quantile
 from scaler.service.workloads import Workload
 
@@ -74,15 +75,15 @@ class Telemetry:
         )
 
     def watch(self, workloads: Callable[[], Iterable[Workload]],
-              now_s: Callable[[], float], stale_after_s: Callable[[], float]) -> None:
-        self.registry.register(WorkloadCollector(workloads, now_s, stale_after_s))
+              clock: Clock, stale_after_s: Callable[[], float]) -> None:
+        self.registry.register(WorkloadCollector(workloads, clock, stale_after_s))
 
 
 class WorkloadCollector(Collector):
     def __init__(self, workloads: Callable[[], Iterable[Workload]],
-                 now_s: Callable[[], float], stale_after_s: Callable[[], float]) -> None:
+                 clock: Clock, stale_after_s: Callable[[], float]) -> None:
         self._workloads = workloads
-        self._now_s = now_s
+        self._clock = clock
         self._stale_after_s = stale_after_s
 
     def collect(self) -> Iterator[Metric]:
@@ -116,7 +117,7 @@ class WorkloadCollector(Collector):
             "(kind=node).", labels=[*labels, "kind"])
         total = GaugeMetricFamily("scaler_workloads", "Workloads registered.")
         predictive = _PredictiveFamilies(labels)
-        now = self._now_s()
+        now = self._clock.monotonic()
         stale_after = self._stale_after_s()
         count = 0
         for w in self._workloads():

@@ -25,11 +25,11 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 
 from adapters.kubernetes.discovery import PodDiscovery, WorkloadTarget
 from adapters.kubernetes.leader import LeaderElector
-from scaler.clock import ManualClock
 from scaler.model.predictive import Plan
 from scaler.service.config_watch import CONFIGMAP_ENV, ConfigWatcher
 from scaler.service.node_pools import NodePool, NodePoolController
 from scaler.service.service import ScalerService
+from tests.clock import ManualClock
 from tests.conftest import make_config, wait_until
 from tests.kube_api import ApiServer, add_md, md_replicas
 
@@ -152,7 +152,7 @@ async def scale_node_pools(server: ApiServer, api: ApiClient) -> None:
                  NodePool("ph", "placeholder", NS, "gpu-placeholder", cooldown_up_s=0)]
         controller = NodePoolController(
             pools, workloads=lambda: service.registry, api=api, is_leader=lambda: True,
-            now_s=service.clock.monotonic, registry=service.telemetry.registry)
+            clock=service.clock, registry=service.telemetry.registry)
         await controller.round()
         assert md_replicas(server) == 5
         assert server.objects[DEPLOYMENTS, NS, "gpu-placeholder"]["spec"]["replicas"] == 4

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from scaler.clock import ManualClock
 from scaler.config.settings import parse_config
 from scaler.service.config_watch import ConfigWatcher
 from scaler.service.service import ScalerService
+from tests.clock import ManualClock
 from tests.conftest import make_config
 
 URL = "http://127.0.0.1:9/metrics"

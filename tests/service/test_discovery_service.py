@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 
-from scaler.clock import ManualClock
 from scaler.model.observe import fleet_state
 from scaler.service.service import ScalerService, Unavailable
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
 from scaler.sim.emulation.vllm_metrics import EngineState
 from tests.adapters.kubernetes.test_discovery import DEPLOYMENTS, NS, PODS, pod, status
+from tests.clock import ManualClock
 from tests.conftest import make_config, wait_until
 
 

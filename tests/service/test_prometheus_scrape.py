@@ -16,12 +16,13 @@ import pytest
 
 from adapters.formats.vllm import read_samples
 from adapters.sources.prometheus_pods import group_by_pod, pod_matchers, samples_query
-from scaler.clock import ManualClock, SystemClock
+from scaler.clock import SystemClock
 from scaler.config.settings import PrometheusSettings, ServiceConfig
 from scaler.keda.metadata import MetadataError
 from scaler.service.service import ScalerService, Unavailable
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
 from scaler.sim.emulation.vllm_metrics import EngineState
+from tests.clock import ManualClock
 from tests.conftest import make_config
 from tests.prometheus_server import free_port, wait_ready
 

@@ -11,8 +11,8 @@ import logging
 
 import pytest
 
-from scaler.clock import ManualClock
 from scaler.service.supervise import DONE, supervise
+from tests.clock import ManualClock
 
 log = logging.getLogger("test.supervise")
 

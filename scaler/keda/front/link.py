@@ -62,7 +62,7 @@ class FrontLink:
         self._ids_of: dict[WorkloadKey, set[int]] = {}
         self._dirty: set[int] = set()
         self._wake = asyncio.Event()
-        self._forgot_s = time.monotonic()
+        self._forgot_s = self._now()
         self._syncs: dict[int, asyncio.Future[None]] = {}
         self._sync_numbers = itertools.count(1)
 
@@ -179,7 +179,7 @@ class FrontLink:
 
     async def _publish(self) -> None:
         """Changed verdicts in batches; all of them every ``REPUBLISH_EVERY_S``."""
-        last_full = time.monotonic()
+        last_full = time.monotonic()  # the event loop's own time: these waits are real
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), REPUBLISH_EVERY_S)
