@@ -3,7 +3,7 @@
     python benchmarks/decision_cost.py [--rounds 3000]
 
 Eight emulated vLLM pods (real pages over HTTP) are scraped until every pod has a rate window,
-then ``ScalerService._decide`` (health check, observation, reactive rule, predictive plan,
+then ``WorkloadRunner.decide`` (health check, observation, reactive rule, predictive plan,
 telemetry listeners) is timed in a loop for a predictive workload, against the same workload
 with ``policy: reactive`` measured in the same run as the baseline. At 1,000 workloads scraped
 every 5 s the service makes 200 decisions a second.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.clock import ManualClock
 from scaler.config.settings import ServiceConfig
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
+from tests.clock import ManualClock
 
 
 async def per_decision_us(policy: str, pods: list[EmulatedVllmPod], rounds: int) -> float:
@@ -41,9 +41,10 @@ async def per_decision_us(policy: str, pods: list[EmulatedVllmPod], rounds: int)
                 engine.generation_tokens += 50 * 200
             clock.advance(5)
             await service.scrape(workload)
+        runner = service.runners[workload.key]
         started = time.perf_counter()
         for _ in range(rounds):
-            service._decide(workload)
+            runner.decide()
         return (time.perf_counter() - started) / rounds * 1e6
     finally:
         await service.stop()

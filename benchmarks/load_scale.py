@@ -212,9 +212,9 @@ async def _open_loop(stub: Any, refs: Sequence[pb.ScaledObjectRef], rate: float,
 class RecordingService(ScalerService):
     """The real service; each scrape round's start is compared with when it was due.
 
-    ``_scrape_loop`` sleeps ``interval - elapsed`` after a round (plus a random phase after
-    the first), so from the third round on a round is due ``interval`` after the previous
-    one started; lag = start - due (an overrunning round counts as late).
+    The scrape loop (``WorkloadRunner.run``) sleeps ``interval - elapsed`` after a round (plus
+    a random phase after the first), so from the third round on a round is due ``interval``
+    after the previous one started; lag = start - due (an overrunning round counts as late).
     """
 
     def __init__(self, config: ServiceConfig) -> None:
@@ -500,7 +500,7 @@ class Bench:
         workload.planner.warm_started(last_s)
 
     async def _refit_cost(self, workloads: Sequence[Workload]) -> dict[str, float]:
-        """What ScalerService.refit_forecast costs per workload: copy on the loop, fit in a
+        """What Forecasting.refit_forecast costs per workload: copy on the loop, fit in a
         thread (thread CPU time)."""
         copies, fits = [], []
         for workload in workloads:

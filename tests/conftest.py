@@ -12,12 +12,12 @@ import grpc
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from scaler.clock import ManualClock
 from scaler.commands.serve import RunningApp, start_app
 from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
+from tests.clock import ManualClock
 from tests.kube_api import ApiServer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

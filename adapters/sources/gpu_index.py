@@ -5,6 +5,7 @@ and namespace that hold them. Scraping every page for every workload would cost 
 nodes requests per interval; here the pages are found through the Kubernetes API and scraped
 once per interval into one index keyed by (namespace, pod), which every workload reads.
 A page that fails keeps its last readings until it is stale, then they are dropped.
+The service calls ``refresh`` once per scrape interval.
 """
 
 from __future__ import annotations
@@ -60,11 +61,3 @@ class GpuIndex:
         if self._problems.pop(url, None) is not None:
             log.info("dcgm-exporter %s recovered", url)
         self._pages[url] = (self._now_s(), gpu_load_by_namespaced_pod(readings))
-
-    async def run(self, interval_s: Callable[[], float]) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception:  # a bug must not end GPU readings for good
-                log.exception("dcgm-exporter round failed; retrying next interval")
-            await asyncio.sleep(interval_s())

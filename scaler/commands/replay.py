@@ -21,6 +21,7 @@ from scaler.model.capacity import CapacityModel
 from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings
 from scaler.model.profile import ReplicaProfile
+from scaler.model.specs import NodeShape, PlanSettings, ReplicaBounds
 from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
 from scaler.sim.replay import ReplaySettings, make_oracle, replay
 from scaler.sim.report import write_comparison, write_outputs
@@ -150,12 +151,13 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
                                    slo_target=settings.slo_target),
             forecaster=DemandForecaster(step_s=FORECAST_STEP_S),
             settings=PlannerSettings(
-                pod_startup_s=settings.pod_startup_s, node_startup_s=settings.node_startup_s,
-                decision_interval_s=settings.decision_interval_s,
-                scale_down_window_s=settings.scale_down_window_s, min_replicas=1,
-                max_replicas=2 * oracle.peak_replicas,
-                gpus_per_replica=settings.gpus_per_replica,
-                gpus_per_node=settings.gpus_per_node))
+                PlanSettings(pod_startup_s=settings.pod_startup_s,
+                             node_startup_s=settings.node_startup_s,
+                             scale_down_window_s=settings.scale_down_window_s),
+                ReplicaBounds(min_replicas=1, max_replicas=2 * oracle.peak_replicas),
+                NodeShape(gpus_per_replica=settings.gpus_per_replica,
+                          gpus_per_node=settings.gpus_per_node),
+                decision_interval_s=settings.decision_interval_s))
     if name == "static":
         if knob is None:
             knob = float(oracle.peak_replicas)

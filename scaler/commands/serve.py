@@ -28,6 +28,7 @@ from scaler.keda.http_server import https_context, start_http_server
 from scaler.service.config_watch import ConfigWatcher
 from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
+from scaler.service.supervise import supervise
 
 log = logging.getLogger("scaler.app")
 
@@ -45,13 +46,16 @@ async def keep_long_lived_state_out_of_gc(every_s: float = FREEZE_EVERY_S) -> No
     everything is unfrozen and collected, so cyclic garbage that was frozen is not kept.
     """
     rounds = 0
-    while True:
-        await asyncio.sleep(every_s)
+
+    async def freeze() -> None:
+        nonlocal rounds
         rounds += 1
         if rounds % FULL_COLLECT_EVERY == 0:
             gc.unfreeze()
             gc.collect()
         gc.freeze()
+
+    await supervise("gc freeze", freeze, every_s, log=log, initial_delay_s=every_s)
 
 
 class KedaServer(Protocol):
@@ -173,7 +177,7 @@ def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],
     controller = NodePoolController(
         settings.pools, workloads=lambda: service.registry, api=api,
         is_leader=(lambda: elector is not None and elector.is_leader),
-        now_s=service.clock.monotonic, registry=service.telemetry.registry,
+        clock=service.clock, registry=service.telemetry.registry,
         interval_s=settings.interval_s)
     tasks.append(asyncio.create_task(controller.run(), name="node pools"))
     return tasks, elector

@@ -17,8 +17,9 @@ from scaler.config.settings import ServerSettings
 from scaler.config.tls import TlsMaterial
 from scaler.keda.metadata import MetadataError
 from scaler.keda.proto import externalscaler_pb2 as pb
-from scaler.keda.servicer import INVALID, UNAVAILABLE, Verdict, serve_keda, server_credentials
-from scaler.service.service import ScalerService, Unavailable
+from scaler.keda.servicer import Verdict, serve_keda, server_credentials
+from scaler.keda.verdict import invalid, verdict_of
+from scaler.service.service import ScalerService
 from scaler.service.workloads import Workload
 
 log = logging.getLogger("scaler.grpc")
@@ -34,14 +35,14 @@ class ServiceDecisions:
         try:
             workload = self._resolve(ref)
         except MetadataError as exc:
-            return Verdict("", INVALID, str(exc))
+            return invalid(exc)
         return self._verdict_of(workload)
 
     async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
         try:
             workload = self._resolve(ref)
         except MetadataError as exc:
-            yield Verdict("", INVALID, str(exc))
+            yield invalid(exc)
             return
         while True:
             changed = self.service.change_event(workload)
@@ -60,23 +61,6 @@ class ServiceDecisions:
 
     def _verdict_of(self, workload: Workload) -> Verdict:
         return verdict_of(self.service, workload)[0]
-
-
-def verdict_of(service: ScalerService, workload: Workload) -> tuple[Verdict, float]:
-    """The verdict now, and for how many seconds more it holds if nothing else happens.
-
-    A decision holds while its data is fresh (``scrape.stale_after_s`` minus the data's
-    age); an UNAVAILABLE verdict holds until the next decision (0 here; a front process asks
-    again after a few seconds, and is pushed the next decision anyway).
-    """
-    try:
-        answer = service.answer(workload)
-    except Unavailable as exc:
-        return Verdict(workload.spec.metric_name, UNAVAILABLE, str(exc)), 0.0
-    decision = answer.decision
-    fresh_s = max(0.0, service.config.scrape.stale_after_s - answer.data_age_s)
-    return Verdict(workload.spec.metric_name, desired_replicas=decision.desired_replicas,
-                   active=decision.active), fresh_s
 
 
 async def start_grpc_server(service: ScalerService, *, host: str, port: int,

@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 
 from adapters.formats.vllm import Server
 from scaler.config.profiles import profile_names
-from scaler.model.specs import NodeShape, PlanSettings, ReactiveTargets, ReplicaBounds
+from scaler.model.specs import (
+    Endpoint,
+    NodeShape,
+    PlanSettings,
+    ReactiveTargets,
+    ReplicaBounds,
+)
 from scaler.schema import Declared, Problem, declared, read_fields, setting, validate
 
 SERVERS: tuple[str, ...] = get_args(Server)
@@ -30,14 +36,6 @@ KEDA_KEYS = frozenset(
     {"scalerAddress", "tlsCertFile", "caCert", "tlsClientCert", "tlsClientKey", "unsafeSsl",
      "enableTLS"}
 )
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One pod's metrics URL; ``pod`` names it (for GPU metrics and logs)."""
-
-    pod: str
-    url: str
 
 
 def _url(raw: str) -> str:

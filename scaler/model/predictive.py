@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast.forecaster import DemandForecaster
@@ -45,27 +45,17 @@ FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every few secon
 # trends move slower, and a 5-minute step keeps a week of seasonal state small.
 
 
-_PLAN, _BOUNDS, _NODES = PlanSettings(), ReplicaBounds(), NodeShape()
-
-
 @dataclass(frozen=True)
 class PlannerSettings:
-    """What the planner sizes for; defaults are the trigger metadata's (``model.specs``)."""
+    """What the planner sizes for: the trigger's plan settings, replica bounds and node shape
+    (``scaler.model.specs``), and how often it is asked."""
 
-    pod_startup_s: float = _PLAN.pod_startup_s
-    node_startup_s: float = _PLAN.node_startup_s
+    plan: PlanSettings = field(default_factory=PlanSettings)
+    bounds: ReplicaBounds = field(default_factory=ReplicaBounds)
+    nodes: NodeShape = field(default_factory=NodeShape)
     decision_interval_s: float = 15.0
-    headroom: float = _PLAN.headroom  # multiplier on the forecast's upper bound
     drain_s: float = 60.0  # a backlog should be gone within this, seconds
-    scale_down_window_s: float = _PLAN.scale_down_window_s
     node_scale_down_window_s: float = 1800.0  # a bare-metal node takes 15+ min to get back
-    min_replicas: int = _BOUNDS.min_replicas
-    max_replicas: int = _BOUNDS.max_replicas
-    gpus_per_replica: int = _NODES.gpus_per_replica
-    gpus_per_node: int = _NODES.gpus_per_node
-    spare_nodes: int = _NODES.spare_nodes
-    min_nodes: int = _NODES.min_nodes
-    max_nodes: int = _NODES.max_nodes
 
 
 @dataclass(frozen=True)
@@ -160,12 +150,12 @@ class PredictivePlanner:
             self._lengths = (state.mean_prompt_tokens, max(state.mean_output_tokens, 1.0))
         lengths = self._lengths
         need_now = self._need(rate + state.backlog / s.drain_s, lengths)
-        pod_lead = s.pod_startup_s + s.decision_interval_s
+        pod_lead = s.plan.pod_startup_s + s.decision_interval_s
         mean, upper = self._forecast_peak(state.now_s, pod_lead)
-        need_ahead = self._need(upper * s.headroom, lengths)
+        need_ahead = self._need(upper * s.plan.headroom, lengths)
         idle = rate <= 0 and state.backlog <= 0 and state.running <= 0
         quiet = upper * pod_lead < 0.5  # not even one request expected within the lead time
-        to_zero = idle and quiet and s.min_replicas == 0
+        to_zero = idle and quiet and s.bounds.min_replicas == 0
         wanted = 0 if to_zero else max(need_now, need_ahead)
         if not self._targets:  # a fresh planner (a restarted scaler) holds what runs for one
             self._targets.append((state.now_s, state.replicas))  # window, idle or not
@@ -174,7 +164,7 @@ class PredictivePlanner:
             why = "idle, and no request forecast within one pod lead time" + (
                 "" if target == 0 else f"; holding {target} for the scale-down window")
         nodes = self._nodes(state, target, lengths)
-        active = not (idle and quiet) or target > s.min_replicas  # held replicas keep it on
+        active = not (idle and quiet) or target > s.bounds.min_replicas  # held ones keep it on
         return Plan(target, nodes, active=active, need_now=need_now,
                     need_ahead=need_ahead, forecast_mean=mean, forecast_upper=upper,
                     reason=why, observed_rate=rate,
@@ -232,8 +222,8 @@ class PredictivePlanner:
                   need_ahead: int) -> tuple[int, str]:
         s = self.settings
         source = "forecast" if need_ahead > need_now else "observed load"
-        why = f"{source}: now {need_now}, at +{s.pod_startup_s:g}s {need_ahead}"
-        self._remember(self._targets, state.now_s, wanted, s.scale_down_window_s)
+        why = f"{source}: now {need_now}, at +{s.plan.pod_startup_s:g}s {need_ahead}"
+        self._remember(self._targets, state.now_s, wanted, s.plan.scale_down_window_s)
         target = wanted
         if wanted < state.replicas:
             if state.starting_replicas > 0:
@@ -241,20 +231,21 @@ class PredictivePlanner:
             else:
                 target = max(t for _, t in self._targets)
                 if target > wanted:
-                    why += f"; scale-down stabilised over {s.scale_down_window_s:g}s"
-        bounded = min(max(target, s.min_replicas), s.max_replicas)
+                    why += f"; scale-down stabilised over {s.plan.scale_down_window_s:g}s"
+        bounded = min(max(target, s.bounds.min_replicas), s.bounds.max_replicas)
         if bounded != target:
-            why += f"; bounded to [{s.min_replicas}, {s.max_replicas}]"
+            why += f"; bounded to [{s.bounds.min_replicas}, {s.bounds.max_replicas}]"
         return bounded, why
 
     def _nodes(self, state: FleetState, replicas: int, lengths: tuple[float, float]) -> int:
         s = self.settings
-        node_lead = s.node_startup_s + s.pod_startup_s + s.decision_interval_s
+        node_lead = s.plan.node_startup_s + s.plan.pod_startup_s + s.decision_interval_s
         _, upper = self._forecast_peak(state.now_s, node_lead)
         expected = upper * node_lead >= 0.5  # a request within the lead time, not float noise
-        ahead = self._need(upper * s.headroom, lengths) if expected else 0
-        wanted = nodes_for(max(ahead, replicas), gpus_per_replica=s.gpus_per_replica,
-                           gpus_per_node=s.gpus_per_node, spare_nodes=s.spare_nodes)
+        ahead = self._need(upper * s.plan.headroom, lengths) if expected else 0
+        shape = s.nodes
+        wanted = nodes_for(max(ahead, replicas), gpus_per_replica=shape.gpus_per_replica,
+                           gpus_per_node=shape.gpus_per_node, spare_nodes=shape.spare_nodes)
         if not self._node_targets:
             self._node_targets.append((state.now_s, state.nodes))
         self._remember(self._node_targets, state.now_s, wanted, s.node_scale_down_window_s)
@@ -262,7 +253,7 @@ class PredictivePlanner:
             joining = state.nodes > state.ready_nodes
             wanted = state.nodes if state.pending_replicas or joining else max(
                 t for _, t in self._node_targets)
-        return min(max(wanted, s.min_nodes), s.max_nodes)
+        return min(max(wanted, s.nodes.min_nodes), s.nodes.max_nodes)
 
     @staticmethod
     def _remember(history: deque[tuple[float, int]], now_s: float, value: int,

@@ -27,6 +27,14 @@ def _profile_name(raw: object) -> str:
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One pod's metrics URL; ``pod`` names it (for GPU metrics and logs)."""
+
+    pod: str
+    url: str
+
+
+@dataclass(frozen=True)
 class ReactiveTargets:
     """The HPA-style rule's per-replica targets (``scaler.model.reactive``)."""
 

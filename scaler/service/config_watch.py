@@ -23,6 +23,7 @@ from adapters.kubernetes.events import ObjectRef, post_event
 from scaler.config.load import ConfigError, parse_config
 from scaler.config.settings import ServerSettings
 from scaler.service.service import ScalerService
+from scaler.service.supervise import supervise
 
 log = logging.getLogger("scaler.config")
 
@@ -113,6 +114,8 @@ class ConfigWatcher:
 
     async def run(self) -> None:
         """Check every ``interval_s``; the file is read in a thread, applied on the loop."""
-        while True:
-            self.consider(await asyncio.to_thread(self._read))
-            await asyncio.sleep(self.interval_s)
+        await supervise(f"config {self.path} check", self._check_in_a_thread, self.interval_s,
+                        log=log)
+
+    async def _check_in_a_thread(self) -> None:
+        self.consider(await asyncio.to_thread(self._read))

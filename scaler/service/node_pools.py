@@ -10,7 +10,6 @@ reports. Each change is a Kubernetes Event on the scaled object, a metric and on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from adapters.kubernetes.nodes import (
     NodeActuator,
     PlaceholderActuator,
 )
+from scaler.clock import Clock
 from scaler.config.node_pools import NodePool
 from scaler.model.nodes import (
     node_change,
@@ -34,6 +34,7 @@ from scaler.model.nodes import (
     placeholder_nodes,
     pool_nodes,
 )
+from scaler.service.supervise import supervise
 from scaler.service.workloads import Workload
 
 log = logging.getLogger("scaler.nodes")
@@ -57,12 +58,12 @@ class PoolDemand:
 class NodePoolController:
     def __init__(self, pools: Iterable[NodePool], *, workloads: Callable[[], Iterable[Workload]],
                  api: ApiClient | None, is_leader: Callable[[], bool],
-                 now_s: Callable[[], float], registry: CollectorRegistry,
+                 clock: Clock, registry: CollectorRegistry,
                  interval_s: float = 30.0) -> None:
         self._workloads = workloads
         self._api = api
         self._is_leader = is_leader
-        self._now_s = now_s
+        self._clock = clock
         self.interval_s = interval_s
         self._pools = [self._state(pool) for pool in pools]
         self.desired = Gauge("scaler_node_pool_desired_nodes",
@@ -132,7 +133,7 @@ class NodePoolController:
         if now_target.ready is not None:
             self.nodes.labels(pool.name, "ready").set(now_target.ready)
         joining = nodes_joining(current, now_target.ready)
-        now = self._now_s()
+        now = self._clock.monotonic()
         target, why = node_change(current, wanted, pending_pods=demand.pending_pods,
                                   joining_nodes=joining, last_change_s=state.last_change_s,
                                   now_s=now, cooldown_up_s=pool.cooldown_up_s,
@@ -156,7 +157,7 @@ class NodePoolController:
         if isinstance(state.actuator, DryRunActuator):
             self._count(pool, "dry_run", result.message, level=logging.INFO)
             return
-        state.last_change_s = self._now_s()
+        state.last_change_s = self._clock.monotonic()
         self._count(pool, "scaled", result.message, level=logging.INFO)
         if state.involved is not None and self._api is not None:
             await post_event(CoreV1Api(self._api), namespace=pool.namespace,
@@ -169,9 +170,4 @@ class NodePoolController:
         log.log(level, "node pool %s: %s", pool.name, message)
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.round()
-            except Exception:  # a bug must not stop node planning for good
-                log.exception("node pool round failed; retrying next interval")
-            await asyncio.sleep(self.interval_s)
+        await supervise("node pool round", self.round, self.interval_s, log=log)

@@ -29,7 +29,7 @@ from adapters.sources.prometheus_pods import (
 )
 from scaler.clock import Clock
 from scaler.config.settings import PrometheusSettings
-from scaler.keda.metadata import Endpoint
+from scaler.model.specs import Endpoint
 from scaler.service.telemetry import Telemetry
 from scaler.service.workloads import READ_HISTOGRAMS, Workload, WorkloadKey
 

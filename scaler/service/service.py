@@ -1,9 +1,10 @@
 """The scaler service: background scraping into memory, decisions out of memory.
 
-One asyncio task per workload scrapes its pods every ``scrape.interval_s``
-(through one shared, concurrency-bounded fetcher), updates the workload's
-state and re-runs the policy. RPCs and HTTP requests only read that state, so
-an answer costs microseconds and never waits on a slow pod.
+One runner per workload (``scaler.service.runner``) scrapes its pods every
+``scrape.interval_s`` (through one shared, concurrency-bounded fetcher), updates the
+workload's state and re-runs the policy; its planner is ``scaler.service.forecasting``'s.
+RPCs and HTTP requests only read that state, so an answer costs microseconds and never
+waits on a slow pod. This module holds what they call and the shared resources' lifecycle.
 
 Errors are answered, not invented: bad metadata raises ``MetadataError``
 (INVALID_ARGUMENT), a workload with no data yet or only stale data raises
@@ -14,10 +15,7 @@ Scrape problems are logged once when they start and once when they end.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import math
-import random
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,42 +23,27 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio.client import ApiClient
 
-from adapters.formats.dcgm import GpuLoad, gpu_load_all, gpu_load_by_pod, read_dcgm
-from adapters.formats.promtext import PageError
-from adapters.formats.vllm import read_page
 from adapters.kubernetes.client import KubeConfigError, kube_client
 from adapters.kubernetes.discovery import PodDiscovery
-from adapters.kubernetes.errors import DiscoveryError
 from adapters.kubernetes.pods import WorkloadTarget
 from adapters.sources.gpu_index import GpuIndex
-from adapters.sources.prometheus import PrometheusError, query_range
-from adapters.sources.scrape import PageFetcher, ScrapeError
+from adapters.sources.scrape import PageFetcher
 from scaler.clock import Clock, SystemClock
 from scaler.config.load import needs_restart
-from scaler.config.profiles import load_profile, profile_path
 from scaler.config.settings import ServiceConfig
-from scaler.keda.metadata import Endpoint, MetadataError, WorkloadSpec, parse_metadata
-from scaler.model.capacity import CapacityModel
-from scaler.model.decision import decide_workload, shape_nodes_for
-from scaler.model.forecast.forecaster import DemandForecaster
-from scaler.model.predictive import FORECAST_STEP_S, Plan, PlannerSettings, PredictivePlanner
-from scaler.model.reactive import Decision, NoData
+from scaler.keda.metadata import MetadataError, WorkloadSpec, parse_metadata
+from scaler.model.reactive import Decision
+from scaler.service.forecasting import Forecasting
 from scaler.service.prometheus_scrape import PrometheusSource
+from scaler.service.runner import WorkloadRunner, target_of
+from scaler.service.supervise import supervise
 from scaler.service.telemetry import Telemetry
-from scaler.service.workloads import (
-    READ_HISTOGRAMS,
-    PodState,
-    Workload,
-    WorkloadKey,
-    WorkloadRegistry,
-)
+from scaler.service.workloads import Workload, WorkloadKey, WorkloadRegistry
 
 log = logging.getLogger("scaler.service")
 
 _METADATA_CACHE_SIZE = 4096
-TARGET_REPLICAS_EVERY_S = 30.0
 PROMETHEUS_CONNECTIONS = 8  # warm starts and metrics-source queries, all workloads
-REFIT_RETRY_S = 3600.0  # after a refit failed (logged), the next try
 
 
 class Unavailable(Exception):
@@ -85,25 +68,23 @@ class ScalerService:
             idle_timeout_s=self.config.workloads.idle_timeout_s,
             rate_window_s=self.config.scrape.rate_window_s,
         )
-        self.telemetry.watch(lambda: self.registry, self.clock.monotonic,
+        self.telemetry.watch(lambda: self.registry, self.clock,
                              lambda: self.config.scrape.stale_after_s)
         self._specs: dict[frozenset[tuple[str, str]], WorkloadSpec | MetadataError] = {}
-        self._tasks: dict[WorkloadKey, asyncio.Task[None]] = {}
-        self._tasks_warm: dict[WorkloadKey, asyncio.Task[None]] = {}
+        self.runners: dict[WorkloadKey, WorkloadRunner] = {}
+        self._lasting: set[asyncio.Task[object]] = set()
         self._kube_api = kube_api
         self._kube_problem: str | None = None
         self._background: set[asyncio.Task[object]] = set()
         self.gpu_index: GpuIndex | None = None
-        self._gpu_task: asyncio.Task[None] | None = None
-        self._changed: dict[WorkloadKey, asyncio.Event] = {}
+        self._gpu_task: asyncio.Task[int] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._prometheus_session: aiohttp.ClientSession | None = None
-        self._fetcher: PageFetcher | None = None
-        self._prometheus_source: PrometheusSource | None = None
+        self.fetcher: PageFetcher | None = None
+        self.prometheus_source: PrometheusSource | None = None
         self._owns_kube_api = False  # created in start() (closed in stop()), not given
-        self._heavy_work = asyncio.Semaphore(1)  # forecaster warm starts and refits, in turn
-        self._refitting: set[WorkloadKey] = set()
-        self._refit_after: dict[WorkloadKey, float] = {}  # no refit before (after a failure)
+        self.forecasting = Forecasting(config=lambda: self.config, clock=self.clock,
+                                       telemetry=self.telemetry, spawn=self.spawn)
         self.decision_listeners: list[Callable[[Workload], None]] = []  # after each decision
         self.readiness_checks: list[Callable[[], str | None]] = []  # why not ready, or None
 
@@ -119,14 +100,15 @@ class ScalerService:
         scrape = self.config.scrape
         connector = aiohttp.TCPConnector(limit=scrape.max_concurrency, ttl_dns_cache=60)
         self._session = aiohttp.ClientSession(connector=connector)
-        self._fetcher = PageFetcher(session=self._session, timeout_s=scrape.timeout_s,
-                                    max_concurrency=scrape.max_concurrency)
+        self.fetcher = PageFetcher(session=self._session, timeout_s=scrape.timeout_s,
+                                   max_concurrency=scrape.max_concurrency)
         # Prometheus gets its own small pool: a stalled Prometheus must never hold the
         # connections the pod scrapes (and their direct fallback) need.
         self._prometheus_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=PROMETHEUS_CONNECTIONS))
-        self._prometheus_source = PrometheusSource(
+        self.prometheus_source = PrometheusSource(
             self._prometheus_session, lambda: self.config.prometheus, self.clock, self.telemetry)
+        self.forecasting.session = self._prometheus_session
         await self._start_gpu_index()
 
     async def _start_gpu_index(self) -> None:
@@ -140,11 +122,13 @@ class ScalerService:
         discovery = PodDiscovery(self._kube_api, WorkloadTarget(
             gpu.namespace, "selector", "", gpu.selector, gpu.port, gpu.path))
         await discovery.start()
-        self.gpu_index = GpuIndex(discovery, lambda: self._fetcher, now_s=self.clock.monotonic,
+        self.gpu_index = GpuIndex(discovery, lambda: self.fetcher, now_s=self.clock.monotonic,
                                   stale_after_s=lambda: self.config.scrape.stale_after_s)
         if self.background:
-            self._gpu_task = asyncio.create_task(
-                self.gpu_index.run(lambda: self.config.scrape.interval_s), name="dcgm pages")
+            self._gpu_task = asyncio.create_task(supervise(
+                "dcgm-exporter round", self.gpu_index.refresh,
+                lambda: self.config.scrape.interval_s, log=logging.getLogger("scaler.gpu")),
+                name="dcgm pages")
 
     async def stop(self) -> None:
         if self._gpu_task is not None:
@@ -155,23 +139,22 @@ class ScalerService:
         for workload in self.registry:
             if workload.discovery is not None:
                 await workload.discovery.stop()
-        tasks = [*self._tasks.values(), *self._tasks_warm.values()]
+        tasks = list(self._lasting)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        self._tasks_warm.clear()
+        self._lasting.clear()
         for session in (self._session, self._prometheus_session):
             if session is not None:
                 await asyncio.shield(session.close())
-        self._session = self._prometheus_session = None
+        self._session = self._prometheus_session = self.forecasting.session = None
         if self._owns_kube_api and self._kube_api is not None:  # a given client is the giver's
             await self._kube_api.close()
             self._kube_api, self._owns_kube_api = None, False
 
     @property
     def ready(self) -> bool:
-        return self._fetcher is not None
+        return self.fetcher is not None
 
     # -- what RPCs call ----------------------------------------------------------------------
 
@@ -180,19 +163,14 @@ class ScalerService:
         spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
         key = WorkloadKey(namespace, name, spec.metric_name)
         workload, is_new, changed = self.registry.touch(key, spec, self.clock.monotonic())
+        if is_new:
+            self.runners[key] = WorkloadRunner(self, workload)
         if changed:  # the hot path (every RPC) skips this when nothing changed
-            self._sync_planner(workload)
-            self._sync_discovery(workload)
+            self.forecasting.sync_planner(workload)
+            self.runners[key].sync_discovery()
         if is_new:
             log.info("workload %s registered: %d endpoint(s)", key, len(spec.endpoints))
-            self._changed[key] = asyncio.Event()
-            query = self._history_query(workload)
-            if query is not None:
-                self._tasks_warm[key] = asyncio.create_task(
-                    self.warm_start(workload, query), name=f"warm start {key}")
-            if self.background:
-                self._tasks[key] = asyncio.create_task(self._scrape_loop(workload),
-                                                       name=f"scrape {key}")
+            self.runners[key].start()
         return workload
 
     def lookup(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload | None:
@@ -214,11 +192,11 @@ class ScalerService:
             workload.rate_window_s = config.scrape.rate_window_s
             for pod in workload.pods.values():
                 pod.window.window_s = config.scrape.rate_window_s
-        if self._fetcher is not None:
-            self._fetcher.timeout_s = config.scrape.timeout_s
+        if self.fetcher is not None:
+            self.fetcher.timeout_s = config.scrape.timeout_s
         self._specs.clear()
         for workload in self.registry:  # the planner's interval follows scrape.interval_s
-            self._sync_planner(workload)
+            self.forecasting.sync_planner(workload)
         return restart
 
     def keep_alive(self, workload: Workload, metadata: Mapping[str, str]) -> Workload:
@@ -261,7 +239,7 @@ class ScalerService:
         """The latest decision, or Unavailable when there is none worth acting on."""
         now = self.clock.monotonic()
         stale_after = self.config.scrape.stale_after_s
-        if workload.discovery is None and _target(workload) is not None:
+        if workload.discovery is None and target_of(workload) is not None:
             raise Unavailable(
                 f"workload {workload.key}: pod discovery needs the Kubernetes API: "
                 f"{self._kube_problem or 'no client'}; run in-cluster or set KUBECONFIG")
@@ -287,7 +265,7 @@ class ScalerService:
         freshest = workload.freshest_s()
         if freshest is None or now - freshest > stale_after:
             age = "no good page yet" if freshest is None else f"newest {now - freshest:.0f} s old"
-            outage = self._prometheus_outage(workload)
+            outage = self.prometheus_outage(workload)
             problems = [f"cannot read Prometheus ({outage})"] if outage else []
             raise Unavailable(
                 f"workload {workload.key}: metrics are stale ({age}, limit "
@@ -299,238 +277,41 @@ class ScalerService:
         return Answer(workload, workload.decision, now - freshest)
 
     def change_event(self, workload: Workload) -> asyncio.Event:
-        """An event set at the next decision of this workload (for StreamIsActive)."""
-        return self._changed.setdefault(workload.key, asyncio.Event())
+        """An event set at the next decision of this workload (for StreamIsActive); one
+        never set if it is no longer registered."""
+        runner = self.runners.get(workload.key)
+        return asyncio.Event() if runner is None else runner.changed
 
-    # -- scraping ----------------------------------------------------------------------------
-
-    async def _scrape_loop(self, workload: Workload) -> None:
-        """Scrape at once (a new workload needs data), then every interval at a random phase.
-
-        The phase spreads workloads registered together (a KEDA restart registers all of
-        them within one poll) so their scrapes do not all land in the same instant.
-        """
-        interval = self.config.scrape.interval_s
-        phase = random.uniform(0.0, interval)
-        while self.registry.get(workload.key) is workload:
-            started = self.clock.monotonic()
-            if self.registry.is_idle(workload, started):
-                self._drop(workload)
-                return
-            try:
-                await self.scrape(workload)
-                self._refit_when_due(workload)
-            except Exception:  # a bug must not end this workload's scraping for good
-                log.exception("workload %s: scrape round failed; retrying next interval",
-                              workload.key)
-            elapsed = self.clock.monotonic() - started
-            await asyncio.sleep(max(0.0, interval - elapsed + phase))
-            phase = 0.0
-
-    def _drop(self, workload: Workload) -> None:
-        if workload.discovery is not None:
-            self.spawn(workload.discovery.stop(), f"stop discovery {workload.key}")
-        log.info("workload %s dropped: KEDA has not asked about it for %.0f s",
-                 workload.key, self.registry.idle_timeout_s)
-        if self._prometheus_source is not None:
-            self._prometheus_source.forget(workload)
-        self.registry.remove(workload.key)
-        self._tasks.pop(workload.key, None)
-        self._changed.pop(workload.key, None)
-        self.telemetry.workloads_dropped.inc()
-
-    async def scrape(self, workload: Workload) -> None:
-        """One round: every pod page and GPU page, then a new decision."""
-        if self._fetcher is None:
-            raise RuntimeError("ScalerService.start() must be awaited before scraping")
-        spec = workload.spec
-        if workload.discovery is not None:
-            if not workload.discovery.synced.is_set():
-                return
-            workload.set_endpoints(Endpoint(pod, url)
-                                  for pod, url in workload.discovery.ready_endpoints())
-            await self._read_target_replicas(workload)
-        urls = list(workload.pods)
-        if spec.metrics_source == "prometheus" and self._prometheus_source is not None:
-            urls = await self._prometheus_source.read(workload)
-        await asyncio.gather(
-            *(self._scrape_pod(workload, spec, url) for url in urls),
-            self._scrape_gpus(workload, spec),
-        )
-        self._decide(workload)
-
-    async def _scrape_pod(self, workload: Workload, spec: WorkloadSpec, url: str) -> None:
-        assert self._fetcher is not None
-        labels = (workload.key.namespace, workload.key.name, "inference")
-        timer = self.telemetry.scrape_duration.labels("inference").time()
-        try:
-            with timer:
-                text = await self._fetcher.fetch(url)
-                snapshot = read_page(text, server=spec.server, model_name=spec.model_name,
-                                     histograms=READ_HISTOGRAMS)
-        except (ScrapeError, PageError) as exc:
-            kind = exc.kind if isinstance(exc, ScrapeError) else "bad_page"
-            self.telemetry.scrape_errors.labels(*labels, kind).inc()
-            if url in workload.pods and workload.record_failure(url, f"{url}: {exc}"):
-                log.warning("workload %s: pod %s: %s", workload.key,
-                            workload.pods[url].endpoint.pod, exc)
-            return
-        if url not in workload.pods:  # endpoints changed while the page was in flight
-            return
-        if snapshot.bad_lines:
-            self.telemetry.bad_lines.labels(*labels).inc(snapshot.bad_lines)
-        cleared = workload.record_page(url, self.clock.monotonic(), snapshot)
-        if cleared:
-            log.info("workload %s: pod %s recovered (was: %s)", workload.key,
-                     workload.pods[url].endpoint.pod, cleared)
-
-    async def _scrape_gpus(self, workload: Workload, spec: WorkloadSpec) -> None:
-        if not spec.gpu_endpoints:
-            if self.gpu_index is not None:
-                workload.gpu_by_pod = self._indexed_gpus(workload)
-            return
-        assert self._fetcher is not None
-        pods = {e.pod for e in spec.endpoints}
-        loads = {}
-        for url in spec.gpu_endpoints:
-            try:
-                with self.telemetry.scrape_duration.labels("gpu").time():
-                    readings = read_dcgm(await self._fetcher.fetch(url))
-            except (ScrapeError, PageError) as exc:
-                kind = exc.kind if isinstance(exc, ScrapeError) else "bad_page"
-                self.telemetry.scrape_errors.labels(
-                    workload.key.namespace, workload.key.name, "gpu", kind).inc()
-                self._note_gpu_problem(workload, url, str(exc))
-                continue
-            self._note_gpu_problem(workload, url, None)
-            by_pod = gpu_load_by_pod(readings, workload.key.namespace)
-            matched = {pod: load for pod, load in by_pod.items() if pod in pods}
-            loads.update(matched or {url: gpu_load_all(readings)})
-        workload.gpu_by_pod = loads
-
-    def _indexed_gpus(self, workload: Workload) -> dict[str, GpuLoad]:
-        assert self.gpu_index is not None
-        namespace = workload.spec.pod_namespace or workload.key.namespace
-        found = {}
-        for pod in workload.pods.values():
-            load = self.gpu_index.load(namespace, pod.endpoint.pod)
-            if load is not None:
-                found[pod.endpoint.pod] = load
-        return found
-
-    def _note_gpu_problem(self, workload: Workload, url: str, problem: str | None) -> None:
-        previous = workload.gpu_problems.pop(url, None)
-        if problem is not None:
-            workload.gpu_problems[url] = problem
-            if problem != previous:
-                log.warning("workload %s: GPU metrics %s: %s", workload.key, url, problem)
-        elif previous is not None:
-            log.info("workload %s: GPU metrics %s recovered", workload.key, url)
-
-    def _sync_planner(self, workload: Workload) -> None:
-        """Give a predictive workload a planner matching its spec; keep what it learnt."""
-        spec = workload.spec
-        if spec.plan.policy != "predictive":
-            workload.planner = workload.plan = None  # an old plan must not hold nodes
-            workload.asked_nodes = None
-            return
-        settings = PlannerSettings(
-            pod_startup_s=spec.plan.pod_startup_s, node_startup_s=spec.plan.node_startup_s,
-            scale_down_window_s=spec.plan.scale_down_window_s,
-            decision_interval_s=self.config.scrape.interval_s, headroom=spec.plan.headroom,
-            min_replicas=spec.bounds.min_replicas, max_replicas=spec.bounds.max_replicas,
-            gpus_per_replica=spec.nodes.gpus_per_replica,
-            gpus_per_node=spec.nodes.gpus_per_node, spare_nodes=spec.nodes.spare_nodes,
-            min_nodes=spec.nodes.min_nodes, max_nodes=spec.nodes.max_nodes)
-        old = workload.planner
-        if old is not None and old.settings == settings and _capacity_matches(old, spec):
-            return
-        capacity = old.capacity if old is not None and _capacity_matches(old, spec) else (
-            CapacityModel(load_profile(profile_path(spec.plan.profile)),
-                          slo_ttft_s=spec.plan.slo_ttft_s))
-        forecaster = old.forecaster if old is not None else DemandForecaster(FORECAST_STEP_S)
-        workload.planner = PredictivePlanner(settings, capacity, forecaster)
-        if old is not None:
-            workload.planner.adopt(old)
-
-    def _prometheus_outage(self, workload: Workload) -> str | None:
+    def prometheus_outage(self, workload: Workload) -> str | None:
         """Why the workload's pods cannot be read from Prometheus now (metricsSource
         prometheus), None if they can."""
-        source = self._prometheus_source
+        source = self.prometheus_source
         if source is None or workload.spec.metrics_source != "prometheus":
             return None
         return source.problem(workload.key)
 
-    def _plan(self, workload: Workload, now_s: float, saturated: list[PodState]) -> Plan:
-        assert workload.planner is not None
-        self._learn_capacity(workload.planner, saturated)
-        workload.plan = workload.planner.plan(
-            workload.fleet_state(now_s, self.config.scrape.stale_after_s))
-        return workload.plan
+    # -- the workloads' runners --------------------------------------------------------------
 
-    def _check_health(self, workload: Workload, now_s: float) -> list[PodState]:
-        """Mark pods whose queue grows while their GPU idles unhealthy (logged once per
-        change); return the saturated ones (queue and busy GPU: their throughput is capacity)."""
-        saturated = []
-        for pod in workload.pods.values():
-            if not pod.is_fresh(now_s, self.config.scrape.stale_after_s):
-                continue
-            health = workload.pod_health(pod)
-            if (health == "unhealthy") != pod.unhealthy:
-                pod.unhealthy = health == "unhealthy"
-                if pod.unhealthy:
-                    log.warning("workload %s: pod %s is unhealthy: its queue grows while its "
-                                "GPU idles; not counted as demand (check the engine and GPU)",
-                                workload.key, pod.endpoint.pod)
-                else:
-                    log.info("workload %s: pod %s is healthy again", workload.key,
-                             pod.endpoint.pod)
-            if health == "saturated":
-                saturated.append(pod)
-        return saturated
+    async def scrape(self, workload: Workload) -> None:
+        """One scrape round of the workload and its decision, now (its loop calls this)."""
+        runner = self.runners.get(workload.key)
+        if runner is None or runner.workload is not workload:  # dropped: scraped all the same
+            runner = WorkloadRunner(self, workload)
+        await runner.scrape()
 
-    @staticmethod
-    def _learn_capacity(planner: PredictivePlanner, saturated: list[PodState]) -> None:
-        """Correct the capacity model from saturated pods' measured throughput."""
-        for pod in saturated:
-            served = pod.window.rate("request_success")
-            prompt, output = pod.window.rate("prompt_tokens"), pod.window.rate(
-                "generation_tokens")
-            if served and prompt is not None and output is not None:
-                planner.capacity.observe_saturated(served, prompt / served, output / served)
+    def drop(self, workload: Workload) -> None:
+        """Forget an idle workload (its runner's loop ends with this)."""
+        if workload.discovery is not None:
+            self.spawn(workload.discovery.stop(), f"stop discovery {workload.key}")
+        log.info("workload %s dropped: KEDA has not asked about it for %.0f s",
+                 workload.key, self.registry.idle_timeout_s)
+        if self.prometheus_source is not None:
+            self.prometheus_source.forget(workload)
+        self.registry.remove(workload.key)
+        self.runners.pop(workload.key, None)
+        self.telemetry.workloads_dropped.inc()
 
-    async def _read_target_replicas(self, workload: Workload) -> None:
-        """The Deployment's/StatefulSet's replica count from its scale subresource, every
-        ``TARGET_REPLICAS_EVERY_S`` (one GET per workload, not one per scrape)."""
-        assert workload.discovery is not None
-        now = self.clock.monotonic()
-        last = workload.target_replicas_read_s
-        if last is not None and now - last < TARGET_REPLICAS_EVERY_S:
-            return
-        workload.target_replicas_read_s = now
-        try:
-            workload.target_replicas = await workload.discovery.replicas()
-        except DiscoveryError as exc:
-            log.warning("workload %s: %s; counting pods instead", workload.key, exc)
-            workload.target_replicas = None
-
-    def _sync_discovery(self, workload: Workload) -> None:
-        """Start (or retarget) the pod watch of a workload that names a Kubernetes target."""
-        target = _target(workload)
-        current = workload.discovery
-        if current is not None and current.target == target:
-            return
-        if current is not None:
-            self.spawn(current.stop(), f"stop discovery {workload.key}")
-            workload.discovery = None
-            workload.set_endpoints(workload.spec.endpoints)  # back to static endpoints
-        if target is None:
-            return
-        api = self._kube()
-        if api is None:
-            return
-        workload.discovery = PodDiscovery(api, target)
-        self.spawn(workload.discovery.start(), f"start discovery {workload.key}")
+    # -- background tasks and the Kubernetes API ---------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         """A short background task, referenced until it ends (asyncio keeps weak refs)."""
@@ -538,188 +319,18 @@ class ScalerService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def kube_api(self) -> ApiClient | None:
-        """The Kubernetes API client (None, logged once, when there is no API access)."""
-        return self._kube()
+    def run_until_stop(self, coro: Coroutine[Any, Any, object], name: str) -> None:
+        """A lasting background task (a scrape loop, a warm start), cancelled by ``stop``."""
+        task = asyncio.create_task(coro, name=name)
+        self._lasting.add(task)
+        task.add_done_callback(self._lasting.discard)
 
-    def _kube(self) -> ApiClient | None:
-        """The Kubernetes API client loaded at start (given, in-cluster or kubeconfig)."""
+    def kube_api(self) -> ApiClient | None:
+        """The Kubernetes API client loaded at start (given, in-cluster or kubeconfig); None,
+        logged, when there is no API access."""
         if self._kube_api is None and self._kube_problem is not None:
             log.error("no Kubernetes API access: %s", self._kube_problem)
         return self._kube_api
-
-    def _history_query(self, workload: Workload) -> str | None:
-        prometheus = self.config.prometheus
-        template = workload.spec.history_query or prometheus.history_query
-        if workload.planner is None or not prometheus.url or not template:
-            return None
-        return template.replace("{namespace}", workload.key.namespace).replace(
-            "{scaledobject}", workload.key.name)
-
-    async def warm_start(self, workload: Workload, query: str) -> None:
-        """Teach a new workload's forecaster its Prometheus history; on failure, start cold.
-
-        The RPCs never wait for this: until it lands the forecaster simply knows less.
-        """
-        settings = self.config.prometheus
-        now_wall = self.clock.wall()
-        assert self._prometheus_session is not None
-        try:
-            series = await query_range(
-                self._prometheus_session, settings.url, query,
-                start_s=now_wall - settings.history_s,
-                end_s=now_wall, step_s=FORECAST_STEP_S, timeout_s=settings.timeout_s)
-        except PrometheusError as exc:
-            log.warning("workload %s: no warm start from Prometheus (%s); the forecaster "
-                        "starts cold", workload.key, exc)
-            self.telemetry.warm_starts.labels("failed").inc()
-            return
-        planner = workload.planner
-        if planner is None or not series.times_s or planner.has_observed:
-            self.telemetry.warm_starts.labels("skipped").inc()
-            return
-        offset = self.clock.monotonic() - now_wall  # history is in wall time, state monotonic
-        times = [t + offset for t in series.times_s]
-        warmed = DemandForecaster.from_dict(planner.forecaster.to_dict())
-        async with self._heavy_work:  # ~50 ms of CPU for two weeks: in a thread, in turn
-            await asyncio.to_thread(warmed.warm_start, times, series.values)
-        if workload.planner is not planner or planner.has_observed:
-            self.telemetry.warm_starts.labels("skipped").inc()
-            return
-        planner.forecaster = warmed
-        planner.warm_started(times[-1])
-        self.telemetry.warm_starts.labels("ok").inc()
-        log.info("workload %s: forecaster warm-started from %d points of Prometheus history",
-                 workload.key, len(times))
-
-    def _refit_when_due(self, workload: Workload) -> None:
-        """Start a due refit in the background; refits run one at a time.
-
-        Workloads registered together come due together (a restart, a day later): run at
-        once, their refits would hold the interpreter for minutes while scrapes wait.
-        """
-        planner = workload.planner
-        key = workload.key
-        if planner is None or key in self._refitting or not planner.forecaster.needs_refit:
-            return
-        if self.clock.monotonic() < self._refit_after.get(key, -math.inf):
-            return
-        self._refitting.add(key)
-        self.spawn(self._refit_in_turn(workload), f"refit {key}")
-
-    async def _refit_in_turn(self, workload: Workload) -> None:
-        try:
-            async with self._heavy_work:
-                await self.refit_forecast(workload)
-        except Exception:  # a bug in fitting must not retry every interval, nor stay silent
-            log.exception("workload %s: forecaster refit failed; the old parameters stay, next "
-                          "try in %.0f s", workload.key, REFIT_RETRY_S)
-            self._refit_after[workload.key] = self.clock.monotonic() + REFIT_RETRY_S
-        finally:
-            self._refitting.discard(workload.key)
-
-    async def refit_forecast(self, workload: Workload) -> None:
-        """Refit the forecaster's parameters on a copy, in a thread, off the event loop."""
-        planner = workload.planner
-        if planner is None or not planner.forecaster.needs_refit:
-            return
-        copy = DemandForecaster.from_dict(planner.forecaster.to_dict())
-        params = await asyncio.to_thread(copy.fit_params)
-        planner.forecaster.set_params(params)
-
-    def _decide(self, workload: Workload) -> None:
-        now = self.clock.monotonic()
-        saturated = self._check_health(workload, now)
-        observation = workload.observation(now, self.config.scrape.stale_after_s)
-        previous = workload.decision
-        try:
-            spec = workload.spec
-            workload.decision = decide_workload(
-                observation,
-                None if workload.planner is None else lambda: self._plan(workload, now,
-                                                                         saturated),
-                targets=spec.targets, bounds=spec.bounds, nodes=spec.nodes,
-                replicas=workload.replica_counts()[0], pods_listed=_pods_listed(workload))
-            if _seen_only_while_serving(workload):
-                workload.decision = _never_zero(workload.decision, workload.spec)
-            if workload.decision.desired_nodes is not None:
-                workload.asked_nodes = workload.decision.desired_nodes
-            workload.no_decision_reason = None
-        except NoData as exc:
-            workload.decision = None
-            workload.no_decision_reason = str(exc) + _why_no_data(
-                workload, self._prometheus_outage(workload))
-        workload.decided_s = now
-        workload.scrapes_completed += 1
-        if workload.decision and (previous is None or
-                                  previous.desired_replicas != workload.decision.desired_replicas):
-            log.info("workload %s: %s", workload.key, workload.decision.reason)
-        event = self._changed.pop(workload.key, None)
-        self._changed[workload.key] = asyncio.Event()
-        if event is not None:
-            event.set()
-        for listener in self.decision_listeners:
-            listener(workload)
-
-
-def _why_no_data(workload: Workload, prometheus_outage: str | None) -> str:
-    """What to look at when a workload has nothing to decide from."""
-    if prometheus_outage is not None:
-        return f": cannot read Prometheus ({prometheus_outage})"
-    if workload.pods:
-        unhealthy = sum(pod.unhealthy for pod in workload.pods.values())
-        return (f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
-                "and GPU)" if unhealthy else "")
-    if workload.discovery is not None and workload.discovery.last_error is not None:
-        return f": pod discovery is failing ({workload.discovery.last_error})"
-    if workload.spec.prometheus_selector:
-        return (": Prometheus has no series for prometheusSelector "
-                f"{workload.spec.prometheus_selector!r}; check it matches the vLLM pods' labels")
-    return ""
-
-
-def _seen_only_while_serving(workload: Workload) -> bool:
-    """A workload named only by ``prometheusSelector``: at zero replicas its series age out,
-    which cannot be told from series gone missing, so it must never be sent to zero."""
-    spec = workload.spec
-    return bool(spec.prometheus_selector) and not spec.endpoints and workload.discovery is None
-
-
-def _never_zero(decision: Decision, spec: WorkloadSpec) -> Decision:
-    if decision.active and decision.desired_replicas >= 1:
-        return decision
-    nodes = decision.desired_nodes
-    return dataclasses.replace(
-        decision, desired_replicas=max(1, decision.desired_replicas), active=True,
-        desired_nodes=None if nodes is None else max(nodes, shape_nodes_for(1, spec.nodes)),
-        reason=decision.reason + "; kept at >= 1 and active: a workload named only by "
-        "prometheusSelector cannot be seen at zero (name its deployment to scale to zero)")
-
-
-def _pods_listed(workload: Workload) -> bool:
-    """The workload's pods are the Kubernetes API's complete, current list of its ready pods."""
-    discovery = workload.discovery
-    return (discovery is not None and discovery.synced.is_set()
-            and discovery.last_error is None)
-
-
-def _target(workload: Workload) -> WorkloadTarget | None:
-    spec = workload.spec
-    namespace = spec.pod_namespace or workload.key.namespace
-    port, path = spec.metrics_port, spec.metrics_path
-    if spec.deployment:
-        return WorkloadTarget(namespace, "Deployment", spec.deployment, None, port, path)
-    if spec.stateful_set:
-        return WorkloadTarget(namespace, "StatefulSet", spec.stateful_set, None, port, path)
-    if spec.label_selector:
-        return WorkloadTarget(namespace, "selector", "", spec.label_selector, port, path)
-    return None
-
-
-def _capacity_matches(planner: PredictivePlanner, spec: WorkloadSpec) -> bool:
-    capacity = planner.capacity
-    return (capacity.profile.name == spec.plan.profile  # profile files are named after it
-            and capacity.slo_ttft_s == spec.plan.slo_ttft_s)
 
 
 def _joined(problems: list[str]) -> str:

@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from scaler.clock import Clock
+from scaler.model.observe import ttft_quantile
 from scaler.service.workloads import Workload
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -73,15 +75,15 @@ class Telemetry:
         )
 
     def watch(self, workloads: Callable[[], Iterable[Workload]],
-              now_s: Callable[[], float], stale_after_s: Callable[[], float]) -> None:
-        self.registry.register(WorkloadCollector(workloads, now_s, stale_after_s))
+              clock: Clock, stale_after_s: Callable[[], float]) -> None:
+        self.registry.register(WorkloadCollector(workloads, clock, stale_after_s))
 
 
 class WorkloadCollector(Collector):
     def __init__(self, workloads: Callable[[], Iterable[Workload]],
-                 now_s: Callable[[], float], stale_after_s: Callable[[], float]) -> None:
+                 clock: Clock, stale_after_s: Callable[[], float]) -> None:
         self._workloads = workloads
-        self._now_s = now_s
+        self._clock = clock
         self._stale_after_s = stale_after_s
 
     def collect(self) -> Iterator[Metric]:
@@ -115,7 +117,7 @@ class WorkloadCollector(Collector):
             "(kind=node).", labels=[*labels, "kind"])
         total = GaugeMetricFamily("scaler_workloads", "Workloads registered.")
         predictive = _PredictiveFamilies(labels)
-        now = self._now_s()
+        now = self._clock.monotonic()
         stale_after = self._stale_after_s()
         count = 0
         for w in self._workloads():
@@ -217,7 +219,7 @@ def fleet_signals(workload: Workload, now_s: float, stale_after_s: float) -> dic
         if rates:
             out[name] = sum(rates)
     for q in (0.5, 0.95, 0.99):
-        ttft = workload.fleet_ttft_quantile(q)
+        ttft = ttft_quantile(workload.pods.values(), q)
         if ttft is not None:
             out[f"ttft_p{round(q * 100)}_seconds"] = ttft
     util = [g.util_pct for g in workload.gpu_by_pod.values() if g.util_pct is not None]

@@ -5,23 +5,27 @@ name). It is registered by its first RPC, scraped in the background from then
 on and dropped when KEDA stops asking. Its state is plain data with no I/O and
 no asyncio: the scrape loop writes pages and failures into it; RPCs read the
 latest decision out of it. Time is passed in (monotonic seconds) so staleness
-and expiry are tested with a hand-moved clock.
+and expiry are tested with a hand-moved clock. What the pods amount to (their
+health, what the decision observes, what the planner sees) is the pure rules'
+business (``scaler.model.observe``), which read this state as it is.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from adapters.formats.dcgm import GpuLoad
 from adapters.formats.vllm import VllmSnapshot
-from adapters.formats.window import PodWindow, merged_quantile
-from adapters.kubernetes.discovery import PodDiscovery
-from scaler.keda.metadata import Endpoint, WorkloadSpec
-from scaler.model.predictive import FleetState, Plan, PredictivePlanner
-from scaler.model.reactive import Decision, FleetObservation, PodLoad
+from adapters.formats.window import PodWindow
+from scaler.keda.metadata import WorkloadSpec
+from scaler.model.predictive import Plan, PredictivePlanner
+from scaler.model.reactive import Decision
+from scaler.model.specs import Endpoint
+
+if TYPE_CHECKING:  # only its type: the service starts it (aiohttp, kubernetes_asyncio)
+    from adapters.kubernetes.discovery import PodDiscovery
 
 READ_HISTOGRAMS = frozenset({"ttft"})  # the only histogram decisions and /metrics use
 
@@ -127,86 +131,6 @@ class Workload:
         pod.problem = problem
         return changed
 
-    def observation(self, now_s: float, stale_after_s: float) -> FleetObservation:
-        """Fresh pods' loads; an unhealthy pod's queue is no demand, so it counts as missing
-        (the HPA rule then neither scales up nor down because of it)."""
-        loads: dict[str, PodLoad | None] = {}
-        unhealthy = 0
-        for url, pod in self.pods.items():
-            snap = pod.snapshot
-            fresh = snap is not None and pod.is_fresh(now_s, stale_after_s)
-            unhealthy += fresh and pod.unhealthy
-            loads[url] = (
-                PodLoad(snap.waiting, snap.running, snap.kv_cache_usage)
-                if fresh and snap is not None and not pod.unhealthy
-                else None
-            )
-        return FleetObservation(pods=loads, ttft_p95_s=self.fleet_ttft_quantile(0.95),
-                                unhealthy_pods=unhealthy)
-
-    def fleet_ttft_quantile(self, q: float) -> float | None:
-        """TTFT quantile of all requests the pods finished within the rate window."""
-        return merged_quantile((pod.window for pod in self.pods.values()), "ttft", q)
-
-    def gpu_of(self, pod: PodState) -> GpuLoad | None:
-        """The pod's GPUs by its name, else the whole page of a bare-metal node (one pod)."""
-        by_name = self.gpu_by_pod.get(pod.endpoint.pod)
-        if by_name is not None or len(self.pods) != 1:
-            return by_name
-        return next(iter(self.gpu_by_pod.values()), None)
-
-    def pod_health(self, pod: PodState) -> str:
-        """'saturated', 'unhealthy' (queue grows, GPU idle), 'warming' or 'ok'.
-
-        GPU utilisation reads ~100% whenever a batch runs, so it is only a saturation
-        check: a queue with a busy GPU is a full replica; a growing queue on an idle GPU
-        is a broken one (stuck engine, lost GPU), which more replicas would not fix.
-        """
-        snap = pod.snapshot
-        if snap is None or pod.window.span_s < 0.9 * self.rate_window_s:
-            return "warming"  # a fresh pod's throughput says nothing about capacity yet
-        gpu = self.gpu_of(pod)
-        busy = _gpu_busy(gpu)
-        growing = (pod.window.in_flight_change_per_s() or 0.0) > 0
-        if snap.waiting > 0 and growing and busy is False:
-            return "unhealthy"
-        if snap.waiting > 0 and busy:  # no GPU data: a queue alone may be a burst or a stall
-            return "saturated"
-        return "ok"
-
-    def fleet_state(self, now_s: float, stale_after_s: float) -> FleetState:
-        """What the predictive planner needs, from the pods' fresh windows.
-
-        Arrivals are not exported by vLLM: they are completions plus the growth of what is
-        in flight, scaled up for pods without fresh data (below). Nodes are what this
-        workload's plan last asked for (the pool sums the
-        plans and counts its joining nodes itself), so the planner's rules hold the plan while
-        pods are pending and for its node scale-down window.
-        """
-        fresh = [p for p in self.pods.values()
-                 if p.snapshot is not None and p.is_fresh(now_s, stale_after_s)]
-        done = sum(r for p in fresh if (r := p.window.rate("request_success")) is not None)
-        grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
-        prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
-        output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
-        replicas, starting, pending = self.replica_counts()
-        planned_nodes = self.plan.nodes if self.plan is not None else 0
-        # No pod serves: at zero nothing is served; while replicas start, demand is unseen.
-        unseen = 0.0 if replicas == 0 and starting == 0 else math.nan
-        # Pods without fresh data are assumed to carry the fresh pods' mean load, so an outage
-        # of some pods teaches the forecaster no false drop. (A fresh pod without a rate yet,
-        # on its first page, counts as serving nothing: a scale-up must not multiply demand.)
-        share = len(self.pods) / len(fresh) if fresh else 1.0
-        rate = max(0.0, done + grown) * share if fresh else unseen
-        return FleetState(
-            now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=planned_nodes,
-            ready_nodes=planned_nodes, pending_replicas=pending, observed_rate=rate,
-            backlog=sum(p.snapshot.waiting for p in fresh
-                        if p.snapshot is not None and not p.unhealthy),
-            running=sum(p.snapshot.running for p in fresh if p.snapshot is not None),
-            mean_prompt_tokens=prompt / done if done > 0 else 0.0,
-            mean_output_tokens=output / done if done > 0 else 0.0)
-
     def replica_counts(self) -> tuple[int, int, int]:
         """(replicas, not yet serving, pending): from discovery, else the static endpoints."""
         if self.discovery is not None:
@@ -260,13 +184,3 @@ class WorkloadRegistry:
     def remove(self, key: WorkloadKey) -> None:
         self._workloads.pop(key, None)
 
-
-def _gpu_busy(gpu: GpuLoad | None) -> bool | None:
-    """True/False from dcgm-exporter's engine activity (else utilisation); None: no data."""
-    if gpu is None:
-        return None
-    if gpu.engine_active is not None:
-        return gpu.engine_active >= 0.5
-    if gpu.util_pct is not None:
-        return gpu.util_pct >= 50.0
-    return None

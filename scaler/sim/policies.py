@@ -31,7 +31,7 @@ from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.nodes import nodes_for
 from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import FleetObservation, NoData, PodLoad, decide
-from scaler.model.specs import NodeShape, ReactiveTargets, ReplicaBounds
+from scaler.model.specs import ReactiveTargets, ReplicaBounds
 from scaler.sim.cluster import Cluster
 from scaler.sim.hpa import HorizontalPodAutoscaler
 
@@ -105,11 +105,9 @@ class PredictivePolicy:
     def __init__(self, *, knob_value: float = 1.0, capacity: CapacityModel,
                  forecaster: DemandForecaster, settings: PlannerSettings) -> None:
         self.knob_value = knob_value
-        self.planner = PredictivePlanner(dataclasses.replace(settings, headroom=knob_value),
-                                         capacity, forecaster)
-        # The reactive targets and node shape a ScaledObject gets by default.
-        self.bounds = ReplicaBounds(min_replicas=settings.min_replicas,
-                                    max_replicas=settings.max_replicas)
+        self.settings = dataclasses.replace(
+            settings, plan=dataclasses.replace(settings.plan, headroom=knob_value))
+        self.planner = PredictivePlanner(self.settings, capacity, forecaster)
         self.plan: Plan | None = None
 
     def decide(self, view: ClusterView) -> PolicyDecision:
@@ -129,8 +127,9 @@ class PredictivePolicy:
 
         # Every ready replica of the replay has data, and its list is complete: no NoData.
         decision = decide_workload(FleetObservation(dict(view.pods)), make_plan,
-                                   targets=ReactiveTargets(), bounds=self.bounds,
-                                   nodes=NodeShape(), replicas=view.replicas, pods_listed=True)
+                                   targets=ReactiveTargets(), bounds=self.settings.bounds,
+                                   nodes=self.settings.nodes, replicas=view.replicas,
+                                   pods_listed=True)
         forecast = self.plan.forecast_mean if self.plan is not None else math.nan
         return PolicyDecision(decision.desired_replicas, decision.desired_nodes, forecast)
 

@@ -26,12 +26,12 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from adapters.kubernetes.discovery import PodDiscovery
 from adapters.kubernetes.leader import LeaderElector
 from adapters.kubernetes.pods import WorkloadTarget
-from scaler.clock import ManualClock
 from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan
 from scaler.service.config_watch import CONFIGMAP_ENV, ConfigWatcher
 from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
+from tests.clock import ManualClock
 from tests.conftest import make_config, wait_until
 from tests.kube_api import ApiServer, add_md, md_replicas
 
@@ -154,7 +154,7 @@ async def scale_node_pools(server: ApiServer, api: ApiClient) -> None:
                  NodePool("ph", "placeholder", NS, "gpu-placeholder", cooldown_up_s=0)]
         controller = NodePoolController(
             pools, workloads=lambda: service.registry, api=api, is_leader=lambda: True,
-            now_s=service.clock.monotonic, registry=service.telemetry.registry)
+            clock=service.clock, registry=service.telemetry.registry)
         await controller.round()
         assert md_replicas(server) == 5
         assert server.objects[DEPLOYMENTS, NS, "gpu-placeholder"]["spec"]["replicas"] == 4

@@ -17,7 +17,6 @@ import aiohttp
 import grpc
 import pytest
 
-from scaler.clock import ManualClock
 from scaler.commands.serve import RunningApp, start_app
 from scaler.keda.front.channel import Channel, Message
 from scaler.keda.front.child import SCALING_NICE, FrontChild
@@ -28,6 +27,7 @@ from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.keda.servicer import INVALID, OK, UNAVAILABLE, Verdict, serve_keda
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.engine_state import EngineState
+from tests.clock import ManualClock
 from tests.conftest import make_config, scrape_all, wait_until
 
 NS, NAME = "llm", "llama-8b"
@@ -38,14 +38,6 @@ def ref(url: str = "http://127.0.0.1:1/metrics", **extra: str) -> pb.ScaledObjec
 
 
 # -- the decision table, with the test as the scaling process -------------------------------
-
-
-class Now:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -59,14 +51,10 @@ async def line() -> AsyncIterator[tuple[Channel, Channel]]:
 
 
 @pytest.fixture
-def now() -> Now:
-    return Now()
-
-
-@pytest.fixture
-async def table(line: tuple[Channel, Channel], now: Now) -> AsyncIterator[DecisionTable]:
+async def table(line: tuple[Channel, Channel],
+                clock: ManualClock) -> AsyncIterator[DecisionTable]:
     front, _ = line
-    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=2.0)
+    table = DecisionTable(front, idle_s=60.0, clock=clock, ask_timeout_s=2.0)
     task = asyncio.create_task(_apply_all(front, table))
     yield table
     task.cancel()
@@ -114,15 +102,15 @@ async def test_an_unknown_object_is_asked_for_once_and_concurrent_calls_share_it
     assert report["t"] == "asked" and report["ids"] == [ask["id"]]
 
 
-async def test_a_pushed_verdict_is_answered_from_memory_until_it_expires(table, line, now):
+async def test_a_pushed_verdict_is_answered_from_memory_until_it_expires(table, line, clock):
     _, back = line
     ref_id = await known(table, back, ref())
     newer = Verdict("desired-replicas", OK, "", 5, True)
     push(back, ref_id, newer, 10.0)
     await wait_until(lambda: len(table) == 1 and _answer_now(table) == newer)
-    now.t += 9.9
+    clock.advance(9.9)
     assert await table.verdict(ref()) == newer  # still fresh: no ask
-    now.t += 0.2
+    clock.advance(0.2)
     again = asyncio.ensure_future(table.verdict(ref()))
     ask_again = await next_message(back)  # expired: asked for once more
     assert ask_again["t"] == "ask" and ask_again["id"] == ref_id
@@ -136,9 +124,9 @@ def _answer_now(table: DecisionTable) -> Verdict | None:
     return entries[0].verdict if entries else None
 
 
-async def test_no_answer_in_time_is_unavailable_naming_the_object_and_asks_again(line, now):
+async def test_no_answer_in_time_is_unavailable_naming_the_object_and_asks_again(line, clock):
     front, back = line
-    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=0.05)
+    table = DecisionTable(front, idle_s=60.0, clock=clock, ask_timeout_s=0.05)
     verdict = await table.verdict(ref())
     assert verdict.code == UNAVAILABLE
     assert verdict.message == (f"{NS}/{NAME}: the scaling process did not answer within 0.05 s "
@@ -148,16 +136,16 @@ async def test_no_answer_in_time_is_unavailable_naming_the_object_and_asks_again
 
 
 async def test_bad_metadata_stays_invalid_argument_while_the_scaling_process_is_silent(
-        line, now):
+        line, clock):
     front, back = line
-    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=0.05)
+    table = DecisionTable(front, idle_s=60.0, clock=clock, ask_timeout_s=0.05)
     task = asyncio.create_task(_apply_all(front, table))
     call = asyncio.ensure_future(table.verdict(ref(targetKvCacheUsage="80%")))
     ask = await next_message(back)
     bad = Verdict("", INVALID, "scalerMetadata key 'targetKvCacheUsage' has value '80%'")
     push(back, ask["id"], bad, 5.0)
     assert await call == bad
-    now.t += 6.0  # expired, and no answer to the new ask
+    clock.advance(6.0)  # expired, and no answer to the new ask
     assert await table.verdict(ref(targetKvCacheUsage="80%")) == bad
     task.cancel()
 
@@ -180,11 +168,11 @@ async def test_a_stream_asks_again_as_held_so_it_never_updates_the_metadata(tabl
 
 
 async def test_an_unanswered_first_call_with_a_metric_name_is_unavailable_not_invalid(
-        line, now):
+        line, clock):
     """KEDA's GetMetrics names the metric; with no answer yet there is nothing to compare it
     with, and UNAVAILABLE (retry, then fallback) is the truth, not bad metadata."""
     front, _ = line
-    table = DecisionTable(front, idle_s=60.0, now=now, ask_timeout_s=0.05)
+    table = DecisionTable(front, idle_s=60.0, clock=clock, ask_timeout_s=0.05)
     server, port = await serve_keda(table, host="127.0.0.1", port=0, credentials=None)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -198,7 +186,7 @@ async def test_an_unanswered_first_call_with_a_metric_name_is_unavailable_not_in
     assert "did not answer within 0.05 s" in (info.value.details() or "")
 
 
-async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table, line, now):
+async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table, line, clock):
     _, back = line
     table.record("GetMetrics", grpc.StatusCode.OK, 0.002)
     table.record("GetMetrics", grpc.StatusCode.OK, 0.004)
@@ -220,14 +208,14 @@ async def test_reports_say_what_was_asked_what_streams_hold_and_the_calls(table,
     await stream.aclose()
 
 
-async def test_objects_not_asked_about_for_the_idle_time_are_forgotten(table, line, now):
+async def test_objects_not_asked_about_for_the_idle_time_are_forgotten(table, line, clock):
     _, back = line
     ref_id = await known(table, back, ref(), valid_for_s=1000.0)
     table.report()
-    now.t += 59.0
+    clock.advance(59.0)
     table.report()
     assert len(table) == 1
-    now.t += 2.0
+    clock.advance(2.0)
     table.report()
     assert len(table) == 0
     call = asyncio.ensure_future(table.verdict(ref()))

@@ -43,7 +43,7 @@ from scaler.model.predictive import (
     PredictivePlanner,
 )
 from scaler.model.reactive import Decision, FleetObservation, NoData, PodLoad, decide
-from scaler.model.specs import Policy
+from scaler.model.specs import NodeShape, PlanSettings, Policy, ReplicaBounds
 from scaler.schema import read
 from tests.adapters.formats.test_promtext import ours, reference
 
@@ -479,12 +479,15 @@ def _planner_settings(draw: st.DrawFn) -> PlannerSettings:
     low, low_nodes = draw(st.integers(0, 50)), draw(st.integers(0, 20))
     per_replica = draw(st.integers(1, 8))
     return PlannerSettings(
-        pod_startup_s=draw(st.floats(0, 86400)), node_startup_s=draw(st.floats(0, 86400)),
-        decision_interval_s=draw(st.floats(1, 60)), headroom=draw(st.floats(0.5, 10)),
-        min_replicas=low, max_replicas=max(1, low + draw(st.integers(0, 2000))),
-        gpus_per_replica=per_replica, gpus_per_node=per_replica * draw(st.integers(1, 8)),
-        spare_nodes=draw(st.integers(0, 5)), min_nodes=low_nodes,
-        max_nodes=max(1, low_nodes + draw(st.integers(0, 1000))))
+        PlanSettings(pod_startup_s=draw(st.floats(0, 86400)),
+                     node_startup_s=draw(st.floats(0, 86400)),
+                     headroom=draw(st.floats(0.5, 10))),
+        ReplicaBounds(min_replicas=low, max_replicas=max(1, low + draw(st.integers(0, 2000)))),
+        NodeShape(gpus_per_replica=per_replica,
+                  gpus_per_node=per_replica * draw(st.integers(1, 8)),
+                  spare_nodes=draw(st.integers(0, 5)), min_nodes=low_nodes,
+                  max_nodes=max(1, low_nodes + draw(st.integers(0, 1000)))),
+        decision_interval_s=draw(st.floats(1, 60)))
 
 
 @st.composite
@@ -509,8 +512,8 @@ def _check_plan(plan: Plan, s: PlannerSettings) -> None:
     for name in ("replicas", "nodes", "need_now", "need_ahead"):
         value = getattr(plan, name)
         assert type(value) is int and value >= 0, (name, value)
-    assert s.min_replicas <= plan.replicas <= s.max_replicas
-    assert s.min_nodes <= plan.nodes <= s.max_nodes
+    assert s.bounds.min_replicas <= plan.replicas <= s.bounds.max_replicas
+    assert s.nodes.min_nodes <= plan.nodes <= s.nodes.max_nodes
     assert math.isfinite(plan.forecast_mean) and math.isfinite(plan.forecast_upper), plan
     assert plan.forecast_upper >= 0 and plan.replica_capacity > 0, plan
 

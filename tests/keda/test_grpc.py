@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from scaler.clock import ManualClock
 from scaler.commands.serve import RunningApp, start_app
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.engine_state import EngineState
+from tests.clock import ManualClock
 from tests.conftest import make_config, scrape_all, wait_until
 
 NS, NAME = "llm", "llama-8b"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.keda.metadata import Endpoint, MetadataError, parse_metadata
+from scaler.keda.metadata import MetadataError, parse_metadata
+from scaler.model.specs import Endpoint
 
 URL = "http://10.0.0.7:8000/metrics"
 

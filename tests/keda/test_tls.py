@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from scaler.clock import ManualClock
 from scaler.commands.serve import RunningApp, start_app
 from scaler.config.load import ConfigError, load_tls, needs_restart, parse_config
 from scaler.config.settings import ServiceConfig
@@ -38,6 +37,7 @@ from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
+from tests.clock import ManualClock
 from tests.conftest import make_config, scrape_all, wait_until
 
 NS, NAME = "llm", "llama-8b"

@@ -18,11 +18,25 @@ DAY = 86400.0
 CAPACITY = CapacityModel(default_profile())
 
 
+def with_settings(**flat: float) -> PlannerSettings:
+    """Default planner settings with some changed, each named by its field in whichever part."""
+    base = PlannerSettings()
+    changes: dict[str, object] = {}
+    for part in ("plan", "bounds", "nodes"):
+        spec = getattr(base, part)
+        mine = {k: v for k, v in flat.items() if hasattr(spec, k)}
+        if mine:
+            changes[part] = dataclasses.replace(spec, **mine)
+    own = {k: v for k, v in flat.items() if hasattr(base, k)}
+    assert len(own) + sum(hasattr(getattr(base, p), k) for p in ("plan", "bounds", "nodes")
+                          for k in flat) == len(flat), flat
+    return dataclasses.replace(base, **changes, **own)
+
+
 def planner(history: np.ndarray | None = None, **settings: float) -> PredictivePlanner:
     """A planner whose forecaster has seen ``history`` (one value per step from t=0)."""
     forecaster = DemandForecaster(step_s=STEP)
-    p = PredictivePlanner(dataclasses.replace(PlannerSettings(), **settings), CAPACITY,
-                          forecaster)
+    p = PredictivePlanner(with_settings(**settings), CAPACITY, forecaster)
     if history is not None:
         times = np.arange(len(history)) * STEP
         forecaster.warm_start(times, history)

@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from scaler.clock import ManualClock
 from scaler.config.load import parse_config
 from scaler.service.config_watch import ConfigWatcher
 from scaler.service.service import ScalerService
+from tests.clock import ManualClock
 from tests.conftest import make_config
 
 URL = "http://127.0.0.1:9/metrics"
@@ -59,7 +59,7 @@ async def test_a_good_reload_applies_without_resetting_what_was_learnt(service, 
     assert watcher.check() == "applied"
     workload = service.resolve("prod", "llama", {"endpoints": URL})
     planner = workload.planner
-    assert planner is not None and planner.settings.headroom == 1.0
+    assert planner is not None and planner.settings.plan.headroom == 1.0
     path.write_text(GOOD)
     assert watcher.check() == "applied"
     assert watcher.check() == "unchanged"
@@ -67,8 +67,8 @@ async def test_a_good_reload_applies_without_resetting_what_was_learnt(service, 
     assert same is workload
     assert workload.planner is not None
     assert workload.planner.forecaster is planner.forecaster  # learnt state kept
-    assert workload.planner.settings.headroom == 1.5
-    assert workload.planner.settings.pod_startup_s == 420
+    assert workload.planner.settings.plan.headroom == 1.5
+    assert workload.planner.settings.plan.pod_startup_s == 420
     assert workload.spec.targets.target_kv_cache_usage == 0.5
     assert service.config.scrape.rate_window_s == 120
     assert all(p.window.window_s == 120 for p in workload.pods.values())

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration, CoreV1Api
 
-from scaler.clock import ManualClock
+from scaler.model.observe import fleet_state
 from scaler.service.service import ScalerService, Unavailable
 from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
 from tests.adapters.kubernetes.test_discovery import DEPLOYMENTS, PODS
 from tests.adapters.kubernetes.test_errors import status
 from tests.adapters.kubernetes.test_pods import NS, pod
+from tests.clock import ManualClock
 from tests.conftest import make_config, wait_until
 
 
@@ -84,11 +85,11 @@ async def test_discovered_pods_are_scraped_as_they_come_and_go(api, kmock):
         replicas["n"] = 3  # KEDA/HPA scaled the Deployment up
         await core.create_namespaced_pod(NS, pod("llama-c", ready=False, ip=None))
         await wait_until(lambda: workload.discovery.counts().starting == 1)
-        state = workload.fleet_state(service.clock.monotonic(), 15)
+        state = fleet_state(workload, service.clock.monotonic(), 15)
         assert (state.replicas, state.starting_replicas) == (2, 1)  # the scale read earlier
         service.clock.advance(30)
         await service.scrape(workload)  # reads the scale subresource again: 3 now
-        state = workload.fleet_state(service.clock.monotonic(), 15)
+        state = fleet_state(workload, service.clock.monotonic(), 15)
         assert (state.replicas, state.starting_replicas) == (3, 1)
 
         await core.delete_namespaced_pod("llama-a", NS)
@@ -245,7 +246,7 @@ async def test_a_workload_at_zero_wakes_one_lead_time_before_a_forecast_ramp(
     await service.scrape(workload)
     starting = service.answer(workload).decision
     assert starting.active and starting.desired_replicas >= early.desired_replicas
-    state = workload.fleet_state(service.clock.monotonic(), 15)
+    state = fleet_state(workload, service.clock.monotonic(), 15)
     assert math.isnan(state.observed_rate)  # unseen, not zero: nothing false is learnt
 
 

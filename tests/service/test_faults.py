@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from scaler.clock import ManualClock
 from scaler.config.settings import PrometheusSettings
 from scaler.service.service import ScalerService, Unavailable
 from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
+from tests.clock import ManualClock
 from tests.conftest import make_config, wait_until
 
 STALE_AFTER = 15.0

@@ -27,11 +27,11 @@ from kubernetes_asyncio.client import ApiClient, Configuration, CoordinationV1Ap
 from prometheus_client import CollectorRegistry
 
 from adapters.kubernetes.leader import LeaderElector
-from scaler.clock import ManualClock
 from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan
 from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
+from tests.clock import ManualClock
 from tests.conftest import make_config
 from tests.kube_api import NS, ApiServer, add_md, md_replicas
 
@@ -41,12 +41,19 @@ URL = "http://127.0.0.1:9/metrics"
 
 
 class Clock:
-    """Wall seconds for the electors (Lease timestamps), moved by hand."""
+    """Wall seconds for the electors (Lease timestamps), moved by hand; the node pool
+    controllers read the same seconds as their monotonic time."""
 
     def __init__(self) -> None:
         self.now = 1_764_000_000.0
 
     def __call__(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
         return self.now
 
 
@@ -152,7 +159,7 @@ async def cluster() -> AsyncIterator[Cluster]:
                                 cooldown_down_s=0)
                 controller = NodePoolController(
                     [pool], workloads=lambda: service.registry, api=client,
-                    is_leader=lambda e=elector: e.is_leader, now_s=clock,
+                    is_leader=lambda e=elector: e.is_leader, clock=clock,
                     registry=CollectorRegistry())
                 instances[name] = Instance(name, client, elector, controller)
             yield Cluster(server, clock, service, instances)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from scaler.clock import ManualClock
 from scaler.service.service import ScalerService
+from tests.clock import ManualClock
 from tests.conftest import make_config, wait_until
 
 

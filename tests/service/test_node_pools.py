@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
-from scaler.clock import ManualClock
 from scaler.config.load import ConfigError, parse_config
 from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan
 from scaler.service.node_pools import NodePoolController
 from scaler.service.service import ScalerService
+from tests.clock import ManualClock
 from tests.kube_api import MD, NS, add_md, md_replicas, scale_patches
 
 URL = "http://127.0.0.1:9/metrics"
@@ -25,7 +25,7 @@ def controller(service: ScalerService, api: ApiClient | None, *, leader: bool = 
                actuator: str = "machinedeployment") -> NodePoolController:
     pool = NodePool("h100", actuator, NS, "pool", cooldown_up_s=0, cooldown_down_s=600)
     return NodePoolController([pool], workloads=lambda: service.registry, api=api,
-                              is_leader=lambda: leader, now_s=service.clock.monotonic,
+                              is_leader=lambda: leader, clock=service.clock,
                               registry=service.telemetry.registry)
 
 
@@ -179,7 +179,7 @@ async def test_a_pool_s_own_bounds_cap_what_is_asked(service, api, server, plann
     with_plans(service, planned)
     pool = NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0, **bounds)
     c = NodePoolController([pool], workloads=lambda: service.registry, api=api,
-                           is_leader=lambda: True, now_s=service.clock.monotonic,
+                           is_leader=lambda: True, clock=service.clock,
                            registry=service.telemetry.registry)
     await c.round()
     assert md_replicas(server) == asked

@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
+from scaler.model.observe import fleet_state
 from scaler.service.service import Unavailable
 from scaler.sim.emulation.engine_state import EngineState
 
@@ -98,7 +99,7 @@ async def test_the_node_plan_is_held_by_the_planners_rules_in_the_service(servic
         await serve_traffic(service, pod, workload, rate=120)
     assert workload.plan is not None and workload.plan.nodes >= 2
     busy_nodes = workload.plan.nodes
-    assert workload.fleet_state(service.clock.monotonic(), 15).nodes == busy_nodes
+    assert fleet_state(workload, service.clock.monotonic(), 15).nodes == busy_nodes
     for _ in range(7):  # quiet for 70 s: replicas may go after their window, nodes stay
         await serve_traffic(service, pod, workload, rate=0)
     assert workload.plan.nodes == busy_nodes
@@ -127,41 +128,8 @@ async def test_arrivals_are_completions_plus_the_growth_of_requests_in_flight(se
     for _ in range(7):
         engine.running += 20  # 2 req/s more in flight, while 3 req/s complete
         await serve_traffic(service, pod, workload, rate=3)
-    state = workload.fleet_state(service.clock.monotonic(), 15)
+    state = fleet_state(workload, service.clock.monotonic(), 15)
     assert state.observed_rate == pytest.approx(5.0)
-
-
-async def test_metadata_changes_keep_what_the_forecaster_learnt(service, pods):
-    pod = await pods()
-    pod.engines = [EngineState()]
-    workload = service.resolve("ns", "so", {"endpoints": pod.url})
-    await service.scrape(workload)
-    planner = workload.planner
-    assert planner is not None
-    service.resolve("ns", "so", {"endpoints": pod.url, "headroom": "1.3"})
-    assert workload.planner is not None and workload.planner is not planner
-    assert workload.planner.forecaster is planner.forecaster
-    assert workload.planner.settings.headroom == 1.3
-    service.resolve("ns", "so", {"endpoints": pod.url, "policy": "reactive"})
-    assert workload.planner is None
-    assert workload.plan is None  # an old plan must neither hold nodes nor seed a new planner
-
-
-async def test_a_refit_runs_off_the_event_loop_and_only_swaps_parameters(service, pods):
-    pod = await pods()
-    pod.engines = [EngineState(running=10)]
-    workload = service.resolve("ns", "so", {"endpoints": pod.url})
-    await service.scrape(workload)
-    assert workload.planner is not None
-    forecaster = workload.planner.forecaster
-    for i in range(3 * 288):  # three days of 5-minute steps
-        forecaster.observe(i * forecaster.step_s, 40.0 + 10 * (i % 288 > 144))
-    assert forecaster.needs_refit
-    before = forecaster.forecast(300).mean
-    await service.refit_forecast(workload)
-    assert not forecaster.needs_refit
-    assert forecaster.forecast(300).mean == pytest.approx(before, rel=0.2)
-
 
 
 @pytest.fixture
@@ -241,7 +209,7 @@ async def test_a_queue_growing_on_an_idle_gpu_is_unhealthy_not_demand(service, p
     assert state.unhealthy
     warnings = [r for r in caplog.records if "unhealthy" in r.getMessage()]
     assert len(warnings) == 1
-    assert workload.fleet_state(service.clock.monotonic(), 15).backlog == 0
+    assert fleet_state(workload, service.clock.monotonic(), 15).backlog == 0
     with pytest.raises(Unavailable, match=r"\(1 unhealthy: queue grows while the GPU idles"):
         service.answer(workload)  # its only pod: nothing left to decide from
     page = generate_latest(service.telemetry.registry).decode()
@@ -306,62 +274,6 @@ async def test_is_active_turns_true_before_a_predicted_ramp(service, pods):
     assert "forecast" in early.reason
 
 
-async def test_due_refits_run_in_the_background_one_at_a_time(service, pods, monkeypatch):
-    import asyncio
-    import threading
-
-    from scaler.model.forecast.forecaster import DemandForecaster
-    from tests.conftest import wait_until
-
-    fits: list[int] = []
-    release = threading.Event()
-
-    def blocking_fit(self: DemandForecaster):  # type: ignore[no-untyped-def]
-        fits.append(1)
-        release.wait(10)  # the first refit holds its thread until the test lets it go
-        return self.params
-
-    monkeypatch.setattr(DemandForecaster, "fit_params", blocking_fit)
-    pod = await pods()
-    workloads = [service.resolve("ns", f"so-{i}", {"endpoints": f"{pod.url}?{i}"})
-                 for i in range(2)]
-    for workload in workloads:
-        forecaster = workload.planner.forecaster
-        for i in range(3 * 288):
-            forecaster.observe(i * forecaster.step_s, 40.0)
-        assert forecaster.needs_refit
-    for workload in (*workloads, workloads[0]):  # the repeat is already scheduled
-        service._refit_when_due(workload)
-    await wait_until(lambda: len(fits) == 1)
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert len(fits) == 1  # the second waits for the first
-    release.set()
-    await wait_until(lambda: not service._refitting)
-    assert len(fits) == 2
-    assert not any(w.planner.forecaster.needs_refit for w in workloads)
-
-
-async def test_the_scrape_loop_starts_a_due_refit_by_itself(pods):
-    """With background loops on (as in production), a refit comes due and happens."""
-    from scaler.service.service import ScalerService
-    from tests.conftest import make_config, wait_until
-
-    service = ScalerService(make_config(interval_s=0.05), background=True)
-    await service.start()
-    try:
-        pod = await pods()
-        workload = service.resolve("ns", "so", {"endpoints": pod.url})
-        assert workload.planner is not None
-        forecaster = workload.planner.forecaster
-        for i in range(3 * 288):
-            forecaster.observe(i * forecaster.step_s, 40.0 + 10 * (i % 288 > 144))
-        assert forecaster.needs_refit
-        await wait_until(lambda: not forecaster.needs_refit)
-    finally:
-        await service.stop()
-
-
 async def test_pods_that_stop_answering_never_scale_a_plan_down(service, pods):
     """Three of four pods go silent while still listed: the answer holds four replicas past the
     scale-down window, and the demand they carried is assumed, not learnt as a drop."""
@@ -386,7 +298,7 @@ async def test_pods_that_stop_answering_never_scale_a_plan_down(service, pods):
         await pod.stop()
     for _ in range(8):
         await serve(running[:1])
-    state = workload.fleet_state(service.clock.monotonic(), 15)
+    state = fleet_state(workload, service.clock.monotonic(), 15)
     assert state.observed_rate == pytest.approx(120.0)  # 30 seen, x4 pods listed
     for _ in range(50):  # the one pod seen goes quiet for 500 s, past the scale-down window
         await serve(running[:1], rate=0)
@@ -416,5 +328,5 @@ async def test_pods_on_their_first_page_add_no_imagined_demand(service, pods):
         pod.engines[0].request_success["stop"] += 100
     service.clock.advance(10)
     await service.scrape(workload)
-    state = workload.fleet_state(service.clock.monotonic(), 15)
+    state = fleet_state(workload, service.clock.monotonic(), 15)
     assert state.observed_rate == pytest.approx(20.0)

@@ -16,12 +16,13 @@ import pytest
 
 from adapters.formats.vllm import read_samples
 from adapters.sources.prometheus_pods import group_by_pod, pod_matchers, samples_query
-from scaler.clock import ManualClock, SystemClock
+from scaler.clock import SystemClock
 from scaler.config.settings import PrometheusSettings, ServiceConfig
 from scaler.keda.metadata import MetadataError
 from scaler.service.service import ScalerService, Unavailable
 from scaler.sim.emulation.engine_state import EngineState
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
+from tests.clock import ManualClock
 from tests.conftest import make_config
 from tests.prometheus_server import free_port, wait_ready
 
@@ -264,7 +265,7 @@ async def test_only_a_pod_prometheus_has_not_seen_is_scraped_directly(
             endpoints = ",".join(f"llama-{i}={p.url}" for i, p in enumerate(pods))
             workload = service.resolve(NS, "llama", {"metricsSource": "prometheus",
                                                      "endpoints": endpoints})
-            source = service._prometheus_source
+            source = service.prometheus_source
             assert source is not None
             assert await source.read(workload) == [new_pod.url]
             assert new_pod.requests_served == 0

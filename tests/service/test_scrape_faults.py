@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from scaler.clock import ManualClock
 from scaler.service.service import ScalerService, Unavailable
 from scaler.sim.emulation.engine_state import EngineState
+from tests.clock import ManualClock
 from tests.conftest import make_config
 
 

@@ -26,9 +26,9 @@ from prometheus_client import Counter
 from scaler.config.tls import TlsMaterial
 from scaler.keda.front.channel import Channel, Message
 from scaler.keda.front.child import FrontChild, yield_cpu_to_the_front
-from scaler.keda.grpc_server import verdict_of
 from scaler.keda.metadata import MetadataError
-from scaler.keda.servicer import INVALID, OK, UNAVAILABLE, Verdict
+from scaler.keda.servicer import OK, UNAVAILABLE, Verdict
+from scaler.keda.verdict import invalid, verdict_of
 from scaler.service.service import ScalerService
 from scaler.service.workloads import Workload, WorkloadKey
 
@@ -62,7 +62,7 @@ class FrontLink:
         self._ids_of: dict[WorkloadKey, set[int]] = {}
         self._dirty: set[int] = set()
         self._wake = asyncio.Event()
-        self._forgot_s = time.monotonic()
+        self._forgot_s = self._now()
         self._syncs: dict[int, asyncio.Future[None]] = {}
         self._sync_numbers = itertools.count(1)
 
@@ -155,7 +155,7 @@ class FrontLink:
         try:
             workload = self.service.lookup(ref.namespace, ref.name, ref.metadata)
         except MetadataError as exc:
-            return [ref_id, Verdict("", INVALID, str(exc)).to_json(), RECHECK_INVALID_S]
+            return [ref_id, invalid(exc).to_json(), RECHECK_INVALID_S]
         if workload is None:  # dropped as idle: the front asks (and so registers) at once
             message = (f"workload {ref.namespace}/{ref.name} is not registered (no call for "
                        f"workloads.idle_timeout_s); it is registered again at the next call")
@@ -179,7 +179,7 @@ class FrontLink:
 
     async def _publish(self) -> None:
         """Changed verdicts in batches; all of them every ``REPUBLISH_EVERY_S``."""
-        last_full = time.monotonic()
+        last_full = time.monotonic()  # the event loop's own time: these waits are real
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), REPUBLISH_EVERY_S)

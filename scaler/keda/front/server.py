@@ -30,13 +30,13 @@ import itertools
 import logging
 import signal
 import socket
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from scaler.clock import Clock, SystemClock
 from scaler.keda.front.channel import Channel, Message
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.servicer import INVALID, UNAVAILABLE, Verdict, serve_keda, server_credentials
@@ -60,11 +60,11 @@ class DecisionTable:
     """The ``Decisions`` source of the front: pushed verdicts, asked for when missing."""
 
     def __init__(self, channel: Channel, *, idle_s: float,
-                 now: Callable[[], float] = time.monotonic,
+                 clock: Clock | None = None,
                  ask_timeout_s: float = ASK_TIMEOUT_S) -> None:
         self.channel = channel
         self.idle_s = idle_s
-        self.now = now
+        self.clock = clock or SystemClock()
         self.ask_timeout_s = ask_timeout_s
         self._ids: dict[RefKey, int] = {}
         self._keys: dict[int, RefKey] = {}
@@ -91,7 +91,7 @@ class DecisionTable:
         ref_id = self._id(ref)
         (self._held if held else self._asked).add(ref_id)
         entry = self._entries.get(ref_id)
-        if entry is not None and entry.expires_s > self.now():
+        if entry is not None and entry.expires_s > self.clock.monotonic():
             return entry.verdict
         return await self._ask(ref_id, ref, held=held)
 
@@ -103,7 +103,8 @@ class DecisionTable:
             yield await self._verdict(ref, held=held)
             held = True
             entry = self._entries.get(ref_id)
-            wait_s = entry.expires_s - self.now() if entry is not None else STREAM_RECHECK_S
+            wait_s = (entry.expires_s - self.clock.monotonic() if entry is not None
+                      else STREAM_RECHECK_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), max(wait_s, 0.0))
 
@@ -122,7 +123,7 @@ class DecisionTable:
         if message["t"] != "verdicts":
             log.warning("unknown message %r from the scaling process: ignored", message["t"])
             return
-        now = self.now()
+        now = self.clock.monotonic()
         for ref_id, verdict_json, valid_for_s in message["items"]:
             if ref_id not in self._keys:
                 continue  # forgotten here meanwhile: asked for again at its next call
@@ -138,7 +139,7 @@ class DecisionTable:
     def report(self) -> Message:
         """What KEDA asked about and the call statistics since the last report (and, as
         the once-a-second chore it is, forget what KEDA stopped asking about)."""
-        now = self.now()
+        now = self.clock.monotonic()
         for ref_id in self._asked | self._held:
             self._last_asked[ref_id] = now
         message = {"t": "asked", "ids": sorted(self._asked), "held": sorted(self._held),

@@ -308,7 +308,8 @@ async def test_dropped_watch_connection_backs_off_and_relists(
 
     with caplog.at_level(logging.INFO, logger=LOGGER):
         kmock[...] << cut_connection
-        await wait_until(lambda: names(found) == ["llama-a"])
+        # The relist shows the pods first; "recovered" is logged once the watch runs again.
+        await wait_until(lambda: names(found) == ["llama-a"] and len(ours(caplog)) >= 2)
     assert sleep.delays == [0.5]
     assert len(requests(kmock, "list")) == 2
     assert found.last_error is None

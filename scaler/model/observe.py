@@ -1,0 +1,233 @@
+"""What a workload's pods show, as the decision and the planner read it.
+
+Pure (no I/O, no asyncio; time is passed in): the service keeps each pod's last page and rate
+window, and asks these rules what they amount to. Which pods are healthy (a growing queue on
+an idle GPU is a broken replica, not demand), what the reactive rule observes, what the
+predictive planner sees (arrivals, backlog, token lengths), what saturated pods teach the
+capacity model, and the decision's last word for a workload that cannot be seen at zero.
+The inputs are structural (``ObservedPod``, ``ObservedFleet``): the service's workload state
+fits them as it is, and tests can build them by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Collection, Iterable, Mapping
+from typing import Literal, Protocol
+
+from adapters.formats.dcgm import GpuLoad
+from adapters.formats.vllm import VllmSnapshot
+from adapters.formats.window import PodWindow, merged_quantile
+from scaler.model.capacity import CapacityModel
+from scaler.model.decision import shape_nodes_for
+from scaler.model.predictive import FleetState, Plan
+from scaler.model.reactive import Decision, FleetObservation, PodLoad
+from scaler.model.specs import Endpoint, NodeShape
+
+Health = Literal["saturated", "unhealthy", "warming", "ok"]
+
+
+class ObservedPod(Protocol):
+    """One pod as scraped: its last good page, its rate window, and the health flag set by
+    the last health check (``check_health``)."""
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+    @property
+    def window(self) -> PodWindow: ...
+    @property
+    def snapshot(self) -> VllmSnapshot | None: ...
+    @property
+    def last_ok_s(self) -> float | None: ...
+    @property
+    def unhealthy(self) -> bool: ...
+    def is_fresh(self, now_s: float, stale_after_s: float) -> bool: ...
+
+
+class ObservedFleet(Protocol):
+    """One workload's pods (by URL), their GPUs (by pod name) and what is known of its size."""
+
+    @property
+    def pods(self) -> Mapping[str, ObservedPod]: ...
+    @property
+    def gpu_by_pod(self) -> Mapping[str, GpuLoad]: ...
+    @property
+    def rate_window_s(self) -> float: ...
+    @property
+    def plan(self) -> Plan | None: ...
+    def replica_counts(self) -> tuple[int, int, int]:
+        """(replicas, not yet serving, pending)."""
+        ...
+
+
+# -- health ------------------------------------------------------------------------------------
+
+
+def gpu_busy(gpu: GpuLoad | None) -> bool | None:
+    """True/False from dcgm-exporter's engine activity (else utilisation); None: no data."""
+    if gpu is None:
+        return None
+    if gpu.engine_active is not None:
+        return gpu.engine_active >= 0.5
+    if gpu.util_pct is not None:
+        return gpu.util_pct >= 50.0
+    return None
+
+
+def gpu_of(fleet: ObservedFleet, pod: ObservedPod) -> GpuLoad | None:
+    """The pod's GPUs by its name, else the whole page of a bare-metal node (one pod)."""
+    by_name = fleet.gpu_by_pod.get(pod.endpoint.pod)
+    if by_name is not None or len(fleet.pods) != 1:
+        return by_name
+    return next(iter(fleet.gpu_by_pod.values()), None)
+
+
+def pod_health(fleet: ObservedFleet, pod: ObservedPod) -> Health:
+    """'saturated', 'unhealthy' (queue grows, GPU idle), 'warming' or 'ok'.
+
+    GPU utilisation reads ~100% whenever a batch runs, so it is only a saturation
+    check: a queue with a busy GPU is a full replica; a growing queue on an idle GPU
+    is a broken one (stuck engine, lost GPU), which more replicas would not fix.
+    """
+    snap = pod.snapshot
+    if snap is None or pod.window.span_s < 0.9 * fleet.rate_window_s:
+        return "warming"  # a fresh pod's throughput says nothing about capacity yet
+    busy = gpu_busy(gpu_of(fleet, pod))
+    growing = (pod.window.in_flight_change_per_s() or 0.0) > 0
+    if snap.waiting > 0 and growing and busy is False:
+        return "unhealthy"
+    if snap.waiting > 0 and busy:  # no GPU data: a queue alone may be a burst or a stall
+        return "saturated"
+    return "ok"
+
+
+def check_health(fleet: ObservedFleet, now_s: float, stale_after_s: float) -> dict[str, Health]:
+    """The health of each fresh pod, by URL (stale pods keep their last verdict).
+
+    The caller sets each pod's ``unhealthy`` flag from it before observing the fleet; the
+    saturated pods' throughput is capacity (``learn_capacity``).
+    """
+    return {url: pod_health(fleet, pod) for url, pod in fleet.pods.items()
+            if pod.is_fresh(now_s, stale_after_s)}
+
+
+def learn_capacity(capacity: CapacityModel, saturated: Iterable[ObservedPod]) -> None:
+    """Correct the capacity model from saturated pods' measured throughput."""
+    for pod in saturated:
+        served = pod.window.rate("request_success")
+        prompt, output = pod.window.rate("prompt_tokens"), pod.window.rate("generation_tokens")
+        if served and prompt is not None and output is not None:
+            capacity.observe_saturated(served, prompt / served, output / served)
+
+
+# -- what the decision and the planner see -------------------------------------------------------
+
+
+def ttft_quantile(pods: Iterable[ObservedPod], q: float) -> float | None:
+    """TTFT quantile of all requests the pods finished within the rate window."""
+    return merged_quantile((pod.window for pod in pods), "ttft", q)
+
+
+def observation(fleet: ObservedFleet, now_s: float, stale_after_s: float) -> FleetObservation:
+    """Fresh pods' loads; an unhealthy pod's queue is no demand, so it counts as missing
+    (the HPA rule then neither scales up nor down because of it)."""
+    loads: dict[str, PodLoad | None] = {}
+    unhealthy = 0
+    for url, pod in fleet.pods.items():
+        snap = pod.snapshot
+        fresh = snap is not None and pod.is_fresh(now_s, stale_after_s)
+        unhealthy += fresh and pod.unhealthy
+        loads[url] = (
+            PodLoad(snap.waiting, snap.running, snap.kv_cache_usage)
+            if fresh and snap is not None and not pod.unhealthy
+            else None
+        )
+    return FleetObservation(pods=loads, ttft_p95_s=ttft_quantile(fleet.pods.values(), 0.95),
+                            unhealthy_pods=unhealthy)
+
+
+def fleet_state(fleet: ObservedFleet, now_s: float, stale_after_s: float) -> FleetState:
+    """What the predictive planner needs, from the pods' fresh windows.
+
+    Arrivals are not exported by vLLM: they are completions plus the growth of what is
+    in flight, scaled up for pods without fresh data (below). Nodes are what this
+    workload's plan last asked for (the pool sums the
+    plans and counts its joining nodes itself), so the planner's rules hold the plan while
+    pods are pending and for its node scale-down window.
+    """
+    fresh = [p for p in fleet.pods.values()
+             if p.snapshot is not None and p.is_fresh(now_s, stale_after_s)]
+    done = sum(r for p in fresh if (r := p.window.rate("request_success")) is not None)
+    grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
+    prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
+    output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
+    replicas, starting, pending = fleet.replica_counts()
+    planned_nodes = fleet.plan.nodes if fleet.plan is not None else 0
+    # No pod serves: at zero nothing is served; while replicas start, demand is unseen.
+    unseen = 0.0 if replicas == 0 and starting == 0 else math.nan
+    # Pods without fresh data are assumed to carry the fresh pods' mean load, so an outage
+    # of some pods teaches the forecaster no false drop. (A fresh pod without a rate yet,
+    # on its first page, counts as serving nothing: a scale-up must not multiply demand.)
+    share = len(fleet.pods) / len(fresh) if fresh else 1.0
+    rate = max(0.0, done + grown) * share if fresh else unseen
+    return FleetState(
+        now_s=now_s, replicas=replicas, starting_replicas=starting, nodes=planned_nodes,
+        ready_nodes=planned_nodes, pending_replicas=pending, observed_rate=rate,
+        backlog=sum(p.snapshot.waiting for p in fresh
+                    if p.snapshot is not None and not p.unhealthy),
+        running=sum(p.snapshot.running for p in fresh if p.snapshot is not None),
+        mean_prompt_tokens=prompt / done if done > 0 else 0.0,
+        mean_output_tokens=output / done if done > 0 else 0.0)
+
+
+# -- a workload seen only while it serves ----------------------------------------------------------
+
+
+class NamedPods(Protocol):
+    """How a trigger names its pods (the KEDA metadata's spec is one)."""
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]: ...
+
+    @property
+    def prometheus_selector(self) -> str | None: ...
+
+
+def seen_only_while_serving(spec: NamedPods, *, discovered: bool) -> bool:
+    """A workload named only by ``prometheusSelector``: at zero replicas its series age out,
+    which cannot be told from series gone missing, so it must never be sent to zero."""
+    return bool(spec.prometheus_selector) and not spec.endpoints and not discovered
+
+
+def never_zero(decision: Decision, nodes: NodeShape) -> Decision:
+    """The decision, kept at one active replica at least (see ``seen_only_while_serving``)."""
+    if decision.active and decision.desired_replicas >= 1:
+        return decision
+    asked = decision.desired_nodes
+    return dataclasses.replace(
+        decision, desired_replicas=max(1, decision.desired_replicas), active=True,
+        desired_nodes=None if asked is None else max(asked, shape_nodes_for(1, nodes)),
+        reason=decision.reason + "; kept at >= 1 and active: a workload named only by "
+        "prometheusSelector cannot be seen at zero (name its deployment to scale to zero)")
+
+
+def why_no_data(pods: Collection[ObservedPod], *, prometheus_outage: str | None,
+                discovery_error: str | None, prometheus_selector: str | None) -> str:
+    """What to look at when a workload has nothing to decide from (appended to the reason).
+
+    ``discovery_error``: why its pod discovery fails now (None: it does not, or there is
+    none).
+    """
+    if prometheus_outage is not None:
+        return f": cannot read Prometheus ({prometheus_outage})"
+    if pods:
+        unhealthy = sum(pod.unhealthy for pod in pods)
+        return (f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
+                "and GPU)" if unhealthy else "")
+    if discovery_error is not None:
+        return f": pod discovery is failing ({discovery_error})"
+    if prometheus_selector:
+        return (": Prometheus has no series for prometheusSelector "
+                f"{prometheus_selector!r}; check it matches the vLLM pods' labels")
+    return ""
