@@ -21,7 +21,7 @@ from scaler.model.capacity import CapacityModel
 from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings
 from scaler.model.profile import ReplicaProfile
-from scaler.model.specs import NodeShape, PlanSettings, ReplicaBounds
+from scaler.model.specs import NodeShape, PlanSettings, ReactiveTargets, ReplicaBounds
 from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
 from scaler.sim.replay import ReplaySettings, make_oracle, replay
 from scaler.sim.report import write_comparison, write_outputs
@@ -142,11 +142,12 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
     oracle = make_oracle(trace, settings=settings, profile=profile)
     if name == "reactive":
         # maxReplicaCount as an operator sets it: twice the peak the fleet ever needs.
-        return ReactivePolicy(knob_value=0.8 if knob is None else knob,
+        return ReactivePolicy(knob_value=ReactiveTargets().target_kv_cache_usage
+                              if knob is None else knob,
                               max_replicas=2 * oracle.peak_replicas)
     if name == "predictive":
         return PredictivePolicy(
-            knob_value=1.0 if knob is None else knob,
+            knob_value=PlanSettings().headroom if knob is None else knob,
             capacity=CapacityModel(profile, slo_ttft_s=settings.slo_ttft_s,
                                    slo_target=settings.slo_target),
             forecaster=DemandForecaster(step_s=FORECAST_STEP_S),

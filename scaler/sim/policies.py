@@ -31,7 +31,7 @@ from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.nodes import nodes_for
 from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
 from scaler.model.reactive import FleetObservation, NoData, PodLoad, decide
-from scaler.model.specs import ReactiveTargets, ReplicaBounds
+from scaler.model.specs import PlanSettings, ReactiveTargets, ReplicaBounds
 from scaler.sim.cluster import Cluster
 from scaler.sim.hpa import HorizontalPodAutoscaler
 
@@ -58,6 +58,9 @@ class PolicyDecision:
     forecast: float = math.nan  # requests/s, for the report
 
 
+_TARGETS, _PLAN = ReactiveTargets(), PlanSettings()  # the trigger metadata's defaults
+
+
 class Policy(Protocol):
     name: str
     knob: str  # the main setting `scaler bench` sweeps
@@ -72,7 +75,8 @@ class ReactivePolicy:
     name = "reactive"
     knob = "targetKvCacheUsage"
 
-    def __init__(self, *, knob_value: float = 0.8, queue_per_replica: float = 5.0,
+    def __init__(self, *, knob_value: float = _TARGETS.target_kv_cache_usage,
+                 queue_per_replica: float = _TARGETS.target_queue_per_replica,
                  min_replicas: int = 1, max_replicas: int = 1000,
                  hpa: HorizontalPodAutoscaler | None = None) -> None:
         self.knob_value = knob_value
@@ -102,7 +106,7 @@ class PredictivePolicy:
     name = "predictive"
     knob = "headroom"
 
-    def __init__(self, *, knob_value: float = 1.0, capacity: CapacityModel,
+    def __init__(self, *, knob_value: float = _PLAN.headroom, capacity: CapacityModel,
                  forecaster: DemandForecaster, settings: PlannerSettings) -> None:
         self.knob_value = knob_value
         self.settings = dataclasses.replace(
