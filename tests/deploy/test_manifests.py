@@ -640,6 +640,46 @@ def test_hpa_behaviour_leaves_stabilisation_to_the_scaler() -> None:
         assert fallback["failureThreshold"] >= 1 and fallback["replicas"] >= 1, file
 
 
+# KEDA's fallback (pkg/fallback/fallback.go, doFallback): the replica count it asks the HPA for
+# once more than failureThreshold calls in a row failed, by `behavior` (KEDA 2.17+).
+def _fallback_replicas(fallback: Obj, running: int) -> int:
+    behavior, replicas = fallback.get("behavior", "static"), fallback["replicas"]
+    counts = {"static": replicas, "currentReplicas": running,
+              "currentReplicasIfHigher": max(running, replicas),
+              "currentReplicasIfLower": min(running, replicas)}
+    assert behavior in counts, f"fallback behavior {behavior!r} is not modelled here"
+    return int(counts[behavior])
+
+
+def test_fallback_never_lowers_a_running_fleet() -> None:
+    """A scaler outage must not cut a busy fleet (static replicas: 4 took 12 replicas to 4)."""
+    for file, scaled in _scaled_objects():
+        spec = scaled["spec"]
+        for running in range(spec.get("minReplicaCount", 0), spec["maxReplicaCount"] + 1):
+            asked = _fallback_replicas(spec["fallback"], running)
+            assert asked >= running, f"{file}: fallback takes {running} replicas to {asked}"
+
+
+def test_fallback_of_a_workload_at_zero_keeps_the_running_count() -> None:
+    """At zero, KEDA 2.19+ wakes the target to 1 on fallback; the fallback must not then ask
+    for `replicas` GPU replicas of an idle model."""
+    at_zero = [(file, s) for file, s in _scaled_objects() if s["spec"].get("minReplicaCount") == 0]
+    assert at_zero, "no example scales to zero"
+    for file, scaled in at_zero:
+        fallback = scaled["spec"]["fallback"]
+        assert fallback.get("behavior") == "currentReplicas", file
+        assert [_fallback_replicas(fallback, n) for n in (0, 1, 5)] == [0, 1, 5], file
+        # fallback.replicas 0 would let KEDA scale a failing, inactive workload to zero.
+        assert fallback["replicas"] >= 1, file
+
+
+def test_fallback_replicas_fit_the_scaledobject_bounds() -> None:
+    for file, scaled in _scaled_objects():
+        spec = scaled["spec"]
+        assert spec.get("minReplicaCount", 0) <= spec["fallback"]["replicas"] \
+            <= spec["maxReplicaCount"], file
+
+
 def test_triggerauthentication_gives_keda_the_external_scaler_tls_parameters() -> None:
     objs = _example("triggerauthentication-tls.yaml")
     auth = _one(objs, "TriggerAuthentication")
