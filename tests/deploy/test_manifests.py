@@ -413,6 +413,33 @@ def _image_uid() -> int:
     return int(found.group(1))
 
 
+def _base_images() -> list[str]:
+    """The image of every FROM line that does not name an earlier stage."""
+    stages: set[str] = set()
+    images = []
+    for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if not words or words[0].upper() != "FROM":
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]  # e.g. --platform=...
+        if args[0] not in stages:
+            images.append(args[0])
+        if len(args) == 3 and args[1].upper() == "AS":
+            stages.add(args[2])
+    return images
+
+
+def test_dockerfile_pins_every_base_image_by_digest() -> None:
+    """A tag moves under a rebuild; a digest is the same bytes until the pin is moved."""
+    images = _base_images()
+    assert images, "the Dockerfile has no FROM line"
+    for image in images:
+        assert re.fullmatch(r"[a-z0-9./_-]+(:[\w.-]+)?@sha256:[0-9a-f]{64}", image), \
+            f"FROM {image}: pin the base image by digest (name:tag@sha256:...)"
+    # The build stage installs into the runtime stage's interpreter: one base for both.
+    assert len(set(images)) == 1, images
+
+
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_scaler_runs_unprivileged_read_only_non_root(source: str) -> None:
     pod = _deployment(_objects(source))["spec"]["template"]["spec"]
