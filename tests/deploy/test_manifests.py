@@ -17,8 +17,6 @@ import copy
 import dataclasses
 import functools
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,20 +28,15 @@ import yaml
 
 from adapters.kubernetes.nodes import MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION
 from scaler.commands import cli
-from scaler.config.load import describe, parse_config
+from scaler.config.load import describe
 from scaler.config.node_pools import ACTUATORS, NodePool
 from scaler.config.settings import ServiceConfig, TuningSettings
 from scaler.keda.metadata import MetadataError, parse_metadata
+from tests.deploy import manifests as m
+from tests.deploy.manifests import CONFIG_KEY, EXAMPLES, KUSTOMIZATIONS, ROOT, Obj
 
-Obj = dict[str, Any]
-
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-EXAMPLES = DEPLOY / "examples"
 CRDS = ROOT.parent / "shared" / "crds"
-KUSTOMIZATIONS = {"base": DEPLOY / "base", "overlay": DEPLOY / "overlays" / "example"}
 BASE_NAMESPACE = "llm-scaler"
-CONFIG_KEY = "config.yaml"
 # The oldest Kubernetes minor the manifests are meant for (kubernetes-validate ships schemas
 # from 1.25 on; 1.30 is the oldest release still widely run).
 KUBERNETES_VERSION = "1.30.0"
@@ -51,70 +44,12 @@ KUBERNETES_VERSION = "1.30.0"
 NO_CRD_GROUPS = {"kaito.sh"}
 
 
-# --- loading -----------------------------------------------------------------------------
-
-
-def _docs(text: str) -> list[Obj]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-@functools.cache
-def _kustomize(name: str) -> tuple[Obj, ...]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl is not installed: the deploy tests render the kustomizations with "
-                    "`kubectl kustomize` (Debian/Ubuntu: apt-get install kubernetes-client)")
-    result = subprocess.run([kubectl, "kustomize", str(KUSTOMIZATIONS[name])],
-                            capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 0, f"kubectl kustomize {name} failed:\n{result.stderr}"
-    return tuple(_docs(result.stdout))
-
-
-@functools.cache
-def _example_files() -> dict[str, tuple[Obj, ...]]:
-    return {path.name: tuple(_docs(path.read_text(encoding="utf-8")))
-            for path in sorted(EXAMPLES.glob("*.yaml"))}
-
-
-def _objects(source: str) -> list[Obj]:
-    if source == "examples":
-        return [obj for objs in _example_files().values() for obj in objs]
-    return list(_kustomize(source))
-
-
-def _example(file: str) -> list[Obj]:
-    return list(_example_files()[file])
-
-
-def _one(objs: list[Obj], kind: str, name: str | None = None) -> Obj:
-    found = [o for o in objs if o["kind"] == kind
-             and (name is None or o["metadata"]["name"] == name)]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
-    return found[0]
-
-
-def _all(objs: list[Obj], kind: str) -> list[Obj]:
-    return [o for o in objs if o["kind"] == kind]
+# --- helpers -----------------------------------------------------------------------------
 
 
 def _group(obj: Obj) -> str:
     api_version: str = obj["apiVersion"]
     return api_version.split("/")[0] if "/" in api_version else ""
-
-
-def _config_text(objs: list[Obj]) -> str:
-    data = _one(objs, "ConfigMap")["data"]
-    assert CONFIG_KEY in data, f"the ConfigMap has no {CONFIG_KEY!r} key"
-    text: str = data[CONFIG_KEY]
-    return text
-
-
-def _config(objs: list[Obj]) -> ServiceConfig:
-    return parse_config(_config_text(objs), source="ConfigMap")
-
-
-def _deployment(objs: list[Obj]) -> Obj:
-    return _one(objs, "Deployment", "llm-predictive-scaler")
 
 
 def _container(deployment: Obj) -> Obj:
@@ -145,9 +80,9 @@ CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_kustomization_renders_every_object_in_one_namespace(source: str) -> None:
-    objs = _objects(source)
+    objs = m.objects(source)
     assert {o["kind"] for o in objs} == SCALER_KINDS
-    namespace = _deployment(objs)["metadata"]["namespace"]
+    namespace = m.deployment(objs)["metadata"]["namespace"]
     for obj in objs:
         meta = obj["metadata"]
         assert meta["labels"]["app.kubernetes.io/name"] == "llm-predictive-scaler", meta["name"]
@@ -170,7 +105,7 @@ def _custom_groups() -> set[str]:
 def _crds() -> tuple[Obj, ...]:
     files = sorted(CRDS.glob("*.yaml"))
     assert files, f"no CRDs found in {CRDS}"
-    return tuple(doc for path in files for doc in _docs(path.read_text(encoding="utf-8"))
+    return tuple(doc for path in files for doc in m.docs(path.read_text(encoding="utf-8"))
                  if doc.get("kind") == "CustomResourceDefinition")
 
 
@@ -230,7 +165,7 @@ SOURCES = [*sorted(KUSTOMIZATIONS), "examples"]
 def test_built_in_kinds_pass_the_kubernetes_openapi_schemas(source: str) -> None:
     custom = _custom_groups()
     checked, problems = 0, []
-    for obj in _objects(source):
+    for obj in m.objects(source):
         if _group(obj) in custom:
             continue
         checked += 1
@@ -246,7 +181,7 @@ def test_built_in_kinds_pass_the_kubernetes_openapi_schemas(source: str) -> None
 @pytest.mark.parametrize("source", SOURCES)
 def test_custom_resources_pass_their_crd_schemas(source: str) -> None:
     checked, problems = 0, []
-    for obj in _objects(source):
+    for obj in m.objects(source):
         group = _group(obj)
         if group not in _custom_groups():
             continue
@@ -258,7 +193,7 @@ def test_custom_resources_pass_their_crd_schemas(source: str) -> None:
 
 def test_crd_check_refuses_a_misspelt_field() -> None:
     """The CRD check is strict: a typo in a ScaledObject is an error, not pruned silently."""
-    scaled = copy.deepcopy(_one(_example("scaledobject-vllm.yaml"), "ScaledObject"))
+    scaled = copy.deepcopy(m.one(m.example("scaledobject-vllm.yaml"), "ScaledObject"))
     assert _crd_errors(scaled) == []
     scaled["spec"]["pollingIntreval"] = 15
     assert any("pollingIntreval" in p for p in _crd_errors(scaled))
@@ -271,7 +206,7 @@ def test_crd_check_refuses_a_misspelt_field() -> None:
 def test_configmap_passes_scaler_validate_config(source: str, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / CONFIG_KEY
-    path.write_text(_config_text(_objects(source)), encoding="utf-8")
+    path.write_text(m.config_text(m.objects(source)), encoding="utf-8")
     assert cli.main(["validate-config", str(path)]) == 0, capsys.readouterr().err
 
 
@@ -279,7 +214,7 @@ def test_base_config_keeps_every_default_but_the_lease_namespace() -> None:
     defaults = ServiceConfig()
     expected = dataclasses.replace(defaults, node_pools=dataclasses.replace(
         defaults.node_pools, lease_namespace=BASE_NAMESPACE))
-    assert _config(_objects("base")) == expected
+    assert m.config(m.objects("base")) == expected
 
 
 def _key_lines(node: yaml.Node, prefix: str = "") -> Iterator[tuple[str, int]]:
@@ -301,7 +236,7 @@ def _documented_keys() -> list[str]:
 
 
 def test_base_config_documents_every_setting_with_unit_and_default() -> None:
-    text = _config_text(_objects("base"))
+    text = m.config_text(m.objects("base"))
     lines = text.splitlines()
     document = yaml.compose(text)
     assert document is not None, "the base config is empty"
@@ -324,16 +259,16 @@ def test_base_config_documents_every_setting_with_unit_and_default() -> None:
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_lease_is_in_the_namespace_the_role_grants(source: str) -> None:
-    objs = _objects(source)
-    role = _one(objs, "Role")
-    lease_namespace = _config(objs).node_pools.lease_namespace
-    assert lease_namespace == role["metadata"]["namespace"] == _deployment(objs)["metadata"][
+    objs = m.objects(source)
+    role = m.one(objs, "Role")
+    lease_namespace = m.config(objs).node_pools.lease_namespace
+    assert lease_namespace == role["metadata"]["namespace"] == m.deployment(objs)["metadata"][
         "namespace"]
 
 
 def test_overlay_acts_on_the_example_machinedeployment() -> None:
-    pools = {p.name: p for p in _config(_objects("overlay")).node_pools.pools}
-    md = _one(_example("machinedeployment.yaml"), "MachineDeployment")
+    pools = {p.name: p for p in m.config(m.objects("overlay")).node_pools.pools}
+    md = m.one(m.example("machinedeployment.yaml"), "MachineDeployment")
     acting = [p for p in pools.values() if p.actuator == "machinedeployment"]
     assert [(p.namespace, p.target) for p in acting] == [
         (md["metadata"]["namespace"], md["metadata"]["name"])]
@@ -378,8 +313,8 @@ def _rules(role: Obj) -> set[Rule]:
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_rbac_is_exactly_the_readme_table(source: str) -> None:
-    objs = _objects(source)
-    cluster, namespaced = _rules(_one(objs, "ClusterRole")), _rules(_one(objs, "Role"))
+    objs = m.objects(source)
+    cluster, namespaced = _rules(m.one(objs, "ClusterRole")), _rules(m.one(objs, "Role"))
     readme = _readme_rbac()
     assert cluster | namespaced == readme
     assert not cluster & namespaced
@@ -389,17 +324,17 @@ def test_rbac_is_exactly_the_readme_table(source: str) -> None:
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_bindings_grant_the_roles_to_the_scaler_service_account(source: str) -> None:
-    objs = _objects(source)
-    account = _one(objs, "ServiceAccount")
+    objs = m.objects(source)
+    account = m.one(objs, "ServiceAccount")
     subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"],
                "namespace": account["metadata"]["namespace"]}
     for binding_kind, role_kind in (("ClusterRoleBinding", "ClusterRole"),
                                     ("RoleBinding", "Role")):
-        binding = _one(objs, binding_kind)
+        binding = m.one(objs, binding_kind)
         assert binding["subjects"] == [subject], binding_kind
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind,
-                                      "name": _one(objs, role_kind)["metadata"]["name"]}
-    pod = _deployment(objs)["spec"]["template"]["spec"]
+                                      "name": m.one(objs, role_kind)["metadata"]["name"]}
+    pod = m.deployment(objs)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["metadata"]["name"]
 
 
@@ -442,8 +377,8 @@ def test_dockerfile_pins_every_base_image_by_digest() -> None:
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_scaler_runs_unprivileged_read_only_non_root(source: str) -> None:
-    pod = _deployment(_objects(source))["spec"]["template"]["spec"]
-    container = _container(_deployment(_objects(source)))
+    pod = m.deployment(m.objects(source))["spec"]["template"]["spec"]
+    container = _container(m.deployment(m.objects(source)))
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == _image_uid()
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -461,9 +396,9 @@ def test_scaler_runs_unprivileged_read_only_non_root(source: str) -> None:
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_probes_and_ports_are_the_ones_the_config_serves(source: str) -> None:
-    objs = _objects(source)
-    container = _container(_deployment(objs))
-    server = _config(objs).server
+    objs = m.objects(source)
+    container = _container(m.deployment(objs))
+    server = m.config(objs).server
     assert _named_port(container, "grpc") == server.grpc_port
     assert _named_port(container, "http") == server.http_port
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
@@ -476,8 +411,8 @@ def test_probes_and_ports_are_the_ones_the_config_serves(source: str) -> None:
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_scaler_serves_the_mounted_configmap(source: str) -> None:
-    objs = _objects(source)
-    deployment = _deployment(objs)
+    objs = m.objects(source)
+    deployment = m.deployment(objs)
     container = _container(deployment)
     argv = [*container.get("command", [])[1:], *container["args"]]
     assert container.get("command", ["scaler"])[0] == "scaler"
@@ -488,7 +423,7 @@ def test_scaler_serves_the_mounted_configmap(source: str) -> None:
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     volume = volumes[mounts[str(config_path.parent)]]
-    configmap = _one(objs, "ConfigMap")
+    configmap = m.one(objs, "ConfigMap")
     assert volume["configMap"]["name"] == configmap["metadata"]["name"]
     assert "items" not in volume["configMap"] and all(
         "subPath" not in m for m in container["volumeMounts"]), \
@@ -503,24 +438,24 @@ def test_scaler_serves_the_mounted_configmap(source: str) -> None:
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_two_replicas_spread_and_one_always_up(source: str) -> None:
-    objs = _objects(source)
-    deployment = _deployment(objs)
+    objs = m.objects(source)
+    deployment = m.deployment(objs)
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["replicas"] >= 2
     assert _matches(deployment["spec"]["selector"]["matchLabels"], labels)
     spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
     by_host = [c for c in spread if c["topologyKey"] == "kubernetes.io/hostname"]
     assert by_host and _matches(by_host[0]["labelSelector"]["matchLabels"], labels)
-    pdb = _one(objs, "PodDisruptionBudget")
+    pdb = m.one(objs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert _matches(pdb["spec"]["selector"]["matchLabels"], labels)
 
 
 def test_service_and_servicemonitor_reach_the_scaler_ports() -> None:
-    objs = _objects("base")
-    deployment = _deployment(objs)
+    objs = m.objects("base")
+    deployment = m.deployment(objs)
     container = _container(deployment)
-    service = _one(objs, "Service")
+    service = m.one(objs, "Service")
     assert _matches(service["spec"]["selector"],
                     deployment["spec"]["template"]["metadata"]["labels"])
     ports = {p["name"]: p for p in service["spec"]["ports"]}
@@ -528,7 +463,7 @@ def test_service_and_servicemonitor_reach_the_scaler_ports() -> None:
     for name, port in ports.items():
         assert port["port"] == _named_port(container, name)
         assert port["targetPort"] in (name, _named_port(container, name))
-    monitor = _one(objs, "ServiceMonitor")
+    monitor = m.one(objs, "ServiceMonitor")
     assert _matches(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
@@ -538,19 +473,19 @@ def test_service_and_servicemonitor_reach_the_scaler_ports() -> None:
 def test_alerts_select_jobs_the_monitors_produce() -> None:
     """Prometheus Operator names a ServiceMonitor's job after the Service, a PodMonitor's
     after its namespace/name; the alerts must select those."""
-    objs = _objects("base")
-    namespace = _deployment(objs)["metadata"]["namespace"]
-    jobs = {_one(objs, "Service")["metadata"]["name"]}
-    jobs |= {f"{namespace}/{m['metadata']['name']}" for m in _all(objs, "PodMonitor")}
-    exprs = [str(rule.get("expr", "")) for group in _one(objs, "PrometheusRule")["spec"]["groups"]
+    objs = m.objects("base")
+    namespace = m.deployment(objs)["metadata"]["namespace"]
+    jobs = {m.one(objs, "Service")["metadata"]["name"]}
+    jobs |= {f"{namespace}/{m['metadata']['name']}" for m in m.all_of(objs, "PodMonitor")}
+    exprs = [str(rule.get("expr", "")) for group in m.one(objs, "PrometheusRule")["spec"]["groups"]
              for rule in group["rules"]]
     selected = {job for expr in exprs for job in re.findall(r'job="([^"]+)"', expr)}
     assert selected <= jobs
 
 
 def test_podmonitor_scrapes_the_example_vllm_pods() -> None:
-    monitor = _one(_objects("base"), "PodMonitor")
-    vllm = _one(_example("scaledobject-vllm.yaml"), "Deployment")
+    monitor = m.one(m.objects("base"), "PodMonitor")
+    vllm = m.one(m.example("scaledobject-vllm.yaml"), "Deployment")
     template = vllm["spec"]["template"]
     assert _matches(monitor["spec"]["selector"]["matchLabels"], template["metadata"]["labels"])
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
@@ -576,7 +511,7 @@ def test_every_example_says_what_it_is_for_and_what_to_change() -> None:
 
 
 def _scaled_objects() -> list[tuple[str, Obj]]:
-    return [(file, obj) for file, objs in _example_files().items() for obj in objs
+    return [(file, obj) for file, objs in m.example_files().items() for obj in objs
             if obj["kind"] == "ScaledObject"]
 
 
@@ -596,7 +531,7 @@ def test_example_scaledobjects_cover_both_triggers_and_kaito() -> None:
 
 
 def test_trigger_metadata_passes_the_scaler_parser() -> None:
-    tunings = {source: _config(_objects(source)).tuning for source in KUSTOMIZATIONS}
+    tunings = {source: m.config(m.objects(source)).tuning for source in KUSTOMIZATIONS}
     problems = []
     for file, scaled in _scaled_objects():
         meta = scaled["metadata"]
@@ -615,8 +550,8 @@ def test_trigger_metadata_passes_the_scaler_parser() -> None:
 
 
 def test_scaler_address_is_the_service_grpc_port() -> None:
-    objs = _objects("base")
-    service = _one(objs, "Service")
+    objs = m.objects("base")
+    service = m.one(objs, "Service")
     host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
     grpc = {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
     for file, scaled in _scaled_objects():
@@ -626,7 +561,7 @@ def test_scaler_address_is_the_service_grpc_port() -> None:
 
 
 def test_node_pools_named_by_triggers_exist_in_the_overlay_config() -> None:
-    pools = {p.name for p in _config(_objects("overlay")).node_pools.pools}
+    pools = {p.name for p in m.config(m.objects("overlay")).node_pools.pools}
     named = {t["metadata"]["nodePool"] for _, scaled in _scaled_objects()
              for t in _scaler_triggers(scaled) if "nodePool" in t["metadata"]}
     assert named, "no example shows nodePool"
@@ -634,10 +569,10 @@ def test_node_pools_named_by_triggers_exist_in_the_overlay_config() -> None:
 
 
 def test_scale_targets_and_discovered_pods_exist_in_the_examples() -> None:
-    everything = [obj for objs in _example_files().values() for obj in objs]
+    everything = [obj for objs in m.example_files().values() for obj in objs]
     for file, scaled in _scaled_objects():
         ref = scaled["spec"]["scaleTargetRef"]
-        target = _one([o for o in everything
+        target = m.one([o for o in everything
                        if o["metadata"].get("namespace") == scaled["metadata"]["namespace"]
                        and o["apiVersion"] == ref.get("apiVersion", "apps/v1")],
                       ref.get("kind", "Deployment"), ref["name"])
@@ -708,44 +643,31 @@ def test_fallback_replicas_fit_the_scaledobject_bounds() -> None:
 
 
 def test_triggerauthentication_gives_keda_the_external_scaler_tls_parameters() -> None:
-    objs = _example("triggerauthentication-tls.yaml")
-    auth = _one(objs, "TriggerAuthentication")
+    objs = m.example("triggerauthentication-tls.yaml")
+    auth = m.one(objs, "TriggerAuthentication")
     parameters = {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]}
     assert parameters == {"caCert", "tlsClientCert", "tlsClientKey"}
-    [trigger] = _scaler_triggers(_one(objs, "ScaledObject"))
+    [trigger] = _scaler_triggers(m.one(objs, "ScaledObject"))
     assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"],
                                             "kind": "TriggerAuthentication"}
     assert not parameters & set(trigger["metadata"]), "secrets belong in the authentication"
 
 
 def test_machinedeployment_has_the_autoscaler_bounds_the_actuator_reads() -> None:
-    md = _one(_example("machinedeployment.yaml"), "MachineDeployment")
+    md = m.one(m.example("machinedeployment.yaml"), "MachineDeployment")
     annotations = md["metadata"]["annotations"]
     low, high = int(annotations[MIN_SIZE_ANNOTATION]), int(annotations[MAX_SIZE_ANNOTATION])
     assert 0 <= low <= md["spec"]["replicas"] <= high
 
 
-def _placeholder_config() -> ServiceConfig:
-    """The config snippet in placeholder.yaml's header, uncommented."""
-    text = (EXAMPLES / "placeholder.yaml").read_text(encoding="utf-8")
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("#   node_pools:"))
-    snippet = []
-    for line in lines[start:]:
-        if not line.startswith("#   "):
-            break
-        snippet.append(line[4:])
-    return parse_config("\n".join(snippet), source="placeholder.yaml")
-
-
 def test_placeholder_pods_are_preemptible_and_trigger_node_autoscaling() -> None:
-    objs = _example("placeholder.yaml")
-    priority = _one(objs, "PriorityClass")
+    objs = m.example("placeholder.yaml")
+    priority = m.one(objs, "PriorityClass")
     # Below every real pod (0), not below cluster-autoscaler's expendable cutoff (-10).
     assert -10 <= priority["value"] < 0
     assert priority.get("preemptionPolicy", "PreemptLowerPriority") == "PreemptLowerPriority"
     assert priority.get("globalDefault", False) is False
-    deployment = _one(objs, "Deployment")
+    deployment = m.one(objs, "Deployment")
     assert deployment["spec"]["replicas"] == 0, "the scaler owns the count, from 0"
     pod = deployment["spec"]["template"]["spec"]
     assert pod["priorityClassName"] == priority["metadata"]["name"]
@@ -753,7 +675,7 @@ def test_placeholder_pods_are_preemptible_and_trigger_node_autoscaling() -> None
         resources = container["resources"]
         assert int(resources["requests"]["nvidia.com/gpu"]) >= 1
         assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"]
-    [pool] = _placeholder_config().node_pools.pools
+    [pool] = m.placeholder_config().node_pools.pools
     assert pool.actuator == "placeholder" and "placeholder" in ACTUATORS
     assert (pool.namespace, pool.target) == (deployment["metadata"]["namespace"],
                                              deployment["metadata"]["name"])
