@@ -79,19 +79,25 @@ CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 
 
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
-def test_kustomization_renders_every_object_in_one_namespace(source: str) -> None:
+def test_kustomization_renders_the_scaler_in_one_namespace(source: str) -> None:
+    """Every object of the scaler in its namespace; only an acting node pool's Role and
+    RoleBinding live elsewhere, in the pool's namespace."""
     objs = m.objects(source)
     assert {o["kind"] for o in objs} == SCALER_KINDS
     namespace = m.deployment(objs)["metadata"]["namespace"]
+    pools = {p.namespace for p in m.config(objs).node_pools.pools if p.actuator != "dry-run"}
     for obj in objs:
         meta = obj["metadata"]
         assert meta["labels"]["app.kubernetes.io/name"] == "llm-predictive-scaler", meta["name"]
-        if obj["kind"] not in CLUSTER_SCOPED:
-            assert meta.get("namespace") == namespace, f"{obj['kind']} {meta['name']}"
+        if obj["kind"] not in CLUSTER_SCOPED and meta.get("namespace") != namespace:
+            assert obj["kind"] in ("Role", "RoleBinding") and meta.get("namespace") in pools, \
+                f"{obj['kind']} {meta['name']} in {meta.get('namespace')}"
     if source == "base":
         assert namespace == BASE_NAMESPACE
+        assert not pools, "the base acts on no node pool"
     else:
         assert namespace != BASE_NAMESPACE, "the example overlay moves the scaler"
+        assert pools, "the example overlay acts on a node pool"
 
 
 # --- schemas -------------------------------------------------------------------------------
@@ -260,10 +266,13 @@ def test_base_config_documents_every_setting_with_unit_and_default() -> None:
 @pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
 def test_lease_is_in_the_namespace_the_role_grants(source: str) -> None:
     objs = m.objects(source)
-    role = m.one(objs, "Role")
-    lease_namespace = m.config(objs).node_pools.lease_namespace
-    assert lease_namespace == role["metadata"]["namespace"] == m.deployment(objs)["metadata"][
-        "namespace"]
+    namespace = m.deployment(objs)["metadata"]["namespace"]
+    pools = m.config(objs).node_pools
+    assert pools.lease_namespace == namespace
+    [role] = [r for r in m.all_of(objs, "Role") if r["metadata"]["namespace"] == namespace]
+    named = [rule.get("resourceNames") for rule in role["rules"] if "leases" in rule["resources"]]
+    assert [pools.lease_name] in named, "the Role names the config's Lease"
+    assert all(names in (None, [pools.lease_name]) for names in named), named
 
 
 def test_overlay_acts_on_the_example_machinedeployment() -> None:
@@ -276,10 +285,11 @@ def test_overlay_acts_on_the_example_machinedeployment() -> None:
 
 # --- RBAC ----------------------------------------------------------------------------------
 
-Rule = tuple[str, str, str]  # (API group, resource, verb)
+# (where: "cluster", "scaler" or "pool" namespace; limited by resourceNames; group, resource, verb)
+Row = tuple[str, bool, str, str, str]
 
 
-def _readme_rbac() -> set[Rule]:
+def _readme_rbac() -> set[Row]:
     """The rules of the README's "Permissions (RBAC)" table, one per group/resource/verb."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     _, found, after = text.partition("### Permissions (RBAC)")
@@ -289,53 +299,73 @@ def _readme_rbac() -> set[Rule]:
         if not line.startswith("|"):
             break
         rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-    assert rows[0][1:] == ["API group", "resource", "verbs"], rows[0]
+    assert rows[0][1:] == ["granted by", "API group", "resource", "verbs"], rows[0]
     rules = set()
     for cells in rows[2:]:
-        group = cells[1].strip('"`')
-        for resource in cells[2].split(","):
-            for verb in cells[3].split(","):
-                rules.add((group, resource.strip(), verb.strip()))
+        by = cells[1]
+        where = ("cluster" if by.startswith("ClusterRole") else "scaler"
+                 if "scaler's namespace" in by else "pool" if "pool's namespace" in by else by)
+        group = cells[2].strip('"`')
+        for resource in cells[3].split(","):
+            for verb in cells[4].split(","):
+                rules.add((where, "resourceNames" in by, group, resource.strip(), verb.strip()))
     assert rules, "the README's RBAC table has no rows"
     return rules
 
 
-def _rules(role: Obj) -> set[Rule]:
+def _rbac_rows(objs: list[Obj], scaler_namespace: str) -> set[Row]:
     found = set()
-    for rule in role["rules"]:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule
-        for part in ("apiGroups", "resources", "verbs"):
-            assert "*" not in rule[part], f"wildcard in {role['metadata']['name']}: {rule}"
-        found |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"]
-                  for v in rule["verbs"]}
+    for role in [*m.all_of(objs, "ClusterRole"), *m.all_of(objs, "Role")]:
+        namespace = role["metadata"].get("namespace")
+        where = ("cluster" if role["kind"] == "ClusterRole" else "scaler"
+                 if namespace == scaler_namespace else "pool")
+        for rule in role["rules"]:
+            assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule
+            for part in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[part], f"wildcard in {role['metadata']['name']}: {rule}"
+            named = bool(rule.get("resourceNames"))
+            found |= {(where, named, g, r, v) for g in rule["apiGroups"]
+                      for r in rule["resources"] for v in rule["verbs"]}
     return found
 
 
-@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
-def test_rbac_is_exactly_the_readme_table(source: str) -> None:
-    objs = m.objects(source)
-    cluster, namespaced = _rules(m.one(objs, "ClusterRole")), _rules(m.one(objs, "Role"))
+def test_rbac_is_exactly_the_readme_table() -> None:
+    """The base grants the table's cluster-wide and scaler-namespace rows; the pool rows come
+    with each acting pool (the overlay's MachineDeployment, the placeholder example)."""
     readme = _readme_rbac()
-    assert cluster | namespaced == readme
-    assert not cluster & namespaced
-    # The Lease lives in the scaler's namespace: only a namespaced Role may grant it.
-    assert namespaced == {r for r in readme if r[0] == "coordination.k8s.io"}
+    base = _rbac_rows(m.objects("base"), BASE_NAMESPACE)
+    overlay_objs = m.objects("overlay")
+    overlay = _rbac_rows(overlay_objs, m.deployment(overlay_objs)["metadata"]["namespace"])
+    examples = _rbac_rows(m.objects("examples"), BASE_NAMESPACE)
+    assert base | overlay | examples == readme
+    assert base == {row for row in readme if row[0] != "pool"}
+    assert {row for row in overlay if row[0] != "pool"} == base
+    assert {row[0] for row in examples} == {"pool"}
 
 
-@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
-def test_bindings_grant_the_roles_to_the_scaler_service_account(source: str) -> None:
+@pytest.mark.parametrize("source", SOURCES)
+def test_bindings_grant_every_role_to_the_scaler_service_account(source: str) -> None:
     objs = m.objects(source)
-    account = m.one(objs, "ServiceAccount")
-    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"],
-               "namespace": account["metadata"]["namespace"]}
-    for binding_kind, role_kind in (("ClusterRoleBinding", "ClusterRole"),
-                                    ("RoleBinding", "Role")):
-        binding = m.one(objs, binding_kind)
-        assert binding["subjects"] == [subject], binding_kind
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind,
-                                      "name": m.one(objs, role_kind)["metadata"]["name"]}
-    pod = m.deployment(objs)["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    if source == "examples":  # the node pool Roles of the examples bind deploy/base's account
+        subject = {"kind": "ServiceAccount", "name": m.SCALER, "namespace": BASE_NAMESPACE}
+    else:
+        account = m.one(objs, "ServiceAccount")
+        subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                   "namespace": account["metadata"]["namespace"]}
+        pod = m.deployment(objs)["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == account["metadata"]["name"]
+    roles = sorted((o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+                   for o in [*m.all_of(objs, "ClusterRole"), *m.all_of(objs, "Role")])
+    bound = []
+    for binding in [*m.all_of(objs, "ClusterRoleBinding"), *m.all_of(objs, "RoleBinding")]:
+        assert binding["subjects"] == [subject], binding["metadata"]
+        # A RoleBinding binds a Role of its namespace, never a ClusterRole: that would grant
+        # the ClusterRole's rules there, unseen by the checks on Roles.
+        kind = "ClusterRole" if binding["kind"] == "ClusterRoleBinding" else "Role"
+        ref = binding["roleRef"]
+        assert (ref["apiGroup"], ref["kind"]) == ("rbac.authorization.k8s.io", kind), ref
+        bound.append((kind, binding["metadata"].get("namespace"), ref["name"]))
+    assert sorted(bound) == roles, "every Role bound once, to the scaler"
 
 
 # --- the scaler's Deployment -------------------------------------------------------------------
