@@ -73,8 +73,8 @@ def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
 # --- rendering -----------------------------------------------------------------------------
 
 SCALER_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                "RoleBinding", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
-                "ServiceMonitor", "PodMonitor", "PrometheusRule"}
+                "RoleBinding", "ConfigMap", "Deployment", "Service", "NetworkPolicy",
+                "PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
 
 
@@ -498,6 +498,49 @@ def test_service_and_servicemonitor_reach_the_scaler_ports() -> None:
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     assert endpoint["honorLabels"] is True, "keep the workload's namespace label"
+
+
+def _peer_admits(peer: Obj, namespace: str) -> bool:
+    """Whether one `from` peer admits a pod of ``namespace`` (namespaces carry the label
+    kubernetes.io/metadata.name). Only the namespaceSelector form is modelled."""
+    assert set(peer) <= {"namespaceSelector", "ipBlock"}, f"peer not modelled here: {peer}"
+    if "ipBlock" in peer:
+        return False  # node or external addresses, not a pod's namespace
+    selector = peer["namespaceSelector"]
+    assert set(selector) == {"matchLabels"}, f"selector not modelled here: {selector}"
+    return _matches(selector["matchLabels"], {"kubernetes.io/metadata.name": namespace})
+
+
+def _policy_admits(policy: Obj, container: Obj, namespace: str, port: int) -> bool:
+    """NetworkPolicy ingress semantics: a connection is allowed if any rule admits both its
+    source (no `from`: every source) and its port (no `ports`: every port)."""
+    for rule in policy["spec"].get("ingress") or []:
+        peers, ports = rule.get("from") or [], rule.get("ports") or []
+        numbers = {_named_port(container, p["port"]) if isinstance(p["port"], str) else p["port"]
+                   for p in ports if p.get("protocol", "TCP") == "TCP"}
+        if (not peers or any(_peer_admits(peer, namespace) for peer in peers)) and (
+                not ports or port in numbers):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("source", sorted(KUSTOMIZATIONS))
+def test_networkpolicy_admits_keda_and_prometheus_only(source: str) -> None:
+    objs = m.objects(source)
+    deployment = m.deployment(objs)
+    container = _container(deployment)
+    policy = m.one(objs, "NetworkPolicy")
+    assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert _matches(policy["spec"]["podSelector"]["matchLabels"],
+                    deployment["spec"]["template"]["metadata"]["labels"])
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress is left open on purpose"
+    grpc, http = _named_port(container, "grpc"), _named_port(container, "http")
+    admitted = {(namespace, port) for namespace in
+                ("keda", "monitoring", "llm", deployment["metadata"]["namespace"], "default")
+                for port in (grpc, http) if _policy_admits(policy, container, namespace, port)}
+    # KEDA: gRPC triggers and the metrics-api JSON; Prometheus: /metrics. Probes come from the
+    # node, which a NetworkPolicy always admits; nobody else reaches the scaler.
+    assert admitted == {("keda", grpc), ("keda", http), ("monitoring", http)}
 
 
 def test_alerts_select_jobs_the_monitors_produce() -> None:
