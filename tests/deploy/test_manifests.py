@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import functools
 import re
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from scaler.commands import cli
 from scaler.config.load import describe
 from scaler.config.node_pools import ACTUATORS, NodePool
 from scaler.config.settings import ServiceConfig, TuningSettings
+from scaler.keda.http_server import DECISION_ROUTE
 from scaler.keda.metadata import MetadataError, parse_metadata
 from tests.deploy import manifests as m
 from tests.deploy.manifests import CONFIG_KEY, EXAMPLES, KUSTOMIZATIONS, ROOT, Obj
@@ -590,16 +592,25 @@ def _scaled_objects() -> list[tuple[str, Obj]]:
 
 def _scaler_triggers(scaled: Obj) -> list[Obj]:
     triggers = [t for t in scaled["spec"]["triggers"]
-                if t["type"] in ("external", "external-push")]
-    assert triggers, f"ScaledObject {scaled['metadata']['name']} has no external trigger"
+                if t["type"] in ("external", "external-push", "metrics-api")]
+    assert triggers, f"ScaledObject {scaled['metadata']['name']} has no trigger of the scaler"
     return triggers
 
 
-def test_example_scaledobjects_cover_both_triggers_and_kaito() -> None:
+def _scaler_metadata(trigger: Obj) -> dict[str, str]:
+    """The metadata the scaler parses: the gRPC trigger's, or the metrics-api URL's query."""
+    if trigger["type"] != "metrics-api":
+        return dict(trigger["metadata"])
+    query = urllib.parse.urlsplit(trigger["metadata"]["url"]).query
+    return dict(urllib.parse.parse_qsl(query, strict_parsing=True))
+
+
+def test_example_scaledobjects_cover_every_trigger_and_kaito() -> None:
     found = {(file, t["type"]) for file, scaled in _scaled_objects()
              for t in _scaler_triggers(scaled)}
     assert ("scaledobject-vllm.yaml", "external") in found
     assert ("scaledobject-vllm-push.yaml", "external-push") in found
+    assert ("scaledobject-metrics-api.yaml", "metrics-api") in found
     assert ("kaito-workspace.yaml", "external") in found
 
 
@@ -611,7 +622,7 @@ def test_trigger_metadata_passes_the_scaler_parser() -> None:
         for trigger in _scaler_triggers(scaled):
             for source, tuning in tunings.items():
                 merged = tuning.metadata_for(meta["namespace"], meta["name"],
-                                             trigger["metadata"])
+                                             _scaler_metadata(trigger))
                 try:
                     spec = parse_metadata(merged)
                 except MetadataError as exc:
@@ -622,21 +633,31 @@ def test_trigger_metadata_passes_the_scaler_parser() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_scaler_address_is_the_service_grpc_port() -> None:
+def test_scaler_address_is_the_service_port_of_the_trigger() -> None:
+    """gRPC triggers dial the Service's grpc port; a metrics-api URL is the Service's http port
+    and the decision route of that very ScaledObject."""
     objs = m.objects("base")
     service = m.one(objs, "Service")
     host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
-    grpc = {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
+    ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
     for file, scaled in _scaled_objects():
         for trigger in _scaler_triggers(scaled):
-            address = trigger["metadata"]["scalerAddress"]
-            assert address in (f"{host}:{grpc}", f"{host}.cluster.local:{grpc}"), file
+            if trigger["type"] == "metrics-api":
+                url = urllib.parse.urlsplit(trigger["metadata"]["url"])
+                address = url.netloc
+                port = ports["http"]
+                meta = scaled["metadata"]
+                assert url.path == DECISION_ROUTE.format(namespace=meta["namespace"],
+                                                         name=meta["name"]), file
+            else:
+                address, port = trigger["metadata"]["scalerAddress"], ports["grpc"]
+            assert address in (f"{host}:{port}", f"{host}.cluster.local:{port}"), file
 
 
 def test_node_pools_named_by_triggers_exist_in_the_overlay_config() -> None:
     pools = {p.name for p in m.config(m.objects("overlay")).node_pools.pools}
-    named = {t["metadata"]["nodePool"] for _, scaled in _scaled_objects()
-             for t in _scaler_triggers(scaled) if "nodePool" in t["metadata"]}
+    named = {_scaler_metadata(t)["nodePool"] for _, scaled in _scaled_objects()
+             for t in _scaler_triggers(scaled) if "nodePool" in _scaler_metadata(t)}
     assert named, "no example shows nodePool"
     assert named <= pools
 
@@ -650,7 +671,7 @@ def test_scale_targets_and_discovered_pods_exist_in_the_examples() -> None:
                        and o["apiVersion"] == ref.get("apiVersion", "apps/v1")],
                       ref.get("kind", "Deployment"), ref["name"])
         for trigger in _scaler_triggers(scaled):
-            metadata = trigger["metadata"]
+            metadata = _scaler_metadata(trigger)
             if target["kind"] == "Deployment":
                 assert metadata.get("deployment") == target["metadata"]["name"], file
                 [container] = target["spec"]["template"]["spec"]["containers"]
@@ -724,6 +745,62 @@ def test_triggerauthentication_gives_keda_the_external_scaler_tls_parameters() -
     assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"],
                                             "kind": "TriggerAuthentication"}
     assert not parameters & set(trigger["metadata"]), "secrets belong in the authentication"
+
+
+def test_metrics_api_example_authenticates_with_a_bearer_token() -> None:
+    """KEDA's metrics-api trigger (pkg/scalers/metrics_api_scaler.go): authMode `bearer` sends
+    the TriggerAuthentication's `token` parameter as `Authorization: Bearer`; the decision's
+    desiredReplicas over targetValue 1 is the replica count."""
+    objs = m.example("scaledobject-metrics-api.yaml")
+    auth = m.one(objs, "TriggerAuthentication")
+    assert [ref["parameter"] for ref in auth["spec"]["secretTargetRef"]] == ["token"]
+    [trigger] = _scaler_triggers(m.one(objs, "ScaledObject"))
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"],
+                                            "kind": "TriggerAuthentication"}
+    metadata = trigger["metadata"]
+    assert metadata["authMode"] == "bearer"
+    assert (metadata.get("format", "json"), metadata["valueLocation"], metadata["targetValue"]) \
+        == ("json", "desiredReplicas", "1")
+    secrets = {"token", "bearerToken"}
+    assert not secrets & (set(metadata) | set(_scaler_metadata(trigger))), \
+        "the token belongs in the authentication, not the metadata or the URL"
+
+
+def _commented_items(text: str, name: str) -> list[Obj]:
+    """The list items named ``name`` that a manifest shows commented out."""
+    lines = text.splitlines()
+    items: list[Obj] = []
+    for i, line in enumerate(lines):
+        found = re.fullmatch(rf"(\s*)# - name: {re.escape(name)}", line)
+        if found is None:
+            continue
+        prefix = found.group(1) + "# "
+        block = [line[len(prefix):]]
+        for later in lines[i + 1:]:
+            if not later.startswith(prefix + "  "):
+                break
+            block.append(later[len(prefix):])
+        items += yaml.safe_load("\n".join(block))
+    return items
+
+
+def test_commented_token_mount_matches_the_metrics_api_example() -> None:
+    """The base Deployment's commented api-token volume, uncommented, mounts the Secret the
+    metrics-api example creates where its config points, and the API server would take it."""
+    header = (EXAMPLES / "scaledobject-metrics-api.yaml").read_text(encoding="utf-8")
+    secret = re.search(r"-n llm-scaler create secret generic (\S+)", header)
+    token_file = re.search(r"http_api_token_file: (\S+)", header)
+    assert secret and token_file, "the example's header names the Secret and the token file"
+    text = (m.KUSTOMIZATIONS["base"] / "deployment.yaml").read_text(encoding="utf-8")
+    [mount, volume] = _commented_items(text, "api-token")
+    assert volume["secret"]["secretName"] == secret.group(1)
+    assert mount["readOnly"] is True
+    assert str(Path(token_file.group(1)).parent) == mount["mountPath"]
+    deployment = copy.deepcopy(m.deployment(m.objects("base")))
+    pod = deployment["spec"]["template"]["spec"]
+    pod["volumes"].append(volume)
+    _container(deployment)["volumeMounts"].append(mount)
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
 def test_machinedeployment_has_the_autoscaler_bounds_the_actuator_reads() -> None:
