@@ -19,7 +19,7 @@ from kubernetes_asyncio.client import CoordinationV1Api
 from prometheus_client import Gauge
 
 from adapters.kubernetes.leader import LeaderElector
-from scaler.config.load import load_tls
+from scaler.config.load import load_api_token, load_tls
 from scaler.config.settings import ServiceConfig
 from scaler.config.tls import TlsMaterial
 from scaler.keda.front.link import FrontProcess
@@ -122,16 +122,19 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
 
     With ``config_path`` the file is watched and re-applied when it changes from
     ``config_text``, the text ``config`` was parsed from (read from the file when not given).
-    The TLS files are read here, once: a renewed certificate takes effect at the next start.
+    The TLS files and the metrics-api token are read here, once: a renewed certificate or a
+    rotated token takes effect at the next start.
     """
     server = config.server
     tls = load_tls(server)  # before anything starts: a bad file stops nothing half-started
+    api_token = load_api_token(server)
     https = https_context(server) if server.http_tls else None
     service = service or ScalerService(config)
     await service.start()
     grpc_server, grpc_port = await start_keda_server(service, tls)
     http_runner, http_port = await start_http_server(service, host=server.host,
-                                                     port=server.http_port, ssl_context=https)
+                                                     port=server.http_port, ssl_context=https,
+                                                     api_token=api_token)
     node_tasks, elector = start_node_pools(service)
     task = None
     if config_path is not None:

@@ -3,7 +3,8 @@
 Starts two emulated vLLM pods (real HTTP servers serving real-format vLLM
 metrics), starts the scaler's gRPC and HTTP servers on free loopback ports, and
 plays KEDA: GetMetricSpec, GetMetrics and IsActive through the generated
-client, while the emulated load goes idle -> busy -> overloaded -> idle.
+client, while the emulated load goes idle -> busy -> overloaded -> idle; at the end it
+reads the same decision from the metrics-api route with a bearer token made for this run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import asyncio
 import dataclasses
 import json
 import math
+import secrets
+import tempfile
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -33,11 +37,19 @@ PHASES = (
 
 
 async def run_tryout(*, interval_s: float = 0.5) -> int:
+    with tempfile.TemporaryDirectory() as secret_dir:
+        token = secrets.token_hex(16)  # what a Secret would hold; this run only
+        token_file = Path(secret_dir) / "token"
+        token_file.write_text(token + "\n")
+        return await _tryout(interval_s, str(token_file), token)
+
+
+async def _tryout(interval_s: float, token_file: str, token: str) -> int:
     config = ServiceConfig()
     config = dataclasses.replace(
         config,
         server=dataclasses.replace(config.server, host="127.0.0.1", grpc_port=0, http_port=0,
-                                   grace_s=0),
+                                   grace_s=0, http_api_token_file=token_file),
         scrape=dataclasses.replace(config.scrape, interval_s=interval_s),
     )
     pods = [EmulatedVllmPod(), EmulatedVllmPod()]
@@ -63,7 +75,8 @@ async def run_tryout(*, interval_s: float = 0.5) -> int:
                         print(f"{'':>14}why: {workload.decision.reason}")
         url = (f"http://127.0.0.1:{app.http_port}/api/v1/namespaces/default/scaledobjects/demo"
                f"?endpoints={','.join(p.url for p in pods)}")
-        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        bearer = {"Authorization": f"Bearer {token}"}  # KEDA's authMode: bearer
+        async with aiohttp.ClientSession() as http, http.get(url, headers=bearer) as resp:
             print(f"\nmetrics-api JSON ({resp.status}): {json.dumps(await resp.json())[:300]}")
     finally:
         await app.stop()

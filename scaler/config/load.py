@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from scaler.config.api_token import ApiToken, read_api_token
 from scaler.config.node_pools import NodePool, NodePoolSettings
 from scaler.config.settings import ServerSettings, ServiceConfig
 from scaler.config.tls import TlsMaterial, read_tls
@@ -116,6 +117,15 @@ def load_tls(server: ServerSettings) -> TlsMaterial | None:
     if problems:
         raise ConfigError("server TLS settings", problems)
     return material
+
+
+def load_api_token(server: ServerSettings) -> ApiToken | None:
+    """The metrics-api route's bearer token, or None (the route off); ConfigError naming the
+    key when its file cannot be used. Called at start, like ``load_tls``."""
+    token, problems = read_api_token(server.http_api_token_file, "server.")
+    if problems:
+        raise ConfigError("server.http_api_token_file", problems)
+    return token
 
 
 def needs_restart(old: ServiceConfig, new: ServiceConfig) -> list[str]:

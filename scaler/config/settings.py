@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scaler import schema
+from scaler.config.api_token import read_api_token
 from scaler.config.node_pools import NodePoolSettings
 from scaler.config.tls import read_tls
 from scaler.keda.metadata import metadata_keys
@@ -42,6 +43,13 @@ class ServerSettings:
     http_tls: bool = setting(
         False, doc="Serve HTTP as HTTPS with tls_cert_file and tls_key_file (no client "
                    "certificates asked): probes and scrapers then need scheme HTTPS.")
+    http_api_token_file: str = setting(
+        "", doc="File holding the bearer token (a mounted Secret; surrounding whitespace "
+                "ignored) that callers of the metrics-api route must send as Authorization: "
+                "Bearer <token>: KEDA's metrics-api trigger with authMode: bearer and the token "
+                "from a TriggerAuthentication. Whoever may call that route sets a workload's "
+                "metadata. Empty = the route is off (404); /metrics and the probes stay open. "
+                "Read at start: restart to rotate.")
     front_process: bool = setting(
         False, doc="Answer KEDA's gRPC calls from a second process that holds only the latest "
                    "verdicts, pushed to it after every decision, so scraping and forecasting "
@@ -58,7 +66,8 @@ class ServerSettings:
 
     def validate(self) -> list[str]:
         """Problems between keys and in the files they name (read now, as at start)."""
-        return read_tls(self, "server.")[1]
+        return read_tls(self, "server.")[1] + read_api_token(self.http_api_token_file,
+                                                             "server.")[1]
 
 
 @dataclass(frozen=True)

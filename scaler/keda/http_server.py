@@ -11,6 +11,12 @@ Errors are JSON too: 400 names each bad key, 503 says why there is no fresh
 decision (KEDA then applies the ScaledObject's fallback). Every route is
 read-only (GET and HEAD; anything else is 405). With ``server.http_tls`` it is HTTPS
 with the gRPC server's certificate.
+
+Whoever calls the decision route sets that workload's metadata (and through ``nodePool``
+its share of a node pool), so it answers only ``Authorization: Bearer <token>`` with the
+token of ``server.http_api_token_file``: without that setting it is off (404 saying how to
+turn it on), a missing or wrong token is 401. Both are answered before the query string is
+read, so they register, change and scrape nothing. ``/metrics`` and the probes stay open.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from scaler.config.api_token import ApiToken
 from scaler.config.settings import ServerSettings
 from scaler.keda.metadata import MetadataError
 from scaler.service.service import ScalerService, Unavailable
@@ -30,12 +37,26 @@ from scaler.service.telemetry import fleet_signals
 log = logging.getLogger("scaler.http")
 
 SERVICE_KEY = web.AppKey("service", ScalerService)
+TOKEN_KEY = web.AppKey("api_token", ApiToken)
 DECISION_ROUTE = "/api/v1/namespaces/{namespace}/scaledobjects/{name}"
+ROUTE_OFF = (
+    "the metrics-api route is off: set server.http_api_token_file to a file holding a bearer "
+    "token (a mounted Secret) and restart the scaler; KEDA's metrics-api trigger then sends it "
+    "with authMode: bearer and a TriggerAuthentication whose parameter 'token' comes from a "
+    "Secret holding the same token (see deploy/examples/scaledobject-metrics-api.yaml). "
+    "The gRPC external scaler needs none of this")
+UNAUTHORIZED = (
+    "this route needs the header 'Authorization: Bearer <token>' with the token of the "
+    "scaler's server.http_api_token_file (KEDA: authMode: bearer and a TriggerAuthentication "
+    "with parameter 'token')")
 
 
-def build_app(service: ScalerService) -> web.Application:
+def build_app(service: ScalerService, api_token: ApiToken | None = None) -> web.Application:
+    """The routes; the decision route answers only callers sending ``api_token`` (None: off)."""
     app = web.Application()
     app[SERVICE_KEY] = service
+    if api_token is not None:
+        app[TOKEN_KEY] = api_token
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -64,6 +85,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def decision(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
+    refused = _refused(request)
+    if refused is not None:
+        return refused
     namespace = request.match_info["namespace"]
     name = request.match_info["name"]
     try:
@@ -91,17 +115,39 @@ async def decision(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+def _refused(request: web.Request) -> web.Response | None:
+    """The answer to a caller who may not ask (the route off, no or a wrong token), else None.
+
+    Nothing of the request but its Authorization header is read before this.
+    """
+    service = request.app[SERVICE_KEY]
+    token = request.app.get(TOKEN_KEY)
+    if token is None:
+        return _error(service, 404, "metrics_api_off", ROUTE_OFF)
+    if token.matches(request.headers.get("Authorization")):
+        return None
+    given = "Authorization" in request.headers
+    challenge = 'Bearer realm="llm-predictive-scaler"' + (
+        ', error="invalid_token"' if given else "")  # RFC 6750: no error code when none sent
+    return _error(service, 401, "unauthorized", UNAUTHORIZED,
+                  headers={"WWW-Authenticate": challenge})
+
+
 def _error(service: ScalerService, status: int, code: str, message: str,
-           **extra: Any) -> web.Response:
+           headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
     service.telemetry.http_requests.labels(str(status)).inc()
-    return web.json_response({"error": code, "message": message, **extra}, status=status)
+    return web.json_response({"error": code, "message": message, **extra}, status=status,
+                             headers=headers)
 
 
 async def start_http_server(service: ScalerService, *, host: str, port: int,
-                            ssl_context: ssl.SSLContext | None = None
-                            ) -> tuple[web.AppRunner, int]:
-    """Start serving (HTTPS with ``ssl_context``); returns the runner and the bound port."""
-    runner = web.AppRunner(build_app(service), access_log=None)
+                            ssl_context: ssl.SSLContext | None = None,
+                            api_token: ApiToken | None = None) -> tuple[web.AppRunner, int]:
+    """Start serving (HTTPS with ``ssl_context``); returns the runner and the bound port.
+
+    ``api_token``: what callers of the metrics-api route must send (None: the route is off).
+    """
+    runner = web.AppRunner(build_app(service, api_token), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
@@ -109,7 +155,9 @@ async def start_http_server(service: ScalerService, *, host: str, port: int,
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port
     scheme = "HTTP" if ssl_context is None else "HTTPS"
-    log.info("%s listening on %s:%d", scheme, host, bound)
+    log.info("%s listening on %s:%d; metrics-api route %s", scheme, host, bound,
+             "off (no server.http_api_token_file)" if api_token is None
+             else "on, bearer token required")
     return runner, bound
 
 

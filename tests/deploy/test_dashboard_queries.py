@@ -43,6 +43,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "llm-predictive-scaler.json"
 RULE = ROOT / "deploy" / "base" / "prometheusrule.yaml"
 
 NS, NAME, POOL = "llm", "llama-8b", "preview"
+API_TOKEN = "dashboard-test-token"  # server.http_api_token_file: the metrics-api route on
 JOB = "llm-predictive-scaler"  # the job label the ServiceMonitor gives the scaler
 WORKLOAD_FILTER = 'namespace=~"$namespace", scaledobject=~"$workload"'
 POD_FILTER = 'namespace=~"$namespace", pod=~"$workload-.*"'
@@ -266,8 +267,10 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         await start_prometheus(exit_stack, tmp_path, prom_port, http_port, healthy)
         await wait_http_ok(http, f"{url}/-/ready", tmp_path / "prometheus.log")
 
+        token = tmp_path / "api-token"
+        token.write_text(f"{API_TOKEN}\n")
         config = tmp_path / "scaler.yaml"
-        config.write_text(scaler_config(url))
+        config.write_text(scaler_config(url, token))
         log = tmp_path / "scaler.log"
         await exit_stack.enter_async_context(process(
             [sys.executable, "-m", "scaler", "serve", "--config", str(config),
@@ -281,16 +284,19 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         metadata = {"endpoints": endpoints, "nodePool": POOL, "targetTtftSeconds": "2"}
         await keda_polls(grpc_port, metadata)
         async with http.get(f"{scaler_http}/api/v1/namespaces/{NS}/scaledobjects/{NAME}",
-                            params=metadata) as resp:
+                            params=metadata,
+                            headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
             assert resp.status == 200, await resp.text()
-        config.write_text(scaler_config(url) + "workloads: {idle_timeout_s: 900}\n")  # a reload
+        reload = "workloads: {idle_timeout_s: 900}\n"
+        config.write_text(scaler_config(url, token) + reload)
         yield Stack(Prometheus(http, url), scaler_http, log)
 
 
-def scaler_config(prometheus_url: str) -> str:
+def scaler_config(prometheus_url: str, token_file: Path) -> str:
     history = ('sum(rate(vllm:request_success_total{namespace="{namespace}",'
                'pod=~"{scaledobject}-.*"}[5m]))')
     return yaml.safe_dump({
+        "server": {"http_api_token_file": str(token_file)},
         "scrape": {"interval_s": 1, "stale_after_s": 5, "rate_window_s": 10},
         "prometheus": {"url": prometheus_url, "history_query": history},
         "node_pools": {"interval_s": 1, "pools": {POOL: {"actuator": "dry-run"}}},

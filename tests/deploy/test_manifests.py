@@ -31,7 +31,7 @@ from adapters.kubernetes.nodes import MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION
 from scaler.commands import cli
 from scaler.config.load import describe
 from scaler.config.node_pools import ACTUATORS, NodePool
-from scaler.config.settings import ServiceConfig, TuningSettings
+from scaler.config.settings import ServerSettings, ServiceConfig, TuningSettings
 from scaler.keda.http_server import DECISION_ROUTE
 from scaler.keda.metadata import MetadataError, parse_metadata
 from tests.deploy import manifests as m
@@ -791,6 +791,7 @@ def test_commented_token_mount_matches_the_metrics_api_example() -> None:
     secret = re.search(r"-n llm-scaler create secret generic (\S+)", header)
     token_file = re.search(r"http_api_token_file: (\S+)", header)
     assert secret and token_file, "the example's header names the Secret and the token file"
+    assert "http_api_token_file" in {f.name for f in dataclasses.fields(ServerSettings)}
     text = (m.KUSTOMIZATIONS["base"] / "deployment.yaml").read_text(encoding="utf-8")
     [mount, volume] = _commented_items(text, "api-token")
     assert volume["secret"]["secretName"] == secret.group(1)

@@ -1,13 +1,39 @@
-"""HTTP side: probes, /metrics, and the metrics-api JSON decision."""
+"""HTTP side: probes, /metrics, and the metrics-api JSON decision (called with its token;
+callers without it: test_http_auth.py)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scaler.commands.serve import RunningApp, start_app
+from scaler.service.service import ScalerService
 from scaler.sim.emulation.engine_state import EngineState
+from tests.clock import ManualClock
+from tests.conftest import make_config
 
 NS, NAME = "llm", "llama-8b"
+TOKEN = "test-token-5e1f"
+
+
+@pytest.fixture
+async def app(clock: ManualClock, tmp_path: Path) -> AsyncIterator[RunningApp]:
+    """The real servers, the metrics-api route on with ``TOKEN``."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    config = make_config({"http_api_token_file": str(token_file)}, timeout_s=1.0)
+    running = await start_app(config, ScalerService(config, clock=clock, background=False))
+    yield running
+    await running.stop()
+
+
+def session() -> aiohttp.ClientSession:
+    """KEDA's metrics-api trigger with authMode: bearer."""
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 def url(app, path: str) -> str:
@@ -21,7 +47,7 @@ def decision_url(app, **query: str) -> str:
 
 
 async def test_probes(app):
-    async with aiohttp.ClientSession() as http:
+    async with session() as http:
         async with http.get(url(app, "/healthz")) as resp:
             assert resp.status == 200
         async with http.get(url(app, "/readyz")) as resp:
@@ -32,7 +58,7 @@ async def test_probes(app):
 async def test_decision_json_matches_grpc_path(app, pods):
     pod = await pods()
     pod.engines = [EngineState(waiting=15, running=30, kv_cache_usage=0.5)]
-    async with aiohttp.ClientSession() as http:
+    async with session() as http:
         async with http.get(decision_url(app, endpoints=pod.url, policy="reactive")) as resp:
             assert resp.status == 503
             body = await resp.json()
@@ -55,7 +81,7 @@ async def test_decision_json_matches_grpc_path(app, pods):
 async def test_decision_json_shows_the_predictive_node_plan(app, pods):
     pod = await pods()
     pod.engines = [EngineState(running=3)]
-    async with aiohttp.ClientSession() as http:
+    async with session() as http:
         async with http.get(decision_url(app, endpoints=pod.url, gpusPerNode="1")) as resp:
             assert resp.status == 503  # registered; nothing scraped yet
         for workload in app.service.registry:
@@ -67,7 +93,7 @@ async def test_decision_json_shows_the_predictive_node_plan(app, pods):
 
 
 async def test_decision_json_bad_metadata_is_400_naming_keys(app):
-    async with aiohttp.ClientSession() as http, http.get(
+    async with session() as http, http.get(
             decision_url(app, endpoints="nope", maxReplicas="x")) as resp:
         assert resp.status == 400
         body = await resp.json()
@@ -79,7 +105,7 @@ async def test_decision_json_bad_metadata_is_400_naming_keys(app):
 async def test_metrics_page_exposes_signals_and_decisions(app, pods):
     pod = await pods()
     pod.engines = [EngineState(waiting=4, running=7, kv_cache_usage=0.25)]
-    async with aiohttp.ClientSession() as http:
+    async with session() as http:
         await http.get(decision_url(app, endpoints=pod.url))
         for workload in app.service.registry:
             await app.service.scrape(workload)
