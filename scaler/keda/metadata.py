@@ -196,6 +196,15 @@ def metadata_keys() -> tuple[Declared, ...]:
     return declared(WorkloadSpec) + tuple(f for _, cls in _PARTS for f in declared(cls))
 
 
+def changed_keys(old: WorkloadSpec, new: WorkloadSpec) -> list[str]:
+    """The metadata keys whose values differ between two specs: names only, for a log line
+    (values may be URLs with credentials in them)."""
+    pairs = [(old, new, WorkloadSpec)] + [(getattr(old, name), getattr(new, name), cls)
+                                         for name, cls in _PARTS]
+    return [f.key for a, b, cls in pairs for f in declared(cls)
+            if getattr(a, f.name) != getattr(b, f.name)]
+
+
 class MetadataError(ValueError):
     """Bad trigger metadata; each problem names the key, the value and the accepted form."""
 

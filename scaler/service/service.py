@@ -31,7 +31,7 @@ from adapters.sources.scrape import PageFetcher
 from scaler.clock import Clock, SystemClock
 from scaler.config.load import needs_restart
 from scaler.config.settings import ServiceConfig
-from scaler.keda.metadata import MetadataError, WorkloadSpec, parse_metadata
+from scaler.keda.metadata import MetadataError, WorkloadSpec, changed_keys, parse_metadata
 from scaler.model.reactive import Decision
 from scaler.service.forecasting import Forecasting
 from scaler.service.prometheus_scrape import PrometheusSource
@@ -162,6 +162,8 @@ class ScalerService:
         """The workload an RPC is about, registered (and its scraping started) if new."""
         spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
         key = WorkloadKey(namespace, name, spec.metric_name)
+        known = self.registry.get(key)
+        before = None if known is None else known.spec  # touch replaces it
         workload, is_new, changed = self.registry.touch(key, spec, self.clock.monotonic())
         if is_new:
             self.runners[key] = WorkloadRunner(self, workload)
@@ -171,7 +173,18 @@ class ScalerService:
         if is_new:
             log.info("workload %s registered: %d endpoint(s)", key, len(spec.endpoints))
             self.runners[key].start()
+        elif changed and before is not None:
+            self._spec_changed(workload, before)
         return workload
+
+    def _spec_changed(self, workload: Workload, before: WorkloadSpec) -> None:
+        """Said once per change, by key: the latest caller's metadata applies, and a change
+        nobody made on purpose (another caller, two triggers sharing a metricName) shows."""
+        keys = changed_keys(before, workload.spec) or ["(none by key)"]
+        log.info("workload %s: metadata changed by a later call (or the config's tuning), "
+                 "keys: %s; the latest applies (if this repeats, two callers send different "
+                 "metadata for it)", workload.key, ", ".join(keys))
+        self.telemetry.spec_changes.labels(workload.key.namespace, workload.key.name).inc()
 
     def lookup(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload | None:
         """The registered workload an RPC would be about, without counting it as asked."""
@@ -310,6 +323,9 @@ class ScalerService:
         self.registry.remove(workload.key)
         self.runners.pop(workload.key, None)
         self.telemetry.workloads_dropped.inc()
+        namespace, name = workload.key.namespace, workload.key.name
+        if not any((w.key.namespace, w.key.name) == (namespace, name) for w in self.registry):
+            self.telemetry.forget_scaled_object(namespace, name)
 
     # -- background tasks and the Kubernetes API ---------------------------------------------
 

@@ -69,10 +69,21 @@ class Telemetry:
             "Forecaster warm starts from Prometheus history, by result (ok, failed, skipped).",
             ["result"], registry=self.registry,
         )
+        self.spec_changes = Counter(
+            "scaler_workload_spec_changes_total",
+            "Changes of a registered workload's metadata by a later call (or the config's "
+            "tuning); the log names the keys.", ["namespace", "scaledobject"],
+            registry=self.registry,
+        )
         self.workloads_dropped = Counter(
             "scaler_workloads_dropped_total",
             "Workloads dropped because KEDA stopped asking about them.", registry=self.registry,
         )
+
+    def forget_scaled_object(self, namespace: str, name: str) -> None:
+        """Remove the series of a ScaledObject none of whose workloads is registered any more,
+        so /metrics does not grow with every workload ever seen."""
+        self.spec_changes.remove(namespace, name)
 
     def watch(self, workloads: Callable[[], Iterable[Workload]],
               clock: Clock, stale_after_s: Callable[[], float]) -> None:

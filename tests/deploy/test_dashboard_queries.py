@@ -62,6 +62,7 @@ ALLOWED_EMPTY = {
     'signal="gpu_': "the test workload has no gpuEndpoints",
     "scaler_leader": "exported only when a pool acts, which needs a Lease (a Kubernetes API)",
     "scaler_front_restarts_total": "exported only with server.front_process",
+    "scaler_workload_spec_changes_total": "no workload's metadata changes in this run",
     'state="ready"': "a dry-run pool reports no ready nodes",
     "scaler_workload_forecast_coverage": "scored once per 5-minute forecaster step",
     "scaler_workload_forecast_abs_error": "scored once per 5-minute forecaster step",

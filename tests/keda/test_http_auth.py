@@ -10,6 +10,7 @@ loopback: the scaler's gRPC and HTTP ports, emulated vLLM pods, kmock for the no
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlencode
@@ -215,3 +216,16 @@ async def test_refused_requests_are_counted_by_status(start):
     assert app.service.telemetry.registry.get_sample_value(
         "scaler_http_decision_requests_total", {"status": "401"}) == 1
 
+
+async def test_an_authorized_http_call_changing_metadata_is_logged_and_counted(
+        start, pods, caplog):
+    caplog.set_level(logging.INFO, logger="scaler.service")
+    app = await start(TOKEN)
+    pod = await pods()
+    await keda_value(app, keda_ref(pod.url, minReplicas="1"), spec_only=True)
+    code, body, _ = await get(route(app, endpoints=pod.url, minReplicas="3"), bearer(TOKEN))
+    assert code == 503, body  # registered by KEDA, not yet scraped; the spec is the caller's
+    [line] = [r.getMessage() for r in caplog.records if "metadata changed" in r.getMessage()]
+    assert "minReplicas" in line and "endpoints" not in line
+    assert app.service.telemetry.registry.get_sample_value(
+        "scaler_workload_spec_changes_total", {"namespace": NS, "scaledobject": NAME}) == 1
