@@ -57,9 +57,10 @@ class Admission:
         if chars * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
             return
         size = sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
-        if chars > limit or size > limit:
+        if size > limit:
             raise LimitExceeded("tenancy.max_metadata_bytes", (
-                f"the trigger metadata holds {size} bytes, more than tenancy.max_metadata_bytes"
+                f"the trigger metadata (tuning merged in) holds {size} bytes, more than "
+                "tenancy.max_metadata_bytes"
                 f"={limit}: nothing is registered; shorten it, or ask the operator to raise the "
                 "limit"), 413)
 

@@ -90,12 +90,13 @@ def lookup_of(table: dict[str, Sequence[str]]):
     return lookup
 
 
+@pytest.mark.parametrize("front", [False, True], ids=["one process", "front process"])
 async def test_a_name_is_resolved_and_each_of_its_addresses_checked(
-        start: StartApp, inside_pod: EmulatedVllmPod) -> None:
+        start: StartApp, inside_pod: EmulatedVllmPod, front: bool) -> None:
     async with Listener() as outside:
         lookup = lookup_of({"mixed.pods.test": ["127.0.0.1", "127.0.0.2"],
                             "inside.pods.test": ["127.0.0.1"]})
-        running = await start(INSIDE_ONLY, lookup=lookup)
+        running = await start(INSIDE_ONLY, lookup=lookup, front=front)
         error = await refused(running.keda, ref(
             endpoints=f"http://mixed.pods.test:{outside.port}/metrics"))
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

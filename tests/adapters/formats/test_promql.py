@@ -31,3 +31,12 @@ def test_anything_but_matchers_is_refused(text):
 def test_an_escaped_value_reads_back_as_itself_and_closes_nothing(value):
     (matcher,) = parse_matchers(f'label="{escape(value)}"')
     assert matcher.value == value
+
+
+@given(st.text(alphabet=st.sampled_from(list('ab_=!~"\'`\\,{} \nxuU0789')), max_size=40))
+def test_any_text_is_matchers_that_render_back_or_a_value_error(text):
+    try:
+        matchers = parse_matchers(text)
+    except ValueError:
+        return
+    assert parse_matchers(render(matchers)) == matchers
