@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from scaler.commands.serve import RunningApp, start_app
+from scaler.config.load import parse_config
 from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service.service import ScalerService
@@ -33,6 +35,48 @@ def make_config(server: Mapping[str, Any] | None = None, **scrape: float) -> Ser
             "host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "grace_s": 0, **(server or {})}),
         scrape=dataclasses.replace(config.scrape, **scrape),
     )
+
+
+def config_from(text: str, server: Mapping[str, Any] | None = None) -> ServiceConfig:
+    """A config parsed from YAML as a ConfigMap's would be, on loopback with free ports."""
+    parsed = parse_config(text)
+    return dataclasses.replace(
+        parsed,
+        server=dataclasses.replace(parsed.server, **{
+            "host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "grace_s": 0, **(server or {})}),
+        scrape=dataclasses.replace(parsed.scrape, timeout_s=1.0),
+    )
+
+
+@dataclasses.dataclass
+class Started:
+    """A running app (scrapes triggered by the test) and KEDA's generated client of it."""
+
+    app: RunningApp
+    keda: pb_grpc.ExternalScalerStub
+
+    @property
+    def service(self) -> ScalerService:
+        return self.app.service
+
+
+StartApp = Callable[..., Awaitable[Started]]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[StartApp]:
+    """Factory: ``await start(config_yaml, front=False, **ScalerService keywords)``."""
+    async with contextlib.AsyncExitStack() as stack:
+        async def make(config_text: str = "", *, front: bool = False, **service: Any) -> Started:
+            config = config_from(config_text, {"front_process": front})
+            app = await start_app(config, ScalerService(config, clock=ManualClock(),
+                                                        background=False, **service))
+            stack.push_async_callback(app.stop)
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}")
+            stack.push_async_callback(channel.close)
+            return Started(app, pb_grpc.ExternalScalerStub(channel))  # type: ignore[no-untyped-call]
+
+        yield make
 
 
 async def scrape_all(app: RunningApp) -> None:

@@ -24,8 +24,9 @@ from typing import Any
 
 import aiohttp
 
+from adapters.formats.promql import escape
 from adapters.formats.promtext import ParsedPage, Sample
-from adapters.sources.prometheus import PrometheusError
+from adapters.sources.prometheus import PrometheusError, get_json
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 
@@ -57,10 +58,10 @@ def pod_matchers(namespace: str, pods: Iterable[str], pod_label: str = "pod") ->
     """Matchers for the named pods of one namespace.
 
     Names are escaped twice: for the regex (a ``.`` in a name is literal), then for the
-    PromQL string literal the regex sits in (its backslashes doubled).
+    PromQL string literal the regex sits in; the namespace for the string literal.
     """
-    alternation = "|".join(re.escape(p).replace("\\", "\\\\") for p in sorted(pods))
-    return f'namespace="{namespace}",{pod_label}=~"{alternation}"'
+    alternation = "|".join(escape(re.escape(p)) for p in sorted(pods))
+    return f'namespace="{escape(namespace)}",{pod_label}=~"{alternation}"'
 
 
 async def query_pod_samples(session: aiohttp.ClientSession, base_url: str, query: str, *,
@@ -72,18 +73,10 @@ async def query_pod_samples(session: aiohttp.ClientSession, base_url: str, query
     Raises PrometheusError when Prometheus cannot be reached or refuses the query.
     """
     url = base_url.rstrip("/") + "/api/v1/query"
-    try:
-        async with session.get(url, params={"query": query},
-                               timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
-            body = await resp.json(content_type=None)
-            status = resp.status
-    except TimeoutError as exc:
-        raise PrometheusError(f"GET {url} timed out after {timeout_s:g} s") from exc
-    except (aiohttp.ClientError, ValueError) as exc:
-        raise PrometheusError(f"GET {url} failed: {exc}; is prometheus.url right?") from exc
+    body, status = await get_json(session, url, {"query": query}, timeout_s=timeout_s)
     try:
         return group_by_pod(_matrix(body, status, url, query), pod_label)
-    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (TypeError, ValueError, AttributeError, IndexError, KeyError) as exc:
         raise PrometheusError(f"GET {url} answered a result this reader cannot use ({exc}); "
                               f"query: {query}") from exc
 
@@ -98,7 +91,9 @@ def _matrix(body: Any, status: int, url: str, query: str) -> list[Mapping[str, A
         raise PrometheusError(f"query {query!r} gave a {data.get('resultType')}, not raw "
                               "samples; the query must end in a range like [60s]")
     result = data.get("result")
-    return result if isinstance(result, list) else []
+    if not isinstance(result, list):
+        raise PrometheusError(f"query {query!r} gave a result that is not a list")
+    return result
 
 
 def group_by_pod(series: Iterable[Mapping[str, Any]],

@@ -7,7 +7,10 @@ waiting for the semaphore does not count) and a body size cap. Every failure is 
 whose ``kind`` the caller can count and whose message tells the operator what to check.
 
 The request sends ``Accept: text/plain;version=0.0.4``: an OpenMetrics Accept header makes
-recent prometheus_client servers (vLLM) rewrite ``vllm:`` names.
+recent prometheus_client servers (vLLM) rewrite ``vllm:`` names. Redirects are never followed
+(a metrics page has no reason to move, and a redirect could lead anywhere); with a ``guard``
+(``adapters.sources.guard``) a URL whose address the operator does not allow is never
+requested (kind ``refused``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from typing import Literal
 
 import aiohttp
 
+from adapters.sources.guard import AddressGuard, AddressRefused
+
 __all__ = ["ACCEPT", "PageFetcher", "ScrapeError", "ScrapeErrorKind"]
 
 ACCEPT = "text/plain;version=0.0.4"
-ScrapeErrorKind = Literal["connect", "timeout", "http_status", "too_large", "decode"]
+ScrapeErrorKind = Literal["connect", "timeout", "http_status", "too_large", "decode", "refused"]
 _CHUNK = 64 * 1024
 
 
@@ -37,7 +42,9 @@ class PageFetcher:
     """GETs text pages through one shared aiohttp session, at most ``max_concurrency`` at once."""
 
     def __init__(self, *, session: aiohttp.ClientSession, timeout_s: float,
-                 max_concurrency: int, max_bytes: int = 8 * 2**20) -> None:
+                 max_concurrency: int, max_bytes: int = 8 * 2**20,
+                 guard: AddressGuard | None = None) -> None:
+        """``guard``: also the resolver of ``session``'s connector, which checks names."""
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         if max_concurrency < 1:
@@ -48,18 +55,25 @@ class PageFetcher:
         self.timeout_s = timeout_s
         self._max_bytes = max_bytes
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._guard = guard
 
     async def fetch(self, url: str) -> str:
         """The page at ``url`` as text; raises ScrapeError on any failure."""
         async with self._semaphore:
             try:
+                if self._guard is not None:
+                    self._guard.check(url)
                 async with asyncio.timeout(self.timeout_s):
                     body = await self._get(url)
+            except AddressRefused as exc:
+                raise _refused(url, exc) from None
             except TimeoutError:
                 raise ScrapeError(url, "timeout", (
                     f"GET {url} timed out after {self.timeout_s} s; is the pod overloaded "
                     "or the timeout too short (scrape.timeout_s)?")) from None
             except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, AddressRefused):
+                    raise _refused(url, exc.os_error) from None
                 raise ScrapeError(url, "connect", (
                     f"GET {url} could not connect ({exc.os_error.strerror or exc}); is the pod "
                     "running and listening on that port?")) from exc
@@ -70,11 +84,13 @@ class PageFetcher:
         return _decode(url, body)
 
     async def _get(self, url: str) -> bytes:
-        async with self._session.get(url, headers={"Accept": ACCEPT}) as resp:
+        async with self._session.get(url, headers={"Accept": ACCEPT},
+                                     allow_redirects=False) as resp:
             if resp.status != 200:
+                moved = " (a redirect: never followed)" if 300 <= resp.status < 400 else ""
                 raise ScrapeError(url, "http_status", (
                     f"GET {url} returned HTTP {resp.status} {resp.reason or ''}".rstrip()
-                    + "; is this the metrics port and path of a healthy pod?"))
+                    + f"{moved}; is this the metrics port and path of a healthy pod?"))
             declared = resp.content_length
             if declared is not None and declared > self._max_bytes:
                 raise self._too_large(url, f"declares {declared} bytes")
@@ -91,6 +107,10 @@ class PageFetcher:
         return ScrapeError(url, "too_large", (
             f"GET {url} {what}, over the {self._max_bytes}-byte limit; is this a metrics page, "
             "or did its series count explode?"))
+
+
+def _refused(url: str, exc: AddressRefused) -> ScrapeError:
+    return ScrapeError(url, "refused", f"GET {url} not sent: {exc.reason}")
 
 
 def _decode(url: str, body: bytes) -> str:

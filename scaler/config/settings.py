@@ -14,6 +14,7 @@ from typing import Any
 from scaler import schema
 from scaler.config.api_token import read_api_token
 from scaler.config.node_pools import NodePoolSettings
+from scaler.config.tenancy import TenancySettings
 from scaler.config.tls import read_tls
 from scaler.keda.metadata import metadata_keys
 from scaler.schema import Problem, above, at_least, port, setting
@@ -56,6 +57,15 @@ class ServerSettings:
                    "never delay an answer. Worth it from a few hundred workloads or many calls a "
                    "second (uses one more process, about 40 MiB); the HTTP port stays with the "
                    "scaling process.")
+    grpc_max_message_bytes: int = setting(
+        4 * 2**20, check=at_least(1024),
+        doc="Largest gRPC message the server receives or sends, bytes; a larger call is refused"
+            " by gRPC with RESOURCE_EXHAUSTED before it is read whole. Restart.")
+    grpc_max_concurrent_streams: int = setting(
+        1000, check=at_least(1),
+        doc="Most calls in flight on one gRPC connection (HTTP/2 streams); further calls wait "
+            "for one to end. KEDA holds one StreamIsActive per external-push trigger on one "
+            "connection: keep it above their number. Restart.")
 
     @property
     def tls_mode(self) -> str:
@@ -96,6 +106,15 @@ class WorkloadSettings:
         600.0, check=above(0), doc="A workload KEDA has not asked about for this long is dropped "
                                    "and no longer scraped. Must exceed the ScaledObject "
                                    "pollingInterval (default 30 s).")
+    max_workloads: int = setting(
+        2000, check=at_least(1),
+        doc="Most workloads registered at once; a call about a new one past it is refused with "
+            "RESOURCE_EXHAUSTED (HTTP 429) and nothing is registered, until one is dropped. "
+            "Hot.")
+    max_endpoints: int = setting(
+        512, check=at_least(1),
+        doc="Most static `endpoints` plus `gpuEndpoints` one trigger may list; past it the call "
+            "is refused with RESOURCE_EXHAUSTED (HTTP 413) and nothing is fetched. Hot.")
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,8 @@ class PrometheusSettings:
                 " from for workloads with metricsSource prometheus; empty = off.")
     history_query: str = setting(
         "", doc="PromQL giving a workload's request rate (req/s), with {namespace} and "
-                "{scaledobject} placeholders, used when the trigger has no historyQuery. For vLLM"
+                "{scaledobject} placeholders (filled in escaped, as inside a PromQL string), used "
+                "when the trigger has no historyQuery. For vLLM"
                 " pods named after their ScaledObject: "
                 "sum(rate(vllm:request_success_total{namespace=\"{namespace}\",pod=~\"{scaledobject}-.*\"}[5m])).")
     history_s: float = setting(
@@ -227,6 +247,7 @@ class ServiceConfig:
     workloads: WorkloadSettings = field(default_factory=WorkloadSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    tenancy: TenancySettings = field(default_factory=TenancySettings)
     node_pools: NodePoolSettings = field(default_factory=NodePoolSettings)
     gpu: GpuSettings = field(default_factory=GpuSettings)
 

@@ -15,11 +15,10 @@ import grpc
 
 from scaler.config.settings import ServerSettings
 from scaler.config.tls import TlsMaterial
-from scaler.keda.metadata import MetadataError
 from scaler.keda.proto import externalscaler_pb2 as pb
-from scaler.keda.servicer import Verdict, serve_keda, server_credentials
-from scaler.keda.verdict import invalid, verdict_of
-from scaler.service.service import ScalerService
+from scaler.keda.servicer import Verdict, serve_keda, server_credentials, server_options
+from scaler.keda.verdict import REFUSALS, refused, verdict_of
+from scaler.service.service import ScalerService, resolve_naming_hosts
 from scaler.service.workloads import Workload
 
 log = logging.getLogger("scaler.grpc")
@@ -33,22 +32,21 @@ class ServiceDecisions:
 
     async def verdict(self, ref: pb.ScaledObjectRef) -> Verdict:
         try:
-            workload = self._resolve(ref)
-        except MetadataError as exc:
-            return invalid(exc)
+            workload = await self._resolve(ref)
+        except REFUSALS as exc:
+            return refused(exc)
         return self._verdict_of(workload)
 
     async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
         try:
-            workload = self._resolve(ref)
-        except MetadataError as exc:
-            yield invalid(exc)
-            return
-        while True:
-            changed = self.service.change_event(workload)
-            yield self._verdict_of(workload)
-            await changed.wait()
-            workload = self.service.keep_alive(workload, ref.scalerMetadata)
+            workload = await self._resolve(ref)
+            while True:
+                changed = self.service.change_event(workload)
+                yield self._verdict_of(workload)
+                await changed.wait()
+                workload = self.service.keep_alive(workload, ref.scalerMetadata)
+        except REFUSALS as exc:  # at the start, or registering a dropped workload again
+            yield refused(exc)
 
     def record(self, method: str, code: grpc.StatusCode, seconds: float | None) -> None:
         telemetry = self.service.telemetry
@@ -56,8 +54,9 @@ class ServiceDecisions:
         if seconds is not None:
             telemetry.rpc_duration.labels(method).observe(seconds)
 
-    def _resolve(self, ref: pb.ScaledObjectRef) -> Workload:
-        return self.service.resolve(ref.namespace, ref.name, ref.scalerMetadata)
+    async def _resolve(self, ref: pb.ScaledObjectRef) -> Workload:
+        return await resolve_naming_hosts(self.service, ref.namespace, ref.name,
+                                          ref.scalerMetadata)
 
     def _verdict_of(self, workload: Workload) -> Verdict:
         return verdict_of(self.service, workload)[0]
@@ -70,8 +69,11 @@ async def start_grpc_server(service: ScalerService, *, host: str, port: int,
     With ``tls`` the port speaks TLS as KEDA dials it when the trigger has ``caCert`` (or
     ``enableTLS``), and with a client CA it also requires KEDA's ``tlsClientCert``.
     """
-    server, bound = await serve_keda(ServiceDecisions(service), host=host, port=port,
-                                     credentials=credentials(tls))
+    settings = service.config.server
+    server, bound = await serve_keda(
+        ServiceDecisions(service), host=host, port=port, credentials=credentials(tls),
+        options=server_options(max_message_bytes=settings.grpc_max_message_bytes,
+                               max_concurrent_streams=settings.grpc_max_concurrent_streams))
     log.info("gRPC ExternalScaler listening on %s:%d (%s)", host, bound,
              describe_grpc_security(service.config.server, tls))
     return server, bound

@@ -7,8 +7,9 @@ the same keys as the gRPC trigger metadata in its query string and answers::
 
 so a KEDA ``metrics-api`` trigger with ``valueLocation: desiredReplicas`` and
 ``targetValue: "1"`` asks the HPA for exactly the same count as the gRPC path.
-Errors are JSON too: 400 names each bad key, 503 says why there is no fresh
-decision (KEDA then applies the ScaledObject's fallback). Every route is
+Errors are JSON too: 400 names each bad key, 413 or 429 the operator limit a
+request is past (nothing registered), 503 says why there is no fresh decision
+(KEDA then applies the ScaledObject's fallback). Every route is
 read-only (GET and HEAD; anything else is 405). With ``server.http_tls`` it is HTTPS
 with the gRPC server's certificate.
 
@@ -31,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from scaler.config.api_token import ApiToken
 from scaler.config.settings import ServerSettings
 from scaler.keda.metadata import MetadataError
-from scaler.service.service import ScalerService, Unavailable
+from scaler.service.service import LimitExceeded, ScalerService, Unavailable, resolve_naming_hosts
 from scaler.service.telemetry import fleet_signals
 
 log = logging.getLogger("scaler.http")
@@ -91,10 +92,13 @@ async def decision(request: web.Request) -> web.Response:
     namespace = request.match_info["namespace"]
     name = request.match_info["name"]
     try:
-        workload = service.resolve(namespace, name, dict(request.query))
+        workload = await resolve_naming_hosts(service, namespace, name, dict(request.query))
         answer = service.answer(workload)
     except MetadataError as exc:
         return _error(service, 400, "invalid_metadata", str(exc), problems=exc.problems)
+    except LimitExceeded as exc:
+        return _error(service, exc.http_status, "resource_exhausted", str(exc),
+                      setting=exc.setting)
     except Unavailable as exc:
         return _error(service, 503, "unavailable", str(exc))
     service.telemetry.http_requests.labels("200").inc()

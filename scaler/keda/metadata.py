@@ -12,11 +12,13 @@ declarations.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from adapters.formats.promql import Matcher, parse_matchers, render
 from adapters.formats.vllm import Server
 from scaler.config.profiles import profile_names
 from scaler.model.specs import (
@@ -84,6 +86,11 @@ def _optional_name(raw: str) -> str | None:
     if raw and not all(c.isalnum() or c in "-." for c in raw):
         raise ValueError
     return raw or None
+
+
+def _selector(raw: str) -> str | None:
+    """PromQL label matchers, written back escaped: only matchers, nothing around them."""
+    return render(parse_matchers(raw)) or None
 
 
 def _port_number(raw: str) -> int:
@@ -154,21 +161,37 @@ class WorkloadSpec:
             "from Prometheus (`prometheus.url` in the config), falling back to the pods while "
             "Prometheus cannot be read.")
     prometheus_selector: str | None = setting(
-        None, key="prometheusSelector",
-        accepted="PromQL label matchers, e.g. 'namespace=\"llm\",job=\"vllm\"'",
+        None, key="prometheusSelector", parse=_selector,
+        accepted="PromQL label matchers (label, =, !=, =~ or !~, a quoted value; comma-"
+                 "separated), e.g. 'job=\"vllm\",model_name=\"llama\"'",
         doc="With `metricsSource: prometheus`: the series to read. Alone, it names the workload "
             "(its pods are the `pod` label values found; it is then never sent to zero); with "
             "`deployment`, `statefulSet`, `labelSelector` or `endpoints`, it narrows the default "
-            "`namespace=\"<podNamespace>\",pod=~\"<the ready pods>\"`.")
+            "`namespace=\"<podNamespace>\",pod=~\"<the ready pods>\"`. Unless "
+            "tenancy.cross_namespace, `namespace=\"<the ScaledObject's>\"` is added and a "
+            "matcher naming the namespace otherwise is refused.")
     history_query: str | None = setting(
         None, key="historyQuery", accepted="a PromQL expression",
         doc="The workload's request rate (req/s) in Prometheus, to warm-start its forecaster "
             "(needs prometheus.url in the config; default: the config's "
-            "prometheus.history_query).")
+            "prometheus.history_query). The operator's key: set in tuning, not in a trigger, "
+            "unless tenancy.cross_namespace.")
     targets: ReactiveTargets = dataclasses.field(default_factory=ReactiveTargets)
     bounds: ReplicaBounds = dataclasses.field(default_factory=ReplicaBounds)
     plan: PlanSettings = dataclasses.field(default_factory=PlanSettings)
     nodes: NodeShape = dataclasses.field(default_factory=NodeShape)
+
+    @functools.cached_property
+    def hosts(self) -> tuple[tuple[str, str], ...]:
+        """(key, host) of each static URL, every host once per key: what tenancy checks."""
+        found = dict.fromkeys(
+            [("endpoints", urlsplit(e.url).hostname or "") for e in self.endpoints]
+            + [("gpuEndpoints", urlsplit(url).hostname or "") for url in self.gpu_endpoints])
+        return tuple(found)
+
+    @functools.cached_property
+    def selector_matchers(self) -> tuple[Matcher, ...]:
+        return parse_matchers(self.prometheus_selector or "")
 
     def validate(self) -> list[str]:
         sources = [key for key, value in (

@@ -8,14 +8,16 @@ nothing heavier than grpc, so that front process starts in a fraction of a secon
 small.
 
 Status codes are the ones KEDA understands: INVALID_ARGUMENT for bad metadata (each bad key
-named), UNAVAILABLE while there is no fresh decision (KEDA retries, then applies the
-ScaledObject's ``fallback``).
+named), RESOURCE_EXHAUSTED past an operator limit (the setting named; nothing registered),
+UNAVAILABLE while there is no fresh decision (KEDA retries, then applies the ScaledObject's
+``fallback``). The server itself refuses messages over ``max_message_bytes`` and holds at most
+``max_concurrent_streams`` calls per connection.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +31,8 @@ T = TypeVar("T")
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+REFUSED = frozenset({INVALID, EXHAUSTED})  # about the call itself: a stream ends with them
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class Verdict:
 
     ``code`` OK: ``desired_replicas`` and ``active`` hold. UNAVAILABLE: no fresh decision
     (``metric_name`` is still known, so GetMetricSpec can answer). INVALID_ARGUMENT: the
-    metadata is wrong, and ``message`` names every bad key.
+    metadata is wrong, and ``message`` names every bad key. RESOURCE_EXHAUSTED: past an
+    operator limit, which ``message`` names.
     """
 
     metric_name: str
@@ -122,21 +127,23 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
                              ) -> AsyncIterator[pb.IsActiveResponse]:
         """First message once there is a decision, then one per change of activity.
 
-        Bad metadata ends the stream with INVALID_ARGUMENT (KEDA logs it and reopens);
-        while no decision is fresh, nothing is sent.
+        Bad metadata ends the stream with INVALID_ARGUMENT, a limit with RESOURCE_EXHAUSTED
+        (KEDA logs it and reopens); while no decision is fresh, nothing is sent.
         """
         sent: bool | None = None
-        opened = False
+        last: Verdict | None = None
         async for verdict in self.decisions.verdicts(request):
-            if not opened:
-                opened = True
+            if last is None:
                 self.decisions.record("StreamIsActive",
-                                      INVALID if verdict.code == INVALID else OK, None)
-            if verdict.code == INVALID:
-                await context.abort(INVALID, verdict.message)
+                                      verdict.code if verdict.code in REFUSED else OK, None)
+            last = verdict
+            if verdict.code in REFUSED:
+                await context.abort(verdict.code, verdict.message)
             if verdict.code == OK and verdict.active != sent:
                 yield pb.IsActiveResponse(result=verdict.active)
                 sent = verdict.active
+        if last is not None and last.code != OK:  # the source gave up: say why
+            await context.abort(last.code, last.message)
 
     async def _call(self, method: str, context: grpc.aio.ServicerContext[Any, Any],
                     handle: Callable[[], Awaitable[T]]) -> T:
@@ -166,10 +173,19 @@ def server_credentials(*, cert_chain: bytes, private_key: bytes,
         require_client_auth=client_ca is not None)
 
 
+def server_options(*, max_message_bytes: int,
+                   max_concurrent_streams: int) -> list[tuple[str, int]]:
+    """grpc.aio server options: the largest message either way, streams per connection."""
+    return [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_concurrent_streams", max_concurrent_streams)]
+
+
 async def serve_keda(decisions: Decisions, *, host: str, port: int,
-                     credentials: grpc.ServerCredentials | None) -> tuple[grpc.aio.Server, int]:
+                     credentials: grpc.ServerCredentials | None,
+                     options: Sequence[tuple[str, int]] = ()) -> tuple[grpc.aio.Server, int]:
     """Start the ExternalScaler service; returns the server and the bound port (for port 0)."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=list(options))
     pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(decisions), server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
     try:

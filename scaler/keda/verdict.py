@@ -1,15 +1,19 @@
 """The service's outcomes as KEDA verdicts, for the gRPC server in this process and for the
 front process's table alike: a decision is OK, ``Unavailable`` is UNAVAILABLE (KEDA's fallback
-applies), bad metadata is INVALID_ARGUMENT. Both answer through these two functions, so a call
-to either gets the same verdict for the same state.
+applies), bad metadata is INVALID_ARGUMENT, metadata past an operator limit
+RESOURCE_EXHAUSTED. Both answer through these functions, so a call to either gets the same
+verdict for the same state.
 """
 
 from __future__ import annotations
 
 from scaler.keda.metadata import MetadataError
-from scaler.keda.servicer import INVALID, UNAVAILABLE, Verdict
-from scaler.service.service import ScalerService, Unavailable
+from scaler.keda.servicer import EXHAUSTED, INVALID, UNAVAILABLE, Verdict
+from scaler.service.service import LimitExceeded, ScalerService, Unavailable
 from scaler.service.workloads import Workload
+
+# What resolving a ScaledObject can raise instead of giving its workload.
+REFUSALS = (MetadataError, LimitExceeded, Unavailable)
 
 
 def verdict_of(service: ScalerService, workload: Workload) -> tuple[Verdict, float]:
@@ -32,3 +36,12 @@ def verdict_of(service: ScalerService, workload: Workload) -> tuple[Verdict, flo
 def invalid(error: MetadataError) -> Verdict:
     """Bad metadata: no metric name to serve, every bad key in the message."""
     return Verdict("", INVALID, str(error))
+
+
+def refused(error: MetadataError | LimitExceeded | Unavailable) -> Verdict:
+    """A call refused before it reached a workload (one of ``REFUSALS``)."""
+    if isinstance(error, MetadataError):
+        return invalid(error)
+    if isinstance(error, LimitExceeded):
+        return Verdict("", EXHAUSTED, str(error))
+    return Verdict("", UNAVAILABLE, str(error))

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from adapters.formats.promql import escape
 from adapters.sources.prometheus import PrometheusError, query_range
 from scaler.clock import Clock
 from scaler.config.profiles import load_profile, profile_path
@@ -81,13 +82,17 @@ class Forecasting:
             workload.planner.adopt(old)
 
     def history_query(self, workload: Workload) -> str | None:
-        """The PromQL of the workload's demand history, None when there is none to read."""
+        """The PromQL of the workload's demand history, None when there is none to read.
+
+        The placeholders' values are escaped as the inside of a PromQL string: a namespace
+        or name cannot close the string it is put in and add to the query.
+        """
         prometheus = self._config().prometheus
         template = workload.spec.history_query or prometheus.history_query
         if workload.planner is None or not prometheus.url or not template:
             return None
-        return template.replace("{namespace}", workload.key.namespace).replace(
-            "{scaledobject}", workload.key.name)
+        return template.replace("{namespace}", escape(workload.key.namespace)).replace(
+            "{scaledobject}", escape(workload.key.name))
 
     async def warm_start(self, workload: Workload, query: str) -> None:
         """Teach a new workload's forecaster its Prometheus history; on failure, start cold."""

@@ -7,7 +7,9 @@ workloads at once, so an outage costs one timeout, not one per workload and roun
 pod it holds no recent sample of (a pod that just started). Prometheus has its own small
 connection pool: a stalled one never holds the connections the pod scrapes need. A workload
 named only by ``prometheusSelector`` has no URLs to fall back to; its data then ages until
-KEDA's fallback applies, as with any other outage.
+KEDA's fallback applies, as with any other outage. Unless ``tenancy.cross_namespace``, a
+``prometheusSelector`` is held to the ScaledObject's namespace: ``namespace="<its>"`` is added
+(the selector itself was checked not to name another one).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 
 import aiohttp
 
+from adapters.formats.promql import Matcher
 from adapters.formats.promtext import PageError
 from adapters.formats.vllm import read_samples, sample_names
 from adapters.sources.prometheus import PrometheusError
@@ -28,7 +31,7 @@ from adapters.sources.prometheus_pods import (
     samples_query,
 )
 from scaler.clock import Clock
-from scaler.config.settings import PrometheusSettings
+from scaler.config.settings import PrometheusSettings, ServiceConfig
 from scaler.model.specs import Endpoint
 from scaler.service.telemetry import Telemetry
 from scaler.service.workloads import READ_HISTOGRAMS, Workload, WorkloadKey
@@ -40,11 +43,10 @@ RETRY_AFTER_S = 30.0  # after Prometheus failed, pods are scraped directly this 
 
 
 class PrometheusSource:
-    def __init__(self, session: aiohttp.ClientSession,
-                 settings: Callable[[], PrometheusSettings], clock: Clock,
-                 telemetry: Telemetry) -> None:
+    def __init__(self, session: aiohttp.ClientSession, config: Callable[[], ServiceConfig],
+                 clock: Clock, telemetry: Telemetry) -> None:
         self._session = session
-        self._settings = settings
+        self._config = config
         self._clock = clock
         self._telemetry = telemetry
         self._problems: dict[WorkloadKey, str] = {}  # workload -> the current outage
@@ -54,6 +56,8 @@ class PrometheusSource:
         """The workload's query, or None when it has no pod to ask about yet."""
         spec, settings = workload.spec, self._settings()
         matchers = spec.prometheus_selector or ""
+        if matchers and not self._config().tenancy.cross_namespace:
+            matchers = f"{Matcher('namespace', '=', workload.key.namespace)},{matchers}"
         if spec.endpoints or workload.discovery is not None:
             pods = [p.endpoint.pod for p in workload.pods.values()]
             if not pods:
@@ -109,6 +113,9 @@ class PrometheusSource:
             return url.startswith(URL_PREFIX)  # with a URL, the pod's own page may do better
         workload.record_page(url, now, snapshot, sampled_s=now - max(0.0, wall - got.scraped_s))
         return True
+
+    def _settings(self) -> PrometheusSettings:
+        return self._config().prometheus
 
     def problem(self, key: WorkloadKey) -> str | None:
         """Why this workload's pods cannot be read from Prometheus now, None if they can."""

@@ -7,9 +7,11 @@ RPCs and HTTP requests only read that state, so an answer costs microseconds and
 waits on a slow pod. This module holds what they call and the shared resources' lifecycle.
 
 Errors are answered, not invented: bad metadata raises ``MetadataError``
-(INVALID_ARGUMENT), a workload with no data yet or only stale data raises
-``Unavailable`` (UNAVAILABLE), so KEDA applies the ScaledObject's fallback.
-Scrape problems are logged once when they start and once when they end.
+(INVALID_ARGUMENT), metadata past an operator limit ``LimitExceeded`` (RESOURCE_EXHAUSTED;
+``scaler.service.tenancy`` checks them before anything is registered), a workload with no
+data yet or only stale data raises ``Unavailable`` (UNAVAILABLE), so KEDA applies the
+ScaledObject's fallback. Scrape problems are logged once when they start and once when they
+end, with what failed; a caller is told only that pages failed (how would be a port scan).
 """
 
 from __future__ import annotations
@@ -27,27 +29,28 @@ from adapters.kubernetes.client import KubeConfigError, kube_client
 from adapters.kubernetes.discovery import PodDiscovery
 from adapters.kubernetes.pods import WorkloadTarget
 from adapters.sources.gpu_index import GpuIndex
+from adapters.sources.guard import AddressGuard, Lookup, system_lookup
 from adapters.sources.scrape import PageFetcher
 from scaler.clock import Clock, SystemClock
 from scaler.config.load import needs_restart
 from scaler.config.settings import ServiceConfig
 from scaler.keda.metadata import MetadataError, WorkloadSpec, changed_keys, parse_metadata
 from scaler.model.reactive import Decision
+from scaler.service.errors import LimitExceeded, NamesPending, Unavailable
 from scaler.service.forecasting import Forecasting
 from scaler.service.prometheus_scrape import PrometheusSource
 from scaler.service.runner import WorkloadRunner, target_of
 from scaler.service.supervise import supervise
 from scaler.service.telemetry import Telemetry
+from scaler.service.tenancy import Admission
 from scaler.service.workloads import Workload, WorkloadKey, WorkloadRegistry
+
+__all__ = ["Answer", "LimitExceeded", "ScalerService", "Unavailable", "resolve_naming_hosts"]
 
 log = logging.getLogger("scaler.service")
 
 _METADATA_CACHE_SIZE = 4096
 PROMETHEUS_CONNECTIONS = 8  # warm starts and metrics-source queries, all workloads
-
-
-class Unavailable(Exception):
-    """No trustworthy decision right now; the message says why and what to check."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class Answer:
 
 class ScalerService:
     def __init__(self, config: ServiceConfig | None = None, *, clock: Clock | None = None,
-                 background: bool = True, kube_api: ApiClient | None = None) -> None:
+                 background: bool = True, kube_api: ApiClient | None = None,
+                 lookup: Lookup = system_lookup) -> None:
+        """``lookup``: host name -> addresses, for the endpoint checks (tests pass a table)."""
         self.config = config or ServiceConfig()
         self.clock = clock or SystemClock()
         self.background = background
@@ -71,6 +76,9 @@ class ScalerService:
         self.telemetry.watch(lambda: self.registry, self.clock,
                              lambda: self.config.scrape.stale_after_s)
         self._specs: dict[frozenset[tuple[str, str]], WorkloadSpec | MetadataError] = {}
+        self.guard = AddressGuard(lambda address: self.config.tenancy.address_problem(address),
+                                  lookup=lookup, clock=self.clock.monotonic)
+        self.admission = Admission(lambda: self.config, self.guard, self.spec_for)
         self.runners: dict[WorkloadKey, WorkloadRunner] = {}
         self._lasting: set[asyncio.Task[object]] = set()
         self._kube_api = kube_api
@@ -98,16 +106,19 @@ class ScalerService:
             except KubeConfigError as exc:  # fine without a cluster: static endpoints work
                 self._kube_problem = str(exc)
         scrape = self.config.scrape
-        connector = aiohttp.TCPConnector(limit=scrape.max_concurrency, ttl_dns_cache=60)
+        # Every name is resolved and checked by the guard at each new connection (its own
+        # cache), every literal address by the fetcher: no page outside the networks.
+        connector = aiohttp.TCPConnector(limit=scrape.max_concurrency, resolver=self.guard,
+                                         use_dns_cache=False)
         self._session = aiohttp.ClientSession(connector=connector)
         self.fetcher = PageFetcher(session=self._session, timeout_s=scrape.timeout_s,
-                                   max_concurrency=scrape.max_concurrency)
+                                   max_concurrency=scrape.max_concurrency, guard=self.guard)
         # Prometheus gets its own small pool: a stalled Prometheus must never hold the
         # connections the pod scrapes (and their direct fallback) need.
         self._prometheus_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=PROMETHEUS_CONNECTIONS))
         self.prometheus_source = PrometheusSource(
-            self._prometheus_session, lambda: self.config.prometheus, self.clock, self.telemetry)
+            self._prometheus_session, lambda: self.config, self.clock, self.telemetry)
         self.forecasting.session = self._prometheus_session
         await self._start_gpu_index()
 
@@ -144,6 +155,7 @@ class ScalerService:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._lasting.clear()
+        await self.guard.close()  # name lookups in flight
         for session in (self._session, self._prometheus_session):
             if session is not None:
                 await asyncio.shield(session.close())
@@ -159,11 +171,17 @@ class ScalerService:
     # -- what RPCs call ----------------------------------------------------------------------
 
     def resolve(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload:
-        """The workload an RPC is about, registered (and its scraping started) if new."""
-        spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
+        """The workload an RPC is about, registered (and its scraping started) if new.
+
+        Refused (``MetadataError``, ``LimitExceeded``, ``NamesPending``) before anything is
+        registered, fetched or asked of Kubernetes when past the operator's limits.
+        """
+        spec = self.admission.spec(namespace, name, metadata)
         key = WorkloadKey(namespace, name, spec.metric_name)
         known = self.registry.get(key)
         before = None if known is None else known.spec  # touch replaces it
+        if known is None:
+            self.admission.check_room(len(self.registry))
         workload, is_new, changed = self.registry.touch(key, spec, self.clock.monotonic())
         if is_new:
             self.runners[key] = WorkloadRunner(self, workload)
@@ -187,9 +205,13 @@ class ScalerService:
         self.telemetry.spec_changes.labels(workload.key.namespace, workload.key.name).inc()
 
     def lookup(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload | None:
-        """The registered workload an RPC would be about, without counting it as asked."""
-        spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
-        return self.registry.get(WorkloadKey(namespace, name, spec.metric_name))
+        """The registered workload an RPC would be about, without counting it as asked; what
+        ``resolve`` would refuse is refused the same way."""
+        spec = self.admission.spec(namespace, name, metadata)
+        workload = self.registry.get(WorkloadKey(namespace, name, spec.metric_name))
+        if workload is None:
+            self.admission.check_room(len(self.registry))
+        return workload
 
     def apply_config(self, config: ServiceConfig) -> list[str]:
         """Take a new, validated config without a restart; what it learnt is kept.
@@ -280,11 +302,13 @@ class ScalerService:
             age = "no good page yet" if freshest is None else f"newest {now - freshest:.0f} s old"
             outage = self.prometheus_outage(workload)
             problems = [f"cannot read Prometheus ({outage})"] if outage else []
+            failing = len(workload.problems())
+            if failing:  # which way each failed is the log's (told apart, it is a port scan)
+                problems.append(f"{failing} of {len(workload.pods)} pod page(s) could not be "
+                                "fetched or read; the scaler's log says why")
             raise Unavailable(
                 f"workload {workload.key}: metrics are stale ({age}, limit "
-                f"scrape.stale_after_s={stale_after:g}): "
-                + _joined(problems + workload.problems())
-            )
+                f"scrape.stale_after_s={stale_after:g}): " + _joined(problems))
         if workload.decision is None:
             raise Unavailable(f"workload {workload.key}: {workload.no_decision_reason}")
         return Answer(workload, workload.decision, now - freshest)
@@ -324,8 +348,8 @@ class ScalerService:
         self.runners.pop(workload.key, None)
         self.telemetry.workloads_dropped.inc()
         namespace, name = workload.key.namespace, workload.key.name
-        if not any((w.key.namespace, w.key.name) == (namespace, name) for w in self.registry):
-            self.telemetry.forget_scaled_object(namespace, name)
+        if not any(w.key.namespace == namespace and w.key.name == name for w in self.registry):
+            self.telemetry.forget(namespace, name)  # its series, unless a trigger remains
 
     # -- background tasks and the Kubernetes API ---------------------------------------------
 
@@ -347,6 +371,17 @@ class ScalerService:
         if self._kube_api is None and self._kube_problem is not None:
             log.error("no Kubernetes API access: %s", self._kube_problem)
         return self._kube_api
+
+
+async def resolve_naming_hosts(service: ScalerService, namespace: str, name: str,
+                               metadata: Mapping[str, str]) -> Workload:
+    """``service.resolve``, first waiting for the host names the trigger names to be resolved
+    (off the event loop) and checked, the first time they are seen."""
+    try:
+        return service.resolve(namespace, name, metadata)
+    except NamesPending as pending:
+        await pending.wait()
+    return service.resolve(namespace, name, metadata)
 
 
 def _joined(problems: list[str]) -> str:

@@ -4,11 +4,14 @@ Event metrics (scrapes, errors, RPCs) are ordinary counters and histograms.
 Per-workload state (signals, decisions, data age) is computed at collection
 time by ``WorkloadCollector`` from the registry, so there is no global mutable
 gauge to forget to reset when a workload goes away. Each service owns its own
-``CollectorRegistry``: tests get a fresh one per service.
+``CollectorRegistry``: tests get a fresh one per service. The event counters labelled by
+workload are forgotten with it (``forget``): a name a caller made up once must not stay a
+series for the life of the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -27,6 +30,8 @@ _COUNTER_SIGNALS = (
     ("request_success", "requests_finished_per_second"),
     ("preemptions", "preemptions_per_second"),
 )
+_SCRAPE_ERROR_LABELS = ("namespace", "scaledobject", "source", "kind")
+_BAD_LINE_LABELS = ("namespace", "scaledobject", "source")
 
 
 class Telemetry:
@@ -39,12 +44,12 @@ class Telemetry:
         self.scrape_errors = Counter(
             "scaler_scrape_errors_total",
             "Metrics pages that could not be fetched or read, by kind of failure.",
-            ["namespace", "scaledobject", "source", "kind"], registry=self.registry,
+            _SCRAPE_ERROR_LABELS, registry=self.registry,
         )
         self.bad_lines = Counter(
             "scaler_page_bad_lines_total",
             "Malformed lines skipped in metrics pages (the rest of the page was used).",
-            ["namespace", "scaledobject", "source"], registry=self.registry,
+            _BAD_LINE_LABELS, registry=self.registry,
         )
         self.rpc_requests = Counter(
             "scaler_rpc_requests_total", "KEDA gRPC calls by method and status code.",
@@ -80,10 +85,19 @@ class Telemetry:
             "Workloads dropped because KEDA stopped asking about them.", registry=self.registry,
         )
 
-    def forget_scaled_object(self, namespace: str, name: str) -> None:
-        """Remove the series of a ScaledObject none of whose workloads is registered any more,
+    def forget(self, namespace: str, scaledobject: str) -> None:
+        """Remove every series labelled with this ScaledObject (it is no longer registered),
         so /metrics does not grow with every workload ever seen."""
-        self.spec_changes.remove(namespace, name)
+        for metric, names in ((self.scrape_errors, _SCRAPE_ERROR_LABELS),
+                              (self.bad_lines, _BAD_LINE_LABELS)):
+            seen = {tuple(sample.labels[n] for n in names)
+                    for family in metric.collect() for sample in family.samples
+                    if sample.labels.get("namespace") == namespace
+                    and sample.labels.get("scaledobject") == scaledobject}
+            for values in seen:
+                metric.remove(*values)
+        with contextlib.suppress(KeyError):  # no change was ever counted
+            self.spec_changes.remove(namespace, scaledobject)
 
     def watch(self, workloads: Callable[[], Iterable[Workload]],
               clock: Clock, stale_after_s: Callable[[], float]) -> None:

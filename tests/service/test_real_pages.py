@@ -73,5 +73,8 @@ async def test_dcgm_page_without_the_needed_fields_is_reported_not_fatal(
 async def test_a_dcgm_page_is_not_a_vllm_page(fixture_server, service):
     workload = service.resolve("llm", "wrong", {"endpoints": f"{fixture_server}/dcgm2/metrics"})
     await service.scrape(workload)
-    with pytest.raises(Unavailable, match="is this a vLLM /metrics endpoint"):
+    (pod,) = workload.pods.values()
+    assert "is this a vLLM /metrics endpoint" in (pod.problem or "")  # logged so
+    with pytest.raises(Unavailable, match="1 of 1 pod page") as info:
         service.answer(workload)
+    assert "vLLM" not in str(info.value)  # the caller is not told what answered

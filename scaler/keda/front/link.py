@@ -26,9 +26,9 @@ from prometheus_client import Counter
 from scaler.config.tls import TlsMaterial
 from scaler.keda.front.channel import Channel, Message
 from scaler.keda.front.child import FrontChild, yield_cpu_to_the_front
-from scaler.keda.metadata import MetadataError
 from scaler.keda.servicer import OK, UNAVAILABLE, Verdict
-from scaler.keda.verdict import invalid, verdict_of
+from scaler.keda.verdict import REFUSALS, refused, verdict_of
+from scaler.service.errors import NamesPending, Unavailable
 from scaler.service.service import ScalerService
 from scaler.service.workloads import Workload, WorkloadKey
 
@@ -108,16 +108,29 @@ class FrontLink:
 
     def _answer_ask(self, message: Message) -> None:
         """Resolve the ScaledObject as a call here would (a held stream's ask: as the
-        stream would, never rolling newer metadata back), then send its verdict."""
+        stream would, never rolling newer metadata back), then send its verdict (once the
+        host names it names are resolved and checked, the first time)."""
         ref_id = int(message["id"])
         if ref_id not in self._refs:
             self._refs[ref_id] = _Ref(str(message["namespace"]), str(message["name"]),
                                       dict(message["metadata"]), self._now())
-        if message.get("held"):
-            self._keep(ref_id)
-        else:
-            self._touch(ref_id)
+        pending = self._keep(ref_id) if message.get("held") else self._touch(ref_id)
+        if pending is not None:
+            self.service.spawn(self._answer_once_named(ref_id, pending), f"ask {ref_id}")
+            return
+        self._answer(ref_id)
+
+    async def _answer_once_named(self, ref_id: int, pending: NamesPending) -> None:
+        await pending.wait()
+        if ref_id in self._refs and self._touch(ref_id) is None:
+            self._answer(ref_id)
+
+    def _answer(self, ref_id: int) -> None:
+        """Send a ref's verdict; forget a ref that registered nothing (refused: the front
+        asks again when its verdict expires), so refused calls are not kept here."""
         self.channel.send({"t": "verdicts", "items": [self._item(ref_id)]})
+        if self._refs[ref_id].key is None:
+            del self._refs[ref_id]
 
     async def settle(self) -> None:
         """Return once the front holds every decision made so far, and this process has
@@ -129,33 +142,40 @@ class FrontLink:
         await self.channel.drain()
         await future
 
-    def _touch(self, ref_id: int) -> None:
-        """KEDA asked: register (again) or keep the workload, as an RPC here would."""
+    def _touch(self, ref_id: int) -> NamesPending | None:
+        """KEDA asked: register (again) or keep the workload, as an RPC here would; what to
+        wait for first when it names hosts not resolved yet."""
         ref = self._refs.get(ref_id)
         if ref is None:
-            return
+            return None
         ref.last_asked_s = self._now()
-        with contextlib.suppress(MetadataError):  # the verdict carries the error
+        try:
             workload = self.service.resolve(ref.namespace, ref.name, ref.metadata)
-            self._map(ref_id, ref, workload.key)
+        except NamesPending as pending:
+            return pending
+        except REFUSALS:  # the verdict carries the error
+            return None
+        self._map(ref_id, ref, workload.key)
+        return None
 
-    def _keep(self, ref_id: int) -> None:
+    def _keep(self, ref_id: int) -> NamesPending | None:
         """A held stream: keeps its workload alive but never rolls its spec back (see
         ``ScalerService.keep_alive``); registers it again only if it was dropped."""
         ref = self._refs.get(ref_id)
         workload = self.service.registry.get(ref.key) if ref and ref.key else None
         if ref is None or workload is None:
-            self._touch(ref_id)
-            return
+            return self._touch(ref_id)
         ref.last_asked_s = self._now()
         self.service.keep_alive(workload, ref.metadata)
+        return None
 
     def _item(self, ref_id: int) -> list[Any]:
         ref = self._refs[ref_id]
         try:
             workload = self.service.lookup(ref.namespace, ref.name, ref.metadata)
-        except MetadataError as exc:
-            return [ref_id, invalid(exc).to_json(), RECHECK_INVALID_S]
+        except REFUSALS as exc:
+            again = RECHECK_UNAVAILABLE_S if isinstance(exc, Unavailable) else RECHECK_INVALID_S
+            return [ref_id, refused(exc).to_json(), again]
         if workload is None:  # dropped as idle: the front asks (and so registers) at once
             message = (f"workload {ref.namespace}/{ref.name} is not registered (no call for "
                        f"workloads.idle_timeout_s); it is registered again at the next call")
@@ -186,6 +206,8 @@ class FrontLink:
             await asyncio.sleep(PUBLISH_BATCH_S)
             if time.monotonic() - last_full >= REPUBLISH_EVERY_S:
                 self._dirty, last_full = set(self._refs), time.monotonic()
+                self.channel.send({"t": "limits", "max_metadata_bytes":  # a reload may change it
+                                   self.service.config.tenancy.max_metadata_bytes})
             self._send_dirty()
             await self.channel.drain()
 
@@ -342,8 +364,10 @@ class FrontProcess:
                    "private_key": self.tls.private_key.decode(),
                    "client_ca": self.tls.client_ca.decode() if self.tls.client_ca else None}
         return {"t": "hello", "host": server.host, "port": port, "tls": tls,
-                "grace_s": server.grace_s,
-                "idle_s": self.service.config.workloads.idle_timeout_s}
+                "grace_s": server.grace_s, "max_message_bytes": server.grpc_max_message_bytes,
+                "max_concurrent_streams": server.grpc_max_concurrent_streams,
+                "idle_s": self.service.config.workloads.idle_timeout_s,
+                "max_metadata_bytes": self.service.config.tenancy.max_metadata_bytes}
 
     async def _supervise(self) -> None:
         while not self._stopping:

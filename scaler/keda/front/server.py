@@ -13,6 +13,8 @@ this one, which only serves gRPC, and keeps its table current:
   fallback). Registration, metadata errors and their messages are the scaling process's own;
 - each verdict carries how long it stays true (a decision's remaining freshness, so a
   workload whose metrics go stale is UNAVAILABLE here exactly when it would be there);
+- a call whose metadata is over ``tenancy.max_metadata_bytes`` (pushed by the scaling
+  process: ``limits``) is refused with RESOURCE_EXHAUSTED here, before anything of it is kept;
 - once a second the front reports which ScaledObjects KEDA asked about (they stay
   registered, like KEDA's calls keep them in one process) and its call counts and
   latencies (``asked``), which the scaling process exposes on its ``/metrics``.
@@ -39,7 +41,15 @@ import grpc
 from scaler.clock import Clock, SystemClock
 from scaler.keda.front.channel import Channel, Message
 from scaler.keda.proto import externalscaler_pb2 as pb
-from scaler.keda.servicer import INVALID, UNAVAILABLE, Verdict, serve_keda, server_credentials
+from scaler.keda.servicer import (
+    EXHAUSTED,
+    INVALID,
+    UNAVAILABLE,
+    Verdict,
+    serve_keda,
+    server_credentials,
+    server_options,
+)
 
 log = logging.getLogger("scaler.front")
 
@@ -61,9 +71,10 @@ class DecisionTable:
 
     def __init__(self, channel: Channel, *, idle_s: float,
                  clock: Clock | None = None,
-                 ask_timeout_s: float = ASK_TIMEOUT_S) -> None:
+                 ask_timeout_s: float = ASK_TIMEOUT_S, max_metadata_bytes: int = 16384) -> None:
         self.channel = channel
         self.idle_s = idle_s
+        self.max_metadata_bytes = max_metadata_bytes
         self.clock = clock or SystemClock()
         self.ask_timeout_s = ask_timeout_s
         self._ids: dict[RefKey, int] = {}
@@ -88,6 +99,9 @@ class DecisionTable:
     async def _verdict(self, ref: pb.ScaledObjectRef, *, held: bool) -> Verdict:
         """``held``: asked by an open stream after its first message, which only keeps its
         workload alive; a call (or a stream's first message) registers and updates it."""
+        too_large = self._too_large(ref)
+        if too_large is not None:
+            return too_large
         ref_id = self._id(ref)
         (self._held if held else self._asked).add(ref_id)
         entry = self._entries.get(ref_id)
@@ -96,6 +110,10 @@ class DecisionTable:
         return await self._ask(ref_id, ref, held=held)
 
     async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
+        too_large = self._too_large(ref)
+        if too_large is not None:
+            yield too_large
+            return
         ref_id = self._id(ref)
         held = False
         while True:
@@ -119,6 +137,9 @@ class DecisionTable:
         if message["t"] == "sync":
             self.channel.send(self.report())
             self.channel.send({"t": "synced", "n": message["n"]})
+            return
+        if message["t"] == "limits":
+            self.max_metadata_bytes = int(message["max_metadata_bytes"])
             return
         if message["t"] != "verdicts":
             log.warning("unknown message %r from the scaling process: ignored", message["t"])
@@ -157,6 +178,20 @@ class DecisionTable:
             await self.channel.drain()
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _too_large(self, ref: pb.ScaledObjectRef) -> Verdict | None:
+        """RESOURCE_EXHAUSTED for metadata the scaling process would refuse as too large
+        (its check adds tuning's keys: a trigger over the limit alone is over it there too)."""
+        metadata = ref.scalerMetadata
+        if sum(len(k) + len(v) for k, v in metadata.items()) * 4 <= self.max_metadata_bytes:
+            return None  # the common case, without encoding (UTF-8: 4 bytes a character at most)
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+        if size <= self.max_metadata_bytes:
+            return None
+        return Verdict("", EXHAUSTED, (
+            f"the trigger metadata holds {size} bytes, more than tenancy.max_metadata_bytes="
+            f"{self.max_metadata_bytes}: nothing is registered; shorten it, or ask the "
+            "operator to raise the limit"))
 
     def _id(self, ref: pb.ScaledObjectRef) -> int:
         key = (ref.namespace, ref.name, frozenset(ref.scalerMetadata.items()))
@@ -209,10 +244,14 @@ async def run_front(sock: socket.socket) -> int:
     if hello is None or hello["t"] != "hello":
         log.error("expected a hello from the scaling process, got %r", hello)
         return 2
-    table = DecisionTable(channel, idle_s=float(hello["idle_s"]))
+    table = DecisionTable(channel, idle_s=float(hello["idle_s"]),
+                          max_metadata_bytes=int(hello["max_metadata_bytes"]))
     try:
-        server, port = await serve_keda(table, host=hello["host"], port=int(hello["port"]),
-                                        credentials=_credentials(hello.get("tls")))
+        server, port = await serve_keda(
+            table, host=hello["host"], port=int(hello["port"]),
+            credentials=_credentials(hello.get("tls")),
+            options=server_options(max_message_bytes=int(hello["max_message_bytes"]),
+                                   max_concurrent_streams=int(hello["max_concurrent_streams"])))
     except (OSError, RuntimeError, ValueError) as exc:
         channel.send({"t": "failed", "error": str(exc)})
         await channel.drain()
