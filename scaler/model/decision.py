@@ -94,6 +94,7 @@ def _without_ready_pods(bounds: ReplicaBounds, plan: Plan | None, replicas: int)
 
 
 def _plan_proposals(plan: Plan) -> tuple[Proposal, ...]:
+    ahead = ("no forecast yet: the demand now" if math.isnan(plan.forecast_upper) else
+             f"forecast upper {plan.forecast_upper:.3g} req/s one lead time ahead")
     return (Proposal("capacity_now", plan.need_now, math.nan, "SLO capacity at demand now"),
-            Proposal("forecast", plan.need_ahead, math.nan,
-                     f"forecast upper {plan.forecast_upper:.3g} req/s one lead time ahead"))
+            Proposal("forecast", plan.need_ahead, math.nan, ahead))

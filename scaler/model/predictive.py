@@ -82,8 +82,8 @@ class Plan:
     active: bool
     need_now: int
     need_ahead: int
-    forecast_mean: float  # requests/s at one pod lead time
-    forecast_upper: float
+    forecast_mean: float  # requests/s at one pod lead time; NaN: no forecast yet
+    forecast_upper: float  # NaN: no forecast yet
     reason: str
     observed_rate: float = 0.0  # requests/s, as given
     replica_capacity: float = 0.0  # saturated requests/s of one replica at current lengths
@@ -151,20 +151,24 @@ class PredictivePlanner:
         lengths = self._lengths
         need_now = self._need(rate + state.backlog / s.drain_s, lengths)
         pod_lead = s.plan.pod_startup_s + s.decision_interval_s
-        mean, upper = self._forecast_peak(state.now_s, pod_lead)
-        need_ahead = self._need(upper * s.plan.headroom, lengths)
+        mean, upper = self._forecast_peak(state.now_s, pod_lead)  # 0 while not ready
+        forecasting = self.forecaster.ready
+        need_ahead = self._need(upper * s.plan.headroom, lengths) if forecasting else need_now
         idle = rate <= 0 and state.backlog <= 0 and state.running <= 0
         quiet = upper * pod_lead < 0.5  # not even one request expected within the lead time
         to_zero = idle and quiet and s.bounds.min_replicas == 0
         wanted = 0 if to_zero else max(need_now, need_ahead)
         if not self._targets:  # a fresh planner (a restarted scaler) holds what runs for one
             self._targets.append((state.now_s, state.replicas))  # window, idle or not
-        target, why = self._replicas(state, wanted, need_now, need_ahead)
+        target, why = self._replicas(state, wanted, need_now, need_ahead, forecasting)
         if to_zero:
-            why = "idle, and no request forecast within one pod lead time" + (
+            why = ("idle, and no request forecast within one pod lead time" if forecasting else
+                   "idle, and no forecast yet") + (
                 "" if target == 0 else f"; holding {target} for the scale-down window")
         nodes = self._nodes(state, target, lengths)
         active = not (idle and quiet) or target > s.bounds.min_replicas  # held ones keep it on
+        if not forecasting:
+            mean = upper = math.nan
         return Plan(target, nodes, active=active, need_now=need_now,
                     need_ahead=need_ahead, forecast_mean=mean, forecast_upper=upper,
                     reason=why, observed_rate=rate,
@@ -219,10 +223,13 @@ class PredictivePlanner:
         return max(f.mean for f in forecasts), max(f.upper for f in forecasts)
 
     def _replicas(self, state: FleetState, wanted: int, need_now: int,
-                  need_ahead: int) -> tuple[int, str]:
+                  need_ahead: int, forecasting: bool) -> tuple[int, str]:
         s = self.settings
         source = "forecast" if need_ahead > need_now else "observed load"
         why = f"{source}: now {need_now}, at +{s.plan.pod_startup_s:g}s {need_ahead}"
+        if not forecasting:
+            why = (f"no forecast yet (the forecaster needs one {self.forecaster.step_s:g} s step "
+                   f"of demand): sized for the observed load, {need_now}")
         self._remember(self._targets, state.now_s, wanted, s.plan.scale_down_window_s)
         target = wanted
         if wanted < state.replicas:

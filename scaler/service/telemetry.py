@@ -12,6 +12,7 @@ series for the life of the process.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -210,8 +211,9 @@ class _PredictiveFamilies:
         plan, planner = w.plan, w.planner
         if plan is None or planner is None:
             return
-        self.forecast.add_metric([*key, "mean"], plan.forecast_mean)
-        self.forecast.add_metric([*key, "upper"], plan.forecast_upper)
+        if not math.isnan(plan.forecast_mean):  # absent, not 0, until there is a forecast
+            self.forecast.add_metric([*key, "mean"], plan.forecast_mean)
+            self.forecast.add_metric([*key, "upper"], plan.forecast_upper)
         self.observed.add_metric(key, plan.observed_rate)
         self.needed.add_metric([*key, "now"], plan.need_now)
         self.needed.add_metric([*key, "lead"], plan.need_ahead)

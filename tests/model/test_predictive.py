@@ -256,3 +256,17 @@ def test_nodes_hold_whole_replicas(gpus_per_replica: int, gpus_per_node: int,
     p = planner(gpus_per_replica=gpus_per_replica, gpus_per_node=gpus_per_node)
     plan = p.plan(state(0, rate=0, replicas=5, nodes=0, ready_nodes=0))
     assert (plan.replicas, plan.nodes) == (5, nodes)
+
+
+def test_a_cold_forecaster_is_no_forecast_not_zero_demand() -> None:
+    p = planner()  # nothing seen: a restarted scaler without history
+    first = p.plan(state(0, rate=40))
+    assert math.isnan(first.forecast_mean) and math.isnan(first.forecast_upper)
+    assert first.need_ahead == first.need_now >= 2  # sized for the 40 req/s it sees
+    assert first.reason.startswith("no forecast yet")
+    later = first
+    for i in range(1, 50):  # 735 s of 15 s decisions: two forecaster steps fed
+        later = p.plan(state(i * 15.0, rate=40))
+    assert later.forecast_mean == pytest.approx(40, rel=0.1)
+    assert "no forecast yet" not in later.reason
+

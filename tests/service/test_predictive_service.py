@@ -89,6 +89,30 @@ async def test_forecast_and_plan_are_exposed_as_metrics(service, pods):
     assert get("scaler_workload_lead_time_seconds", {**key, "kind": "node"}) == 900.0
 
 
+async def test_no_forecast_yet_is_said_not_exported_as_zero(service, pods):
+    """A steady 10 req/s just after start: no forecast gauge (absent, not 0), the reason says
+    so, and the plan sizes for the demand it sees; once a forecaster step is fed, both appear."""
+    pod = await pods()
+    pod.engines = [EngineState(running=10, kv_cache_usage=0.1)]
+    workload = service.resolve("ns", "so", {"endpoints": pod.url})
+    await service.scrape(workload)
+    for _ in range(10):  # 100 s: less than one 300 s forecaster step
+        await serve_traffic(service, pod, workload, rate=10)
+    get = service.telemetry.registry.get_sample_value
+    key = {"namespace": "ns", "scaledobject": "so", "metric": "desired-replicas"}
+    assert get("scaler_workload_forecast_requests_per_second", {**key, "bound": "mean"}) is None
+    assert get("scaler_workload_forecast_requests_per_second", {**key, "bound": "upper"}) is None
+    assert get("scaler_workload_observed_requests_per_second", key) == pytest.approx(10)
+    assert workload.plan is not None and workload.decision is not None
+    assert "no forecast yet" in workload.decision.reason
+    assert workload.plan.need_ahead == workload.plan.need_now >= 1
+    for _ in range(60):  # 600 s more: the forecaster has its first steps
+        await serve_traffic(service, pod, workload, rate=10)
+    assert get("scaler_workload_forecast_requests_per_second", {**key, "bound": "mean"}) == (
+        pytest.approx(10, rel=0.2))
+    assert "no forecast yet" not in workload.decision.reason
+
+
 async def test_the_node_plan_is_held_by_the_planners_rules_in_the_service(service, pods):
     """The planner sees the nodes this workload's plan asked for, so pending pods and the node
     scale-down window hold them (a count of 0 would let every drop through at once)."""

@@ -140,4 +140,5 @@ def test_the_predictive_policy_sees_demand_only_through_ready_pods(replicas, sta
     policy.decide(view)
     assert policy.plan is not None
     assert policy.plan.observed_rate == 0.0  # not the 50 req/s arriving at no ready pod
-    assert not math.isnan(policy.plan.forecast_upper)
+    assert math.isnan(policy.plan.forecast_upper)  # a first plan: no forecast yet, said so
+    assert "no forecast yet" in policy.plan.reason

@@ -109,6 +109,12 @@ class DemandForecaster:
     def params(self) -> SmoothingParams:
         return self._params
 
+    @property
+    def ready(self) -> bool:
+        """It has a level to forecast from: one whole step of demand seen (or warm-started).
+        Before that ``forecast`` answers 0, which must not be read as "no demand"."""
+        return self._core.level is not None and self._last_k is not None
+
     def observe(self, t_s: float, value: float) -> None:
         """One reading at time ``t_s`` (seconds); NaN (or inf, or negative) is missing."""
         t_s = float(t_s)
