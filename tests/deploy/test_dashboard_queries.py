@@ -66,6 +66,8 @@ ALLOWED_EMPTY = {
     'state="ready"': "a dry-run pool reports no ready nodes",
     "scaler_workload_forecast_coverage": "scored once per 5-minute forecaster step",
     "scaler_workload_forecast_abs_error": "scored once per 5-minute forecaster step",
+    "scaler_workload_forecast_requests_per_second":
+        "absent (not 0) until the forecaster has seen one 5-minute step of demand",
 }
 
 DATA_DEADLINE_S = 30.0
