@@ -9,11 +9,17 @@ a tight SLO that keeps utilisation well below 1, at a loose one close to it. An 
 fleet (rate >= capacity) never counts as meeting the SLO, whatever one instant looks like.
 
 The profile is only a starting point (vLLM's throughput moved 1.5-2.7x between versions on
-the same GPU). ``observe_saturated`` corrects it, as NVIDIA Dynamo's planner corrects its
-profiled throughput: whenever a replica is measured at saturation (queue non-empty, GPU busy),
-its served request rate over the profile's prediction for the same lengths is folded into an
-exponentially weighted correction factor. Samples from pods still warming up, or taken while
-the GPU idles, say nothing about capacity and must not be passed in.
+the same GPU; another model or longer prompts move it further). ``observe_saturated`` corrects
+it, as NVIDIA Dynamo's planner corrects its profiled throughput: whenever a replica is
+measured at capacity (``scaler.model.saturation``), its served request rate over the
+profile's prediction for the same lengths is one sample of a correction factor. The factor is
+the median of the last ``correction_samples`` samples (in log space), with the profile's own
+1.0 filling in for missing ones until there are 3: one sample alone never moves it, two that
+agree set it, and one wild sample among the recent ones is outvoted. Samples should be
+independent (one per pod per rate window, ``scaler.model.observe.learn_capacity``): the
+correction then reaches the truth within 3 rate windows of a pod being seen at capacity,
+where an average weighted 0.1 per scrape needed minutes. Samples from pods still warming up,
+stuck, or whose GPU idles say nothing about capacity and must not be passed in.
 
 Pure: no I/O, no clock.
 """
@@ -22,25 +28,35 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
+from collections import deque
 
 from scaler.model.profile import ReplicaProfile
 from scaler.model.queueing import FluidFleet
 
 _MAX_REPLICAS = 100_000
+_QUORUM = 3  # samples the median is taken over at least, the profile's 1.0 filling in
 
 
 class CapacityModel:
     def __init__(self, profile: ReplicaProfile, *, slo_ttft_s: float = 2.0,
-                 slo_target: float = 0.99, correction_weight: float = 0.1,
-                 correction_bounds: tuple[float, float] = (0.25, 4.0)) -> None:
+                 slo_target: float = 0.99, correction_samples: int = 5,
+                 correction_bounds: tuple[float, float] = (0.1, 4.0)) -> None:
+        """``correction_bounds``: the factor's range. Low down to 0.1, since a profile
+        can be far too optimistic for the model really served (a 70B model under an 8B
+        profile) and a low factor only costs replicas; high only to 4, since a factor too
+        high costs the SLO."""
         if not 0 < slo_target < 1:
             raise ValueError(f"slo_target must be within (0, 1), got {slo_target!r}")
+        if correction_samples < _QUORUM:
+            raise ValueError(f"correction_samples must be >= {_QUORUM}, got "
+                             f"{correction_samples!r}")
         self.profile = profile
         self.slo_ttft_s = slo_ttft_s
         self.slo_target = slo_target
-        self.correction_weight = correction_weight
         self.correction_bounds = correction_bounds
         self.correction = 1.0
+        self._samples: deque[float] = deque(maxlen=correction_samples)  # log of each ratio
         self._corrected = profile
 
     def per_replica_rate(self, mean_prompt: float, mean_output: float) -> float:
@@ -87,14 +103,17 @@ class CapacityModel:
 
     def observe_saturated(self, served_rate_per_replica: float, mean_prompt: float,
                           mean_output: float) -> None:
-        """Fold one saturated replica's measured request rate into the correction."""
+        """One saturated replica's measured request rate: a sample of the correction."""
         predicted = self.profile.saturated_request_rate(*_lengths(mean_prompt, mean_output))
         if not (served_rate_per_replica > 0 and predicted > 0):
             return
+        ratio = served_rate_per_replica / predicted
+        if not math.isfinite(ratio):
+            return
         low, high = self.correction_bounds
-        ratio = min(max(served_rate_per_replica / predicted, low), high)
-        w = self.correction_weight
-        self.correction = (1 - w) * self.correction + w * ratio
+        self._samples.append(math.log(min(max(ratio, low), high)))
+        votes = [*self._samples, *[0.0] * (_QUORUM - len(self._samples))]
+        self.correction = math.exp(statistics.median(votes))
         self._corrected = _scaled(self.profile, self.correction)
 
 

@@ -1,10 +1,11 @@
 """What a workload's pods show, as the decision and the planner read it.
 
-Pure (no I/O, no asyncio; time is passed in): the service keeps each pod's last page and rate
-window, and asks these rules what they amount to. Which pods are healthy (a growing queue on
-an idle GPU is a broken replica, not demand), what the reactive rule observes, what the
-predictive planner sees (arrivals, backlog, token lengths), what saturated pods teach the
-capacity model, and the decision's last word for a workload that cannot be seen at zero.
+Pure (no I/O, no asyncio; time is passed in): the service keeps each pod's last page, rate
+window and queue streak, and asks these rules what they amount to. Which pods are at capacity
+and which are stuck (``scaler.model.saturation``: a stuck replica's queue is not demand), what
+the reactive rule observes, what the predictive planner sees (arrivals, backlog, token
+lengths, what saturated pods serve), what saturated pods teach the capacity model, and the
+decision's last word for a workload that cannot be seen at zero.
 The inputs are structural (``ObservedPod``, ``ObservedFleet``): the service's workload state
 fits them as it is, and tests can build them by hand.
 """
@@ -14,23 +15,26 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Collection, Iterable, Mapping
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
 
 from adapters.formats.dcgm import GpuLoad
 from adapters.formats.vllm import VllmSnapshot
 from adapters.formats.window import PodWindow, merged_quantile
+from scaler.model import saturation
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import shape_nodes_for
 from scaler.model.predictive import FleetState, Plan
 from scaler.model.reactive import Decision, FleetObservation, PodLoad
+from scaler.model.saturation import QueueStreak
 from scaler.model.specs import Endpoint, NodeShape
 
 Health = Literal["saturated", "unhealthy", "warming", "ok"]
 
 
 class ObservedPod(Protocol):
-    """One pod as scraped: its last good page, its rate window, and the health flag set by
-    the last health check (``check_health``)."""
+    """One pod as scraped: its last good page, its rate window, its queue streak (replaced on
+    every new page), the health flag set by the last health check (``check_health``) and the
+    newest page time of the window it last taught the capacity model (``learn_capacity``)."""
 
     @property
     def endpoint(self) -> Endpoint: ...
@@ -42,7 +46,14 @@ class ObservedPod(Protocol):
     def last_ok_s(self) -> float | None: ...
     @property
     def unhealthy(self) -> bool: ...
+    @property
+    def queue(self) -> QueueStreak: ...
+    @property
+    def taught_s(self) -> float | None: ...
     def is_fresh(self, now_s: float, stale_after_s: float) -> bool: ...
+
+
+Pod = TypeVar("Pod", bound=ObservedPod)
 
 
 class ObservedFleet(Protocol):
@@ -84,41 +95,70 @@ def gpu_of(fleet: ObservedFleet, pod: ObservedPod) -> GpuLoad | None:
 
 
 def pod_health(fleet: ObservedFleet, pod: ObservedPod) -> Health:
-    """'saturated', 'unhealthy' (queue grows, GPU idle), 'warming' or 'ok'.
+    """'saturated' (at capacity), 'unhealthy' (stuck), 'warming' or 'ok'
+    (``scaler.model.saturation`` has the rules).
 
-    GPU utilisation reads ~100% whenever a batch runs, so it is only a saturation
-    check: a queue with a busy GPU is a full replica; a growing queue on an idle GPU
-    is a broken one (stuck engine, lost GPU), which more replicas would not fix.
+    A stall needs a full rate window to be told from a slow start; saturation only a queue
+    held over 3 pages, or waiting on a full KV cache, so a saturated fleet is seen within
+    seconds. GPU utilisation reads ~100% whenever a batch runs, so a busy GPU proves no
+    saturation; an idle one disproves it, and tells a stuck engine from a full one.
     """
     snap = pod.snapshot
-    if snap is None or pod.window.span_s < 0.9 * fleet.rate_window_s:
-        return "warming"  # a fresh pod's throughput says nothing about capacity yet
+    if snap is None:
+        return "warming"
+    window = pod.window
+    full = window.span_s >= 0.9 * fleet.rate_window_s  # else a fresh pod's rate says little
     busy = gpu_busy(gpu_of(fleet, pod))
-    growing = (pod.window.in_flight_change_per_s() or 0.0) > 0
-    if snap.waiting > 0 and growing and busy is False:
+    served = window.rate("request_success")
+    growing = (window.in_flight_change_per_s() or 0.0) > 0
+    if full and saturation.stalled(waiting=snap.waiting, served=served, gpu_busy=busy,
+                                   growing=growing, streak=pod.queue,
+                                   rate_window_s=fleet.rate_window_s):
         return "unhealthy"
-    if snap.waiting > 0 and busy:  # no GPU data: a queue alone may be a burst or a stall
+    if saturation.at_capacity(waiting=snap.waiting, kv_cache_usage=snap.kv_cache_usage,
+                              served=served, measured_s=window.span_s, gpu_busy=busy,
+                              streak=pod.queue):
         return "saturated"
-    return "ok"
+    return "ok" if full else "warming"
 
 
 def check_health(fleet: ObservedFleet, now_s: float, stale_after_s: float) -> dict[str, Health]:
     """The health of each fresh pod, by URL (stale pods keep their last verdict).
 
     The caller sets each pod's ``unhealthy`` flag from it before observing the fleet; the
-    saturated pods' throughput is capacity (``learn_capacity``).
+    saturated pods' throughput is capacity (``learn_capacity``, ``fleet_state``).
     """
     return {url: pod_health(fleet, pod) for url, pod in fleet.pods.items()
             if pod.is_fresh(now_s, stale_after_s)}
 
 
-def learn_capacity(capacity: CapacityModel, saturated: Iterable[ObservedPod]) -> None:
-    """Correct the capacity model from saturated pods' measured throughput."""
+def learn_capacity(capacity: CapacityModel, saturated: Iterable[Pod], *,
+                   rate_window_s: float) -> list[Pod]:
+    """Correct the capacity model from saturated pods' measured throughput; returns the pods
+    that taught it (the caller sets their ``taught_s`` to their window's newest page time).
+
+    One sample per pod per rate window: only a full window (a short one says little) through
+    which the queue stayed non-empty (else part of it was served below capacity), and that
+    does not overlap the last one the pod taught, so one noisy scrape is one sample, which
+    the model's median then outvotes.
+    """
+    taught = []
     for pod in saturated:
-        served = pod.window.rate("request_success")
-        prompt, output = pod.window.rate("prompt_tokens"), pod.window.rate("generation_tokens")
+        window, last = pod.window, pod.taught_s
+        newest = window.newest_s
+        if newest is None or window.span_s < 0.9 * rate_window_s:
+            continue
+        start = newest - window.span_s
+        if not pod.queue.since_s <= start:
+            continue  # the queue was empty at some page of the window
+        if last is not None and start < last:
+            continue  # overlaps the window this pod last taught
+        served = window.rate("request_success")
+        prompt, output = window.rate("prompt_tokens"), window.rate("generation_tokens")
         if served and prompt is not None and output is not None:
             capacity.observe_saturated(served, prompt / served, output / served)
+            taught.append(pod)
+    return taught
 
 
 # -- what the decision and the planner see -------------------------------------------------------
@@ -147,19 +187,22 @@ def observation(fleet: ObservedFleet, now_s: float, stale_after_s: float) -> Fle
                             unhealthy_pods=unhealthy)
 
 
-def fleet_state(fleet: ObservedFleet, now_s: float, stale_after_s: float) -> FleetState:
-    """What the predictive planner needs, from the pods' fresh windows.
+def fleet_state(fleet: ObservedFleet, now_s: float, stale_after_s: float,
+                saturated: Collection[ObservedPod] = ()) -> FleetState:
+    """What the predictive planner needs, from the pods' fresh windows; ``saturated``: the
+    pods at capacity now (``check_health``), whose completions are what a pod serves.
 
     Arrivals are not exported by vLLM: they are completions plus the growth of what is
-    in flight, scaled up for pods without fresh data (below). Nodes are what this
-    workload's plan last asked for (the pool sums the
-    plans and counts its joining nodes itself), so the planner's rules hold the plan while
-    pods are pending and for its node scale-down window.
+    in flight (not a stuck pod's queue), scaled up for pods without fresh data (below). Nodes
+    are what this workload's plan last asked for (the pool sums the plans and counts its
+    joining nodes itself), so the planner's rules hold the plan while pods are pending and
+    for its node scale-down window.
     """
     fresh = [p for p in fleet.pods.values()
              if p.snapshot is not None and p.is_fresh(now_s, stale_after_s)]
     done = sum(r for p in fresh if (r := p.window.rate("request_success")) is not None)
-    grown = sum(g for p in fresh if (g := p.window.in_flight_change_per_s()) is not None)
+    grown = sum(g for p in fresh if not p.unhealthy
+                and (g := p.window.in_flight_change_per_s()) is not None)
     prompt = sum(r for p in fresh if (r := p.window.rate("prompt_tokens")) is not None)
     output = sum(r for p in fresh if (r := p.window.rate("generation_tokens")) is not None)
     replicas, starting, pending = fleet.replica_counts()
@@ -178,7 +221,9 @@ def fleet_state(fleet: ObservedFleet, now_s: float, stale_after_s: float) -> Fle
                     if p.snapshot is not None and not p.unhealthy),
         running=sum(p.snapshot.running for p in fresh if p.snapshot is not None),
         mean_prompt_tokens=prompt / done if done > 0 else 0.0,
-        mean_output_tokens=output / done if done > 0 else 0.0)
+        mean_output_tokens=output / done if done > 0 else 0.0,
+        saturated_pods=len(saturated),
+        saturated_rate=sum(r for p in saturated if (r := p.window.rate("request_success"))))
 
 
 # -- a workload seen only while it serves ----------------------------------------------------------
@@ -223,8 +268,8 @@ def why_no_data(pods: Collection[ObservedPod], *, prometheus_outage: str | None,
         return f": cannot read Prometheus ({prometheus_outage})"
     if pods:
         unhealthy = sum(pod.unhealthy for pod in pods)
-        return (f" ({unhealthy} unhealthy: queue grows while the GPU idles; check the engine "
-                "and GPU)" if unhealthy else "")
+        return (f" ({unhealthy} unhealthy: queue grows while the GPU idles, or nothing "
+                "completes; check the engine and GPU)" if unhealthy else "")
     if discovery_error is not None:
         return f": pod discovery is failing ({discovery_error})"
     if prometheus_selector:

@@ -5,13 +5,16 @@ decision with a ``FleetState`` and get a ``Plan``. The rules, in the order they 
 
 1. Demand now is the observed arrival rate plus the backlog drained within
    ``drain_s``. ``need_now`` = the fewest replicas meeting the TTFT SLO at that demand
-   (``CapacityModel``): the reactive floor.
+   (``CapacityModel``): the reactive floor. Where pods are at capacity
+   (``scaler.model.saturation``), never fewer than what they complete per pod needs for
+   that demand (``throughput_floor``), whatever the capacity model has learnt so far.
 2. ``need_ahead`` = the fewest replicas meeting the SLO at the forecast's upper bound
    (times ``headroom``), taken as the largest over every forecast step up to one pod
    lead time (start-up plus one decision interval): a replica asked for now serves then.
 3. The target is ``max(need_now, need_ahead)``: the forecast only ever adds capacity.
 4. Scale-down follows observed load only: it waits while any replica is still
-   starting (its capacity is not proven yet), and takes the largest target of the last
+   starting (its capacity is not proven yet) or any pod is at capacity (a saturated fleet
+   is never scaled down), and takes the largest target of the last
    ``scale_down_window_s``; since ``need_now`` is computed by simulating the SLO at
    that count, N-1 replicas are never chosen unless they would still meet it. A fresh
    planner (a restarted scaler) counts the replicas running as a recent target, so a
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.nodes import nodes_for
+from scaler.model.saturation import throughput_floor
 from scaler.model.specs import NodeShape, PlanSettings, ReplicaBounds
 
 FORECAST_STEP_S = 300.0  # the forecaster's step: decisions come every few seconds, demand
@@ -73,6 +77,8 @@ class FleetState:
     mean_prompt_tokens: float
     mean_output_tokens: float
     running: float = 0.0  # requests being served now, fleet-wide (known from the first scrape)
+    saturated_pods: int = 0  # pods at capacity now (``scaler.model.saturation``)
+    saturated_rate: float = 0.0  # requests/s those pods complete, together
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,9 @@ class PredictivePlanner:
         if rate > 0 and self._fits(state.mean_prompt_tokens, state.mean_output_tokens):
             self._lengths = (state.mean_prompt_tokens, max(state.mean_output_tokens, 1.0))
         lengths = self._lengths
-        need_now = self._need(rate + state.backlog / s.drain_s, lengths)
+        demand = rate + state.backlog / s.drain_s
+        floor = throughput_floor(demand, state.saturated_pods, state.saturated_rate)
+        need_now = max(self._need(demand, lengths), floor)
         pod_lead = s.plan.pod_startup_s + s.decision_interval_s
         mean, upper = self._forecast_peak(state.now_s, pod_lead)  # 0 while not ready
         forecasting = self.forecaster.ready
@@ -161,6 +169,10 @@ class PredictivePlanner:
         if not self._targets:  # a fresh planner (a restarted scaler) holds what runs for one
             self._targets.append((state.now_s, state.replicas))  # window, idle or not
         target, why = self._replicas(state, wanted, need_now, need_ahead, forecasting)
+        if floor and floor == need_now:
+            why += (f"; {state.saturated_pods} pod(s) at capacity serve "
+                    f"{state.saturated_rate / state.saturated_pods:.3g} req/s each: "
+                    f"{demand:.3g} req/s with the queue needs {floor} (saturated)")
         if to_zero:
             why = ("idle, and no request forecast within one pod lead time" if forecasting else
                    "idle, and no forecast yet") + (
@@ -235,6 +247,11 @@ class PredictivePlanner:
         if wanted < state.replicas:
             if state.starting_replicas > 0:
                 target, why = state.replicas, why + "; hold: replicas still starting"
+            elif state.saturated_pods > 0:  # held, and counted in the window from now
+                target = state.replicas
+                self._targets.append((state.now_s, target))
+                why += (f"; hold: {state.saturated_pods} pod(s) at capacity (a saturated "
+                        "fleet is never scaled down)")
             else:
                 target = max(t for _, t in self._targets)
                 if target > wanted:
@@ -279,4 +296,5 @@ def _usable(state: FleetState) -> FleetState:
     rate = state.observed_rate
     return dataclasses.replace(
         state, observed_rate=rate if math.isfinite(rate) and rate >= 0 else math.nan,
-        backlog=count(state.backlog), running=count(state.running))
+        backlog=count(state.backlog), running=count(state.running),
+        saturated_rate=count(state.saturated_rate))

@@ -248,14 +248,16 @@ class WorkloadRunner:
     def _plan(self, now_s: float, saturated: list[PodState]) -> Plan:
         workload = self.workload
         assert workload.planner is not None
-        observe.learn_capacity(workload.planner.capacity, saturated)
-        workload.plan = workload.planner.plan(
-            observe.fleet_state(workload, now_s, self.service.config.scrape.stale_after_s))
+        for pod in observe.learn_capacity(workload.planner.capacity, saturated,
+                                          rate_window_s=workload.rate_window_s):
+            pod.taught_s = pod.window.newest_s
+        workload.plan = workload.planner.plan(observe.fleet_state(
+            workload, now_s, self.service.config.scrape.stale_after_s, saturated))
         return workload.plan
 
     def _check_health(self, now_s: float) -> list[PodState]:
-        """Mark pods whose queue grows while their GPU idles unhealthy (logged once per
-        change); return the saturated ones (queue and busy GPU: their throughput is capacity)."""
+        """Mark stuck pods unhealthy (logged once per change); return the ones at capacity
+        (their throughput is capacity, and what a saturated fleet needs at least)."""
         workload = self.workload
         saturated = []
         health_of = observe.check_health(workload, now_s,
@@ -265,8 +267,9 @@ class WorkloadRunner:
             if (health == "unhealthy") != pod.unhealthy:
                 pod.unhealthy = health == "unhealthy"
                 if pod.unhealthy:
-                    log.warning("workload %s: pod %s is unhealthy: its queue grows while its "
-                                "GPU idles; not counted as demand (check the engine and GPU)",
+                    log.warning("workload %s: pod %s is unhealthy: requests wait while its "
+                                "GPU idles or none completes; not counted as demand (check "
+                                "the engine and GPU)",
                                 workload.key, pod.endpoint.pod)
                 else:
                     log.info("workload %s: pod %s is healthy again", workload.key,

@@ -22,6 +22,7 @@ from adapters.formats.window import PodWindow
 from scaler.keda.metadata import WorkloadSpec
 from scaler.model.predictive import Plan, PredictivePlanner
 from scaler.model.reactive import Decision
+from scaler.model.saturation import QueueStreak
 from scaler.model.specs import Endpoint
 
 if TYPE_CHECKING:  # only its type: the service starts it (aiohttp, kubernetes_asyncio)
@@ -48,6 +49,8 @@ class PodState:
     problem: str | None = None
     bad_lines: int = 0
     unhealthy: bool = False  # set by the service's health check before each decision
+    queue: QueueStreak = field(default_factory=QueueStreak)  # pages in a row with a queue
+    taught_s: float | None = None  # newest page of the window that last taught capacity
 
     def is_fresh(self, now_s: float, stale_after_s: float) -> bool:
         return self.last_ok_s is not None and now_s - self.last_ok_s <= stale_after_s
@@ -121,6 +124,9 @@ class Workload:
         newest = pod.window.newest_s
         if sampled_s is None or newest is None or at > newest:
             pod.window.add(at, snapshot)
+        if newest is None or at > newest or not snapshot.waiting > 0:
+            # A page at the same time adds no page to a streak, but an empty queue ends one.
+            pod.queue = pod.queue.after(at, snapshot.waiting, max_gap_s=self.rate_window_s)
         cleared, pod.problem = pod.problem, None
         return cleared
 

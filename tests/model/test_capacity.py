@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from scaler.config.profiles import default_profile
@@ -40,9 +42,42 @@ def test_observed_saturated_throughput_corrects_the_profile():
     assert model.replicas_for(300, 600, 200) < before
 
 
+def test_two_agreeing_samples_correct_the_profile_and_one_wild_sample_does_not():
+    """A pod far slower than its profile is learnt from two independent windows; one noisy
+    window, first or later, is outvoted."""
+    mu = PROFILE.saturated_request_rate(1000, 200)
+    model = CapacityModel(PROFILE)
+    model.observe_saturated(0.3 * mu, 1000, 200)
+    assert model.correction == 1.0  # one sample alone never moves it
+    model.observe_saturated(0.3 * mu, 1000, 200)
+    assert model.correction == pytest.approx(0.3)
+    for wild in (4.0, 0.05):
+        model.observe_saturated(wild * mu, 1000, 200)
+        assert model.correction == pytest.approx(0.3)
+        model.observe_saturated(0.3 * mu, 1000, 200)
+    first_wild = CapacityModel(PROFILE)
+    first_wild.observe_saturated(4 * mu, 1000, 200)
+    first_wild.observe_saturated(0.3 * mu, 1000, 200)
+    assert first_wild.correction == 1.0  # the profile still has the casting vote
+    first_wild.observe_saturated(0.3 * mu, 1000, 200)
+    assert first_wild.correction == pytest.approx(0.3)
+
+
+def test_a_profile_ten_times_too_fast_is_corrected():
+    """Another model under the default profile: down to a tenth, not stuck at a quarter."""
+    mu = PROFILE.saturated_request_rate(1000, 200)
+    model = CapacityModel(PROFILE)
+    for _ in range(3):
+        model.observe_saturated(0.12 * mu, 1000, 200)
+    assert model.correction == pytest.approx(0.12)
+    with pytest.raises(ValueError, match="correction_samples must be >= 3"):
+        CapacityModel(PROFILE, correction_samples=2)
+
+
 def test_correction_is_bounded_and_ignores_empty_samples():
     model = CapacityModel(PROFILE, correction_bounds=(0.5, 2.0))
     model.observe_saturated(0.0, 600, 200)
+    model.observe_saturated(math.inf, 600, 200)
     assert model.correction == 1.0
     for _ in range(200):
         model.observe_saturated(1e6, 600, 200)

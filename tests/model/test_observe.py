@@ -16,6 +16,7 @@ from scaler.keda.metadata import parse_metadata
 from scaler.model import observe
 from scaler.model.predictive import Plan
 from scaler.model.reactive import Decision
+from scaler.model.saturation import QueueStreak
 from scaler.model.specs import Endpoint
 
 SPEC = parse_metadata({"endpoints": "http://pod:8000/metrics", "maxReplicas": "20"})
@@ -23,9 +24,9 @@ NOW = 1000.0
 
 
 def page(waiting: float = 0, running: float = 0, *, done: float = 0.0, prompt: float = 0.0,
-         output: float = 0.0) -> VllmSnapshot:
+         output: float = 0.0, kv: float = 0.5) -> VllmSnapshot:
     counters = {"request_success": done, "prompt_tokens": prompt, "generation_tokens": output}
-    return VllmSnapshot(waiting, running, 0.5, counters, {}, frozenset(), 0)
+    return VllmSnapshot(waiting, running, kv, counters, {}, frozenset(), 0)
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Pod:
     snapshot: VllmSnapshot | None = None
     last_ok_s: float | None = None
     unhealthy: bool = False
+    queue: QueueStreak = field(default_factory=QueueStreak)
+    taught_s: float | None = None
 
     def is_fresh(self, now_s: float, stale_after_s: float) -> bool:
         return self.last_ok_s is not None and now_s - self.last_ok_s <= stale_after_s
@@ -42,6 +45,7 @@ class Pod:
     def read(self, t_s: float, snapshot: VllmSnapshot) -> Pod:
         self.window.add(t_s, snapshot)
         self.snapshot, self.last_ok_s = snapshot, t_s
+        self.queue = self.queue.after(t_s, snapshot.waiting)
         return self
 
 
@@ -90,12 +94,24 @@ def test_a_pods_gpus_are_found_by_its_name_or_as_the_only_pods_node_page() -> No
     assert observe.gpu_of(bare_metal, a) == gpu(0.0)
 
 
+def served(*queues: float, per_page: float = 30.0, kv: float = 0.5) -> tuple[VllmSnapshot, ...]:
+    """Pages with these queues, ``per_page`` requests completed between two of them."""
+    return tuple(page(q, 10, done=i * per_page, kv=kv) for i, q in enumerate(queues))
+
+
 @pytest.mark.parametrize(("pages", "gpu_load", "health"), [
     ((page(4), page(4)), gpu(1.0), "warming"),  # 30 s of window out of 60: too short yet
     ((page(0, 10), page(5, 10), page(9, 10)), gpu(0.0), "unhealthy"),  # growing, GPU idle
-    ((page(0, 10), page(5, 10), page(9, 10)), gpu(1.0), "saturated"),  # queue, GPU busy
-    ((page(0, 10), page(5, 10), page(9, 10)), None, "ok"),  # no GPU data: burst or stall?
-    ((page(9, 10), page(5, 10), page(4, 10)), gpu(0.0), "ok"),  # a draining queue
+    (served(3, 5, 9), gpu(1.0), "saturated"),  # queue held 3 pages, completing, GPU busy
+    (served(3, 5, 9), None, "saturated"),  # the same without GPU data
+    (served(9, 9, 9), gpu(0.0), "ok"),  # an idle GPU: whatever the queue, not at capacity
+    (served(0, 5, 9), None, "ok"),  # a queue on two pages only: a burst so far
+    (served(0, 0, 4, kv=0.95), None, "saturated"),  # waiting on a full KV cache
+    (served(0, 0, 4, per_page=0.0, kv=0.95), None, "ok"),  # nothing completes: no throughput
+    ((page(0, 10), page(5, 10), page(9, 10)), None, "ok"),  # queue since 30 s, none done
+    ((page(3, 10), page(5, 10), page(9, 10)), None, "unhealthy"),  # a window: stuck
+    ((page(3, 10), page(5, 10), page(9, 10)), gpu(1.0), "ok"),  # busy: long requests
+    (served(9, 5, 4), gpu(0.0), "ok"),  # a draining queue
     ((page(0, 10), page(0, 10), page(0, 10)), gpu(1.0), "ok"),  # no queue
 ])
 def test_pod_health(pages, gpu_load, health) -> None:
@@ -104,25 +120,56 @@ def test_pod_health(pages, gpu_load, health) -> None:
                               p) == health
 
 
+def test_saturation_needs_no_full_window() -> None:
+    """Three pages 5 s apart (10 s) with a queue and completions: at capacity at once."""
+    p = pod("a", *served(4, 4, 4, per_page=20), every_s=5)
+    assert observe.pod_health(fleet(p), p) == "saturated"
+    short = pod("b", *served(4, 4, 4, per_page=20), every_s=4)  # 8 s: not yet
+    assert observe.pod_health(fleet(short), short) == "warming"
+
+
 def test_only_fresh_pods_are_checked() -> None:
-    growing = (page(0, 10), page(5, 10), page(9, 10))
-    fresh, stale = pod("a", *growing), pod("b", *growing, last_s=NOW - 20)
+    fresh, stale = pod("a", *served(3, 5, 9)), pod("b", *served(3, 5, 9), last_s=NOW - 20)
     health = observe.check_health(fleet(fresh, stale, gpu_by_pod={"a": gpu(1.0)}), NOW, 15.0)
     assert health == {fresh.endpoint.url: "saturated"}
 
 
+class Capacity:
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float, float]] = []
+
+    def observe_saturated(self, served: float, prompt: float, output: float) -> None:
+        self.seen.append((served, prompt, output))
+
+
 def test_saturated_pods_teach_the_capacity_model_their_throughput() -> None:
-    seen: list[tuple[float, float, float]] = []
-
-    class Capacity:
-        def observe_saturated(self, served: float, prompt: float, output: float) -> None:
-            seen.append((served, prompt, output))
-
+    capacity = Capacity()
     busy = pod("a", page(5, done=0, prompt=0, output=0),
                page(5, done=60, prompt=60_000, output=12_000), every_s=60)
     idle = pod("b", page(), page(), every_s=60)  # served nothing: nothing to learn
-    observe.learn_capacity(Capacity(), [busy, idle])  # type: ignore[arg-type]
-    assert seen == [(1.0, 1000.0, 200.0)]
+    taught = observe.learn_capacity(capacity, [busy, idle],  # type: ignore[arg-type]
+                                    rate_window_s=60.0)
+    assert capacity.seen == [(1.0, 1000.0, 200.0)]
+    assert taught == [busy]
+
+
+def test_a_pod_teaches_once_per_rate_window_and_only_from_a_full_saturated_one() -> None:
+    """Windows that overlap share their noise: one noisy scrape must be one sample; and only
+    a window the queue stayed non-empty through was served at capacity."""
+    capacity = Capacity()
+    p = pod("a", *served(5, 5, 5), every_s=30)
+    learn = observe.learn_capacity
+    assert learn(capacity, [p], rate_window_s=60.0) == [p]  # type: ignore[arg-type]
+    p.taught_s = NOW
+    p.read(NOW + 30, page(5, 10, done=90))
+    assert learn(capacity, [p], rate_window_s=60.0) == []  # type: ignore[arg-type]
+    p.read(NOW + 60, page(5, 10, done=120))  # the window is now NOW..NOW + 60
+    assert learn(capacity, [p], rate_window_s=60.0) == [p]  # type: ignore[arg-type]
+    young = pod("b", *served(5, 5, 5), every_s=15)  # 30 s of a 60 s window
+    assert learn(capacity, [young], rate_window_s=60.0) == []  # type: ignore[arg-type]
+    late = pod("c", *served(0, 5, 5), every_s=30)  # queued for the last 30 s only
+    assert learn(capacity, [late], rate_window_s=60.0) == []  # type: ignore[arg-type]
+    assert len(capacity.seen) == 2
 
 
 def test_an_unhealthy_or_stale_pod_is_missing_from_the_observation() -> None:
@@ -172,7 +219,8 @@ def test_a_workload_seen_only_while_serving_is_never_sent_to_zero() -> None:
 @pytest.mark.parametrize(("pods", "outage", "discovery", "selector", "says"), [
     ([], "timeout", "403", "x", ": cannot read Prometheus (timeout)"),
     ([Pod(Endpoint("a", "u"), unhealthy=True)], None, "403", None,
-     " (1 unhealthy: queue grows while the GPU idles; check the engine and GPU)"),
+     " (1 unhealthy: queue grows while the GPU idles, or nothing completes; check the engine "
+     "and GPU)"),
     ([Pod(Endpoint("a", "u"))], None, "403", None, ""),
     ([], None, "403", "x", ": pod discovery is failing (403)"),
     ([], None, None, 'app="x"',

@@ -270,3 +270,46 @@ def test_a_cold_forecaster_is_no_forecast_not_zero_demand() -> None:
     assert later.forecast_mean == pytest.approx(40, rel=0.1)
     assert "no forecast yet" not in later.reason
 
+
+
+def saturated(now_s: float, *, rate: float, backlog: float, pods: int, serving: float,
+              replicas: int) -> FleetState:
+    """``pods`` pods at capacity, completing ``serving`` requests/s together."""
+    return dataclasses.replace(state(now_s, rate=rate, replicas=replicas, backlog=backlog),
+                               mean_prompt_tokens=1000, saturated_pods=pods,
+                               saturated_rate=serving)
+
+
+def test_a_saturated_fleet_gets_what_its_measured_throughput_needs():
+    """The profile says one replica serves far more; the pods at capacity say 5 req/s each:
+    10 req/s and 80 waiting need 3, whatever the capacity model has learnt so far."""
+    p = planner()
+    plan = p.plan(saturated(0.0, rate=10, backlog=80, pods=2, serving=10, replicas=2))
+    assert CAPACITY.replicas_for(10 + 80 / 60, 1000, 200) == 1  # what the profile alone says
+    assert plan.replicas == plan.need_now == 3
+    assert "2 pod(s) at capacity serve 5 req/s each: 11.3 req/s with the queue needs 3" in (
+        plan.reason)
+    bounded = planner(max_replicas=2).plan(
+        saturated(0.0, rate=10, backlog=80, pods=2, serving=10, replicas=2))
+    assert bounded.replicas == 2  # maxReplicas still bounds it
+
+
+def test_a_saturated_fleet_is_never_scaled_down():
+    """One pod at capacity holds the count past the scale-down window, even if the demand
+    over the pods' throughput says fewer would do (they are not proven to)."""
+    p = planner(scale_down_window_s=60)
+    for t in range(0, 600, 15):
+        plan = p.plan(saturated(float(t), rate=10, backlog=5, pods=1, serving=8, replicas=6))
+        assert plan.replicas == 6, plan.reason
+    assert "hold: 1 pod(s) at capacity" in plan.reason
+    free = p.plan(state(615.0, rate=10, replicas=6))
+    assert free.replicas == 6  # the window still holds it...
+    later = p.plan(state(700.0, rate=10, replicas=6))
+    assert later.replicas < 6  # ...then the fleet may shrink
+
+
+def test_an_impossible_saturated_reading_sets_no_floor():
+    p = planner()
+    for serving in (math.inf, -5.0, math.nan):
+        plan = p.plan(saturated(0.0, rate=10, backlog=0, pods=2, serving=serving, replicas=2))
+        assert plan.need_now == CAPACITY.replicas_for(10, 1000, 200)

@@ -96,6 +96,25 @@ def test_a_sample_not_newer_than_the_window_only_refreshes_the_pod() -> None:
     assert pod.window.rate("request_success") == 2.0  # 10 over the 5 s between samples
 
 
+def test_each_new_page_extends_or_ends_the_pods_queue_streak() -> None:
+    """Saturation needs a queue held over 3 scrapes: a repeated sample is not a scrape, a
+    failed scrape proves nothing, an empty queue or a gap over the rate window ends it."""
+    workload = Workload(KEY, spec(A), 0.0, 0.0, 60.0)
+    pod = workload.pods[A]
+    workload.record_page(A, 10.0, page(4), sampled_s=8.0)
+    workload.record_page(A, 15.0, page(4), sampled_s=8.0)  # Prometheus has nothing new
+    assert (pod.queue.pages, pod.queue.since_s) == (1, 8.0)
+    workload.record_failure(A, "timeout")
+    workload.record_page(A, 20.0, page(4), sampled_s=13.0)
+    workload.record_page(A, 25.0, page(4), sampled_s=18.0)
+    assert pod.queue.holds()
+    workload.record_page(A, 30.0, page(0), sampled_s=18.0)  # the same sample, now empty
+    assert pod.queue.pages == 0
+    for t_s in (40.0, 45.0, 200.0):  # unseen for 155 s in between
+        workload.record_page(A, t_s, page(4))
+    assert (pod.queue.pages, pod.queue.since_s) == (1, 200.0)
+
+
 def test_replicas_are_the_static_pods_with_those_never_read_starting() -> None:
     workload = Workload(KEY, spec(A, B), 0.0, 0.0, 60.0)
     assert workload.replica_counts() == (2, 2, 0)
