@@ -10,9 +10,10 @@ time, in no real time.
 Kubernetes requests go through ``connect``-ed ``ApiClient`` s. ``network`` decides, per request,
 how long it is held *before it leaves the client* (a connection being re-established through a
 flaky network, a paused process: nothing has reached the API server, so a request cancelled
-meanwhile never arrives). ``ServerHold`` holds a request *at the server*, after it arrived:
-the API server answers it late (and applies it then, whatever the client did meanwhile). Every
-request that reaches the server is recorded in ``sent`` with who sent it and when.
+meanwhile never arrives). ``hold`` holds a request *at the server*, after it arrived:
+the API server answers it late (and applies it then, whatever the client did meanwhile).
+``sender`` says which participant sent a request the server sees; ``arrived`` records it in
+``sent`` with when it was handled.
 """
 
 from __future__ import annotations
@@ -158,11 +159,13 @@ class VirtualTime:
 
         rest.request = request
 
-    def arrived(self, number: int, method: str, url: str) -> str | None:
-        """Record a request as the server sees it; returns who sent it."""
-        who = self._who.get(number)
-        self.sent.append(Sent(who, method, url, self.now))
-        return who
+    def sender(self, number: int) -> str | None:
+        """Who sent request ``number`` (its ``REQUEST_HEADER``)."""
+        return self._who.get(number)
+
+    def arrived(self, number: int, method: str, url: str) -> None:
+        """Record a request as the server handles it."""
+        self.sent.append(Sent(self.sender(number), method, url, self.now))
 
     async def hold(self, number: int, seconds: float) -> None:
         """The server holds request ``number`` for ``seconds`` before it handles it."""

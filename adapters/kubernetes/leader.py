@@ -107,6 +107,7 @@ class LeaderElector:
         self._own: dict[str, str] = {}  # set by ``annotate`` this term, carried on every write
         self.term = 0  # acquisitions by this process so far (0: never led)
         self.term_annotations: Mapping[str, str] = {}  # the Lease's when this term began
+        self._term_started_s: float | None = None  # clock time this term's Lease was taken
 
     @property
     def is_leader(self) -> bool:
@@ -126,6 +127,11 @@ class LeaderElector:
         if not self._leader or renewed is None:
             return 0.0
         return max(0.0, renewed + self._deadline - self._clock())
+
+    def term_age_s(self) -> float:
+        """Seconds since this term began (the Lease was taken); 0 before the first."""
+        started = self._term_started_s
+        return 0.0 if started is None else max(0.0, self._clock() - started)
 
     async def annotate(self, values: Mapping[str, str]) -> bool:
         """Write ``values`` into the Lease's annotations now, and keep them on every later
@@ -259,6 +265,7 @@ class LeaderElector:
         if new_term:
             self.term += 1
             self.term_annotations = dict(self._read_annotations)
+            self._term_started_s = acquired.timestamp()
             self._own = {}
         self._read_annotations = annotations
         return True

@@ -34,6 +34,7 @@ from scaler.config.settings import ServiceConfig
 from scaler.keda.metadata import MetadataError, WorkloadSpec, parse_metadata
 from scaler.model.reactive import Decision
 from scaler.service.forecasting import Forecasting
+from scaler.service.pool_admission import admit, clamp_to_pool
 from scaler.service.prometheus_scrape import PrometheusSource
 from scaler.service.runner import WorkloadRunner, target_of
 from scaler.service.supervise import supervise
@@ -160,7 +161,7 @@ class ScalerService:
 
     def resolve(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload:
         """The workload an RPC is about, registered (and its scraping started) if new."""
-        spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
+        spec = self.spec_of(namespace, name, metadata)
         key = WorkloadKey(namespace, name, spec.metric_name)
         workload, is_new, changed = self.registry.touch(key, spec, self.clock.monotonic())
         if is_new:
@@ -175,8 +176,16 @@ class ScalerService:
 
     def lookup(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload | None:
         """The registered workload an RPC would be about, without counting it as asked."""
-        spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
+        spec = self.spec_of(namespace, name, metadata)
         return self.registry.get(WorkloadKey(namespace, name, spec.metric_name))
+
+    def spec_of(self, namespace: str, name: str, metadata: Mapping[str, str]) -> WorkloadSpec:
+        """The spec of a ScaledObject's trigger, or the MetadataError an RPC about it gets:
+        its metadata merged with the operator's tuning, and what only its namespace decides
+        (the node pool it may count toward)."""
+        spec = self.spec_for(self.config.tuning.metadata_for(namespace, name, metadata))
+        admit(self.config.node_pools.pools, namespace, spec)  # before anything is registered
+        return spec
 
     def apply_config(self, config: ServiceConfig) -> list[str]:
         """Take a new, validated config without a restart; what it learnt is kept.
@@ -217,7 +226,7 @@ class ScalerService:
         cached = self._specs.get(cache_key)
         if cached is None:
             try:
-                cached = parse_metadata(metadata)
+                cached = clamp_to_pool(self.config.node_pools.pools, parse_metadata(metadata))
             except MetadataError as exc:
                 cached = exc
             if len(self._specs) >= _METADATA_CACHE_SIZE:

@@ -159,7 +159,7 @@ async def cluster() -> AsyncIterator[Cluster]:
                                 cooldown_down_s=0)
                 controller = NodePoolController(
                     [pool], workloads=lambda: service.registry, api=client,
-                    is_leader=lambda e=elector: e.is_leader, clock=clock,
+                    leadership=elector, clock=clock,
                     registry=CollectorRegistry())
                 instances[name] = Instance(name, client, elector, controller)
             yield Cluster(server, clock, service, instances)
