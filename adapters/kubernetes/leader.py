@@ -158,7 +158,10 @@ class LeaderElector:
             self._stopped = True
             if self._leader:
                 self._leader = False
-                await self._release()
+                try:  # a hung API server must not hold the shutdown
+                    await within(self._release(), self._deadline, self._sleep)
+                except TimeoutError as exc:
+                    log.warning("%s: release failed: %s", self.where, exc)
 
     async def round(self) -> bool:
         """One acquire-or-renew attempt; sets and returns ``is_leader``."""

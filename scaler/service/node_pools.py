@@ -204,9 +204,12 @@ class NodePoolController:
         return found
 
     async def round(self) -> None:
+        """Act on each pool in turn; a 409 ends the round (another writer got in: maybe the
+        new leader), the pools after it wait for the next."""
         self._begin_term()
         for state in self._pools:
-            await self._act(state)
+            if not await self._act(state):
+                break
         await self._remember()
 
     def _begin_term(self) -> None:
@@ -254,13 +257,14 @@ class NodePoolController:
                          "before never came back", state.pool.name, missing)
         return why
 
-    async def _act(self, state: _PoolState) -> None:
+    async def _act(self, state: _PoolState) -> bool:
+        """One pool's round; False after a conflict (the round ends)."""
         pool = state.pool
         demand = self.demand(pool)
         state.counted = demand.counted
         warming = self._warming(state, demand.counted, self._clock.monotonic())
         if demand.workloads == 0:
-            return  # no plan names this pool yet: nothing to go on
+            return True  # no plan names this pool yet: nothing to go on
         self.desired.labels(pool.name).set(demand.nodes)
         wanted = pool_nodes(demand.nodes, min_nodes=pool.min_nodes, max_nodes=pool.max_nodes)
         if isinstance(state.actuator, PlaceholderActuator):
@@ -269,7 +273,7 @@ class NodePoolController:
             now_target = await self._call(state, state.actuator.current(), "read")
         except ActuatorError as exc:
             self._count(pool, "failed", f"cannot read: {exc}")
-            return
+            return True
         current = now_target.replicas
         self.nodes.labels(pool.name, "requested").set(current)
         if now_target.ready is not None:
@@ -282,14 +286,14 @@ class NodePoolController:
             warming_up=warming)
         if target == current:
             self.actions.labels(pool.name, "held").inc()
-            return
+            return True
         if not state.dry and not self._leading():
             self.actions.labels(pool.name, "not_leader").inc()
-            return
-        await self._scale(state, target, f"{why} (plan: {demand.nodes} nodes for "
-                                         f"{demand.workloads} workload(s))")
+            return True
+        return await self._scale(state, target, f"{why} (plan: {demand.nodes} nodes for "
+                                                f"{demand.workloads} workload(s))")
 
-    async def _scale(self, state: _PoolState, target: int, why: str) -> None:
+    async def _scale(self, state: _PoolState, target: int, why: str) -> bool:
         pool = state.pool
         may_write = (lambda: True) if state.dry else self._leading
         try:
@@ -297,16 +301,16 @@ class NodePoolController:
                 state, state.actuator.scale(target, reason=why, may_write=may_write), "scale")
         except WriteWithheld as exc:
             self._count(pool, "not_leader", str(exc))
-            return
+            return True
         except Conflict as exc:
             self._count(pool, "conflict", str(exc))
-            return
+            return False
         except ActuatorError as exc:
             self._count(pool, "failed", str(exc))
-            return
+            return True
         if state.dry:
             self._count(pool, "dry_run", result.message, level=logging.INFO)
-            return
+            return True
         state.last_change_s, state.last_change_wall = self._clock.monotonic(), self._clock.wall()
         self._count(pool, "scaled", result.message, level=logging.INFO)
         if state.involved is not None and self._api is not None and self._leading():
@@ -317,6 +321,7 @@ class NodePoolController:
                 await self._call(state, event, "post an Event")
             except ActuatorError as exc:
                 log.warning("node pool %s: %s", pool.name, exc)
+        return True
 
     async def _call(self, state: _PoolState, call: Awaitable[_T], what: str) -> _T:
         """``call``, cancelled once this replica's leadership runs out (a replica that is not

@@ -1,7 +1,7 @@
 """Two scaler instances, one MachineDeployment: only the Lease holder ever scales it.
 
 Each instance is what ``scaler.commands.serve.start_node_pools`` builds: a ``LeaderElector`` on
-the shared Lease and a ``NodePoolController`` whose ``is_leader`` is that elector's, with its
+the shared Lease and a ``NodePoolController`` whose ``leadership`` is that elector, with its
 own API client (its User-Agent names the instance, so the kmock API server's records say who
 sent each PATCH). Both see the same node plan, which changes every round, so whoever acts
 PATCHes the MachineDeployment's scale subresource every round. Time is one hand-moved clock

@@ -382,3 +382,36 @@ def test_a_dry_run_pool_counts_any_namespace_unless_it_lists_some():
     with pytest.raises(MetadataError, match="namespace 'team-x' may not count toward it"):
         svc.spec_of("team-x", "m", {"endpoints": URL, "nodePool": "listed"})
     assert svc.lookup("llm", "m", {"endpoints": URL, "nodePool": "listed"}) is None
+
+
+async def test_a_conflict_ends_the_round_without_a_retry(service, api, server):
+    """Someone wrote between our read and our write (maybe the new leader): its count stands,
+    and the pools after this one wait for the next round."""
+    from tests.kube_api import DEPLOYMENTS, MD
+
+    add_md(server, 2)
+    server.objects[DEPLOYMENTS, NS, "burst"] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "burst", "namespace": NS, "resourceVersion": server.bump()},
+        "spec": {"replicas": 0}}
+    for pool, nodes in (("h100", 6), ("burst", 2)):
+        service.resolve("llm", f"model-{pool}", {"endpoints": f"{URL}?{pool}",
+                                                 "nodePool": pool}).plan = plan(nodes)
+    pools = [NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0),
+             NodePool("burst", "placeholder", NS, "burst", cooldown_up_s=0)]
+    c = NodePoolController(pools, workloads=lambda: service.registry, api=api,
+                           leadership=FixedLeadership(True), clock=service.clock,
+                           registry=service.telemetry.registry)
+
+    def another_writer(kube):
+        kube.objects[MD, NS, "pool"].patch({"metadata": {"resourceVersion": kube.bump()},
+                                            "spec": {"replicas": 3}})
+
+    server.meddle(another_writer)
+    await c.round()
+    assert md_replicas(server) == 3 and len(scale_patches(server)) == 1
+    assert server.objects[DEPLOYMENTS, NS, "burst"]["spec"]["replicas"] == 0  # next round
+    assert actions(service, "conflict") == 1
+    await c.round()
+    assert md_replicas(server) == 6
+    assert server.objects[DEPLOYMENTS, NS, "burst"]["spec"]["replicas"] == 1  # 1 node in use
