@@ -8,8 +8,9 @@ API's real rules. The ``server`` and ``api`` fixtures (tests/conftest.py) start 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp.web
@@ -37,6 +38,9 @@ class ApiServer(kmock.KubernetesEmulator):
         self.meddlers: list[Callable[[ApiServer], None]] = []
         self.faults: list[kmock.KubernetesError] = []
         self.preconditions: list[str | None] = []  # resourceVersion sent with each write
+        self.gate: Callable[[kmock.Request], Awaitable[None]] | None = None  # before handling
+        self.keep_requests = True  # False: each request leaves the log once answered
+        self._carried: set[asyncio.Future[aiohttp.web.StreamResponse]] = set()
         (self.fallback ** 1)[kmock.subresource("scale")] << self._serve_scale
 
     def meddle(self, change: Callable[[ApiServer], None]) -> None:
@@ -49,6 +53,26 @@ class ApiServer(kmock.KubernetesEmulator):
         return str(next(self.versions))
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if self.gate is None:
+            return await self._logged(request)
+        # A request the gate holds is carried out even if its client hangs up meanwhile, as
+        # the API server carries out a write it has accepted.
+        work = asyncio.ensure_future(self._logged(request))
+        self._carried.add(work)
+        work.add_done_callback(self._carried.discard)
+        work.add_done_callback(lambda done: done.cancelled() or done.exception())  # answered
+        return await asyncio.shield(work)
+
+    async def _logged(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        try:
+            if self.gate is not None:  # a test's hand on each request as it arrives (may hold it)
+                await self.gate(request)
+            return await self._serve(request)
+        finally:
+            if not self.keep_requests:  # kmock matches each request against the whole log:
+                self._requests.remove(request)  # long runs would take quadratic time
+
+    async def _serve(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.resource is not None and request.method in {"PATCH", "PUT", "POST"}:
             self._precondition(request)
             if request.method == "PUT":

@@ -21,6 +21,14 @@ written here in client-go's shape:
   the renew deadline, which is what makes the hand-over safe).
 - ``stop()`` ends ``run()`` and releases a held Lease (empty holder, 1 s duration) so the next
   leader need not wait a full lease duration.
+
+What the leader must hand on to the next one lives in the Lease's annotations: every write
+(renew, takeover, release) carries the annotations it read, with this replica's own
+(``annotate``) over them, so nothing written by one holder is lost by the next. Each
+acquisition by this process starts a new ``term``; ``term_annotations`` are the annotations the
+Lease had then (what the previous holder, or this replica before a restart, left).
+``time_left_s`` is how long the leadership proven so far lasts: a caller acting as leader
+bounds each of its calls by it, so nothing it does outlives its leadership.
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 from kubernetes_asyncio.client import CoordinationV1Api, V1Lease, V1LeaseSpec, V1ObjectMeta
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from adapters.kubernetes.deadline import within
 
 __all__ = ["LeaderElector", "LeaseRecord"]
 
@@ -93,6 +103,11 @@ class LeaderElector:
         self._seen: tuple[LeaseRecord, float] | None = None  # another's record, when it changed
         self._acquired_at: datetime.datetime | None = None
         self._renewed_s: float | None = None  # clock time of the last successful acquire/renew
+        self._read_annotations: dict[str, str] = {}  # the Lease's, as last read
+        self._own: dict[str, str] = {}  # set by ``annotate`` this term, carried on every write
+        self.term = 0  # acquisitions by this process so far (0: never led)
+        self.term_annotations: Mapping[str, str] = {}  # the Lease's when this term began
+        self._term_started_s: float | None = None  # clock time this term's Lease was taken
 
     @property
     def is_leader(self) -> bool:
@@ -104,6 +119,28 @@ class LeaderElector:
         renewed = self._renewed_s
         return (self._leader and renewed is not None
                 and self._clock() - renewed < self._deadline)
+
+    def time_left_s(self) -> float:
+        """Seconds the leadership proven so far lasts (``is_leader`` turns False then); 0 when
+        not leading."""
+        renewed = self._renewed_s
+        if not self._leader or renewed is None:
+            return 0.0
+        return max(0.0, renewed + self._deadline - self._clock())
+
+    def term_age_s(self) -> float:
+        """Seconds since this term began (the Lease was taken); 0 before the first."""
+        started = self._term_started_s
+        return 0.0 if started is None else max(0.0, self._clock() - started)
+
+    async def annotate(self, values: Mapping[str, str]) -> bool:
+        """Write ``values`` into the Lease's annotations now, and keep them on every later
+        write of this term; only while leading (a renew that carries them). True if written."""
+        async with self._lock:
+            if self._stopped or not self.is_leader:
+                return False
+            self._own.update(values)
+            return await self._round()
 
     @property
     def where(self) -> str:
@@ -121,32 +158,39 @@ class LeaderElector:
             self._stopped = True
             if self._leader:
                 self._leader = False
-                await self._release()
+                try:  # a hung API server must not hold the shutdown
+                    await within(self._release(), self._deadline, self._sleep)
+                except TimeoutError as exc:
+                    log.warning("%s: release failed: %s", self.where, exc)
 
     async def round(self) -> bool:
         """One acquire-or-renew attempt; sets and returns ``is_leader``."""
         async with self._lock:
             if self._stopped:
                 return False
-            was = self._leader
-            try:
-                started = self._clock()
-                async with asyncio.timeout(self._deadline):
-                    self._leader = await self._acquire_or_renew()
-                if self._leader:
-                    self._renewed_s = started
-            except _FAILURES as exc:
-                self._leader = False
-                log.warning("%s: %s failed: %s", self.where, "renew" if was else "acquire",
-                            _short(exc))
-            if was != self._leader:
-                log.info("%s: %s %s leadership", self.where, self.identity,
-                         "acquired" if self._leader else "lost")
-            return self._leader
+            return await self._round()
+
+    async def _round(self) -> bool:
+        was = self._leader
+        try:
+            started = self._clock()
+            self._leader = await within(self._acquire_or_renew(), self._deadline, self._sleep)
+            if self._leader:
+                self._renewed_s = started
+        except _FAILURES as exc:
+            self._leader = False
+            log.warning("%s: %s failed: %s", self.where, "renew" if was else "acquire",
+                        _short(exc))
+        if was != self._leader:
+            log.info("%s: %s %s leadership", self.where, self.identity,
+                     "acquired" if self._leader else "lost")
+        return self._leader
 
     async def _acquire_or_renew(self) -> bool:
         lease = await self._read()
         now = self._clock()
+        self._read_annotations = {} if lease is None else dict(
+            (lease.metadata.annotations if lease.metadata else None) or {})
         if lease is None:
             return await self._create(now)
         record = _record(lease)
@@ -155,6 +199,10 @@ class LeaderElector:
         if record.holder and not self._expired(record, now):
             return False
         return await self._replace(record, now, takeover=True)
+
+    def _annotations(self, *, new_term: bool) -> dict[str, str]:
+        """What a write carries: the Lease's annotations, this term's own over them."""
+        return {**self._read_annotations, **({} if new_term else self._own)}
 
     def _expired(self, record: LeaseRecord, now: float) -> bool:
         """True once ``record`` has stayed the same for its lease duration on our clock."""
@@ -171,9 +219,10 @@ class LeaderElector:
                 return None
             raise
 
-    def _lease(self, spec: V1LeaseSpec, resource_version: str | None) -> V1Lease:
+    def _lease(self, spec: V1LeaseSpec, resource_version: str | None,
+               annotations: dict[str, str]) -> V1Lease:
         meta = V1ObjectMeta(name=self._name, namespace=self._namespace,
-                            resource_version=resource_version)
+                            resource_version=resource_version, annotations=annotations or None)
         return V1Lease(api_version="coordination.k8s.io/v1", kind="Lease", metadata=meta,
                        spec=spec)
 
@@ -185,19 +234,29 @@ class LeaderElector:
 
     async def _create(self, now_s: float) -> bool:
         now = _utc(now_s)
-        lease = self._lease(self._spec(now, now, 0), None)
-        return await self._write(self._api.create_namespaced_lease(self._namespace, lease), now)
+        annotations = self._annotations(new_term=True)
+        lease = self._lease(self._spec(now, now, 0), None, annotations)
+        return await self._write(self._api.create_namespaced_lease(self._namespace, lease), now,
+                                 annotations=annotations, new_term=True)
 
     async def _replace(self, record: LeaseRecord, now_s: float, *, takeover: bool) -> bool:
-        """Renew our Lease (keeping its acquire time) or take over a released or expired one."""
-        now = _utc(now_s)
-        acquired = now if takeover or self._acquired_at is None else self._acquired_at
-        transitions = record.transitions + (1 if takeover else 0)
-        lease = self._lease(self._spec(now, acquired, transitions), record.resource_version)
-        return await self._write(
-            self._api.replace_namespaced_lease(self._name, self._namespace, lease), acquired)
+        """Renew our Lease (keeping its acquire time) or take over a released or expired one.
 
-    async def _write(self, call: Awaitable[V1Lease], acquired: datetime.datetime) -> bool:
+        The first write of this process is an acquisition even if the Lease names us (a
+        restarted container keeps its pod's name): this process has not led before."""
+        now = _utc(now_s)
+        new_term = takeover or self._acquired_at is None
+        acquired = now if new_term or self._acquired_at is None else self._acquired_at
+        transitions = record.transitions + (1 if takeover else 0)
+        annotations = self._annotations(new_term=new_term)
+        lease = self._lease(self._spec(now, acquired, transitions), record.resource_version,
+                            annotations)
+        return await self._write(
+            self._api.replace_namespaced_lease(self._name, self._namespace, lease), acquired,
+            annotations=annotations, new_term=new_term)
+
+    async def _write(self, call: Awaitable[V1Lease], acquired: datetime.datetime, *,
+                     annotations: dict[str, str], new_term: bool) -> bool:
         """A create or replace; 409 (someone else wrote first) means we do not hold the Lease."""
         try:
             await call
@@ -206,6 +265,12 @@ class LeaderElector:
                 return False
             raise
         self._acquired_at = acquired
+        if new_term:
+            self.term += 1
+            self.term_annotations = dict(self._read_annotations)
+            self._term_started_s = acquired.timestamp()
+            self._own = {}
+        self._read_annotations = annotations
         return True
 
     async def _release(self) -> None:
@@ -218,8 +283,10 @@ class LeaderElector:
             spec = V1LeaseSpec(holder_identity="", lease_duration_seconds=1,
                                renew_time=_utc(self._clock()),
                                lease_transitions=record.transitions)
-            await self._api.replace_namespaced_lease(
-                self._name, self._namespace, self._lease(spec, record.resource_version))
+            read = (lease.metadata.annotations if lease.metadata else None) or {}
+            await self._api.replace_namespaced_lease(  # the next holder reads what we knew
+                self._name, self._namespace,
+                self._lease(spec, record.resource_version, {**read, **self._own}))
         except _FAILURES as exc:
             log.warning("%s: release failed: %s", self.where, _short(exc))
 

@@ -14,11 +14,15 @@ server, safely. Three actuators share one small interface (``NodeActuator``):
 
 Each write is a merge patch of ``spec.replicas`` on the ``scale`` subresource carrying the
 ``metadata.resourceVersion`` that was read, so the API server refuses it (409 Conflict) if the
-object changed in between (a human, cluster-autoscaler or another scaler replica). A conflict
-is retried on fresh state: re-read, re-clamp, re-patch, at most ``CONFLICT_ATTEMPTS`` times.
-Anything else the server refuses (429, 5xx, 404, ...) or a broken connection becomes one
-``ActuatorError`` whose message says what failed; the caller simply tries again next round.
-The desired count is clamped to the bounds, never rejected, and the result says so.
+object changed in between (a human, cluster-autoscaler or another scaler replica, maybe the
+new leader). A conflict ends the attempt (``Conflict``): no re-read and re-patch, since the
+writer that got there first may be the one entitled to; the next round starts from what it
+wrote. Just before the write, ``scale`` asks ``may_write`` (is this replica still the leader?)
+and writes nothing if not (``WriteWithheld``). Anything else the server refuses (429, 5xx,
+404, ...) or a broken connection becomes one ``ActuatorError`` whose message says what failed;
+the caller simply tries again next round. The desired count is clamped to the bounds, never
+rejected, and the result says so. How long a call may take is the caller's to bound
+(``adapters.kubernetes.deadline.within``).
 
 Which count to ask for (the guard against shrinking while pods are pending or nodes joining,
 the cooldowns) is decided before an actuator is called: ``scaler.model.nodes.node_change``.
@@ -27,7 +31,7 @@ the cooldowns) is decided before an actuator is called: ``scaler.model.nodes.nod
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol, TypeVar
 
 import aiohttp
@@ -35,22 +39,23 @@ from kubernetes_asyncio.client import AppsV1Api, CustomObjectsApi, V1Scale
 from kubernetes_asyncio.client.exceptions import ApiException
 
 __all__ = [
-    "CONFLICT_ATTEMPTS",
     "MAX_SIZE_ANNOTATION",
     "MIN_SIZE_ANNOTATION",
     "ActuatorError",
+    "Conflict",
     "DryRunActuator",
     "MachineDeploymentActuator",
+    "MayWrite",
     "NodeActuator",
     "NodeTarget",
     "PlaceholderActuator",
     "ScaleResult",
+    "WriteWithheld",
     "clamp",
 ]
 
 MIN_SIZE_ANNOTATION = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
 MAX_SIZE_ANNOTATION = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"
-CONFLICT_ATTEMPTS = 3
 MERGE_PATCH = "application/merge-patch+json"
 CAPI_GROUP, CAPI_VERSION, CAPI_PLURAL = "cluster.x-k8s.io", "v1beta1", "machinedeployments"
 
@@ -83,12 +88,28 @@ class ActuatorError(Exception):
     """The change could not be made this round; the message says why. Retry next round."""
 
 
+class Conflict(ActuatorError):
+    """The object changed between our read and our write (409): someone else wrote first."""
+
+
+class WriteWithheld(ActuatorError):
+    """``may_write`` said no just before the write: nothing was sent."""
+
+
+MayWrite = Callable[[], bool]
+
+
+def _always() -> bool:
+    return True
+
+
 class NodeActuator(Protocol):
     """Something whose replica count stands for GPU node capacity."""
 
     async def current(self) -> NodeTarget: ...
 
-    async def scale(self, desired: int, *, reason: str) -> ScaleResult: ...
+    async def scale(self, desired: int, *, reason: str,
+                    may_write: MayWrite = _always) -> ScaleResult: ...
 
 
 class _Conflict(Exception):
@@ -147,28 +168,25 @@ def _describe(what: str, result: ScaleResult, desired: int, reason: str) -> str:
     return f"{what}: {moved}{bound}: {reason}"
 
 
-async def _scale_once(io: _ScaleIO, desired: int, reason: str) -> ScaleResult:
-    snap = await io.read()
+async def _scale(io: _ScaleIO, desired: int, reason: str, may_write: MayWrite) -> ScaleResult:
+    """Read, clamp, ask ``may_write``, patch against what was read; a 409 ends it there."""
+    if desired < 0:
+        raise ValueError(f"desired replicas must be >= 0, got {desired}")
+    snap = await _call_read(io)
     to, clamped_by = clamp(desired, snap.target.min, snap.target.max)
     changed = to != snap.target.replicas
     if changed:
-        await io.write(to, snap.resource_version)
+        if not may_write():
+            raise WriteWithheld(f"{io.what}: not scaled {snap.target.replicas} -> {to}: this"
+                                " replica may no longer write (it lost the Lease)")
+        try:
+            await io.write(to, snap.resource_version)
+        except _Conflict as exc:
+            raise Conflict(
+                f"{io.what}: changed since it was read (409 Conflict: another writer got there"
+                f" first); not scaled to {to}: the next round starts from what it wrote") from exc
     result = ScaleResult(changed, snap.target.replicas, to, clamped_by, "")
     return dataclasses.replace(result, message=_describe(io.what, result, desired, reason))
-
-
-async def _scale(io: _ScaleIO, desired: int, reason: str) -> ScaleResult:
-    """Read, clamp, patch; on 409 start again from a fresh read, ``CONFLICT_ATTEMPTS`` times."""
-    if desired < 0:
-        raise ValueError(f"desired replicas must be >= 0, got {desired}")
-    for _ in range(CONFLICT_ATTEMPTS):
-        try:
-            return await _scale_once(io, desired, reason)
-        except _Conflict:
-            continue
-    raise ActuatorError(
-        f"{io.what}: {CONFLICT_ATTEMPTS} conflicts (409) in a row while setting replicas;"
-        " will retry next round")
 
 
 async def _call_read(io: _ScaleIO) -> _Snapshot:
@@ -241,8 +259,9 @@ class MachineDeploymentActuator:
     async def current(self) -> NodeTarget:
         return (await _call_read(self)).target
 
-    async def scale(self, desired: int, *, reason: str) -> ScaleResult:
-        return await _scale(self, desired, reason)
+    async def scale(self, desired: int, *, reason: str,
+                    may_write: MayWrite = _always) -> ScaleResult:
+        return await _scale(self, desired, reason, may_write)
 
     async def read(self) -> _Snapshot:
         obj = await _call(self.what, "get", self._api.get_namespaced_custom_object(*self._where))
@@ -279,8 +298,9 @@ class PlaceholderActuator:
     async def current(self) -> NodeTarget:
         return (await _call_read(self)).target
 
-    async def scale(self, desired: int, *, reason: str) -> ScaleResult:
-        return await _scale(self, desired, reason)
+    async def scale(self, desired: int, *, reason: str,
+                    may_write: MayWrite = _always) -> ScaleResult:
+        return await _scale(self, desired, reason, may_write)
 
     async def read(self) -> _Snapshot:
         call = self._api.read_namespaced_deployment_scale(self._name, self._namespace)
@@ -304,7 +324,8 @@ class DryRunActuator:
     async def current(self) -> NodeTarget:
         return NodeTarget(self.nodes_now, None, None)
 
-    async def scale(self, desired: int, *, reason: str) -> ScaleResult:
+    async def scale(self, desired: int, *, reason: str,
+                    may_write: MayWrite = _always) -> ScaleResult:
         self.plans.append((desired, reason))
         message = f"dry-run: would scale nodes from {self.nodes_now} to {desired}: {reason}"
         return ScaleResult(False, self.nodes_now, desired, None, message)

@@ -26,7 +26,7 @@ from scaler.keda.front.link import FrontProcess
 from scaler.keda.grpc_server import describe_grpc_security, start_grpc_server, stop_grpc_server
 from scaler.keda.http_server import https_context, start_http_server
 from scaler.service.config_watch import ConfigWatcher
-from scaler.service.node_pools import NodePoolController
+from scaler.service.node_pools import FixedLeadership, Leadership, NodePoolController
 from scaler.service.service import ScalerService
 from scaler.service.supervise import supervise
 
@@ -177,9 +177,9 @@ def start_node_pools(service: ScalerService) -> tuple[list[asyncio.Task[None]],
         leader = Gauge("scaler_leader", "1 while this instance holds the node-actuation Lease.",
                        registry=service.telemetry.registry)
         leader.set_function(lambda: float(elector is not None and elector.is_leader))
+    leadership: Leadership = elector if elector is not None else FixedLeadership(leader=False)
     controller = NodePoolController(
-        settings.pools, workloads=lambda: service.registry, api=api,
-        is_leader=(lambda: elector is not None and elector.is_leader),
+        settings.pools, workloads=lambda: service.registry, api=api, leadership=leadership,
         clock=service.clock, registry=service.telemetry.registry,
         interval_s=settings.interval_s)
     tasks.append(asyncio.create_task(controller.run(), name="node pools"))

@@ -1,12 +1,14 @@
 """Node pools the scaler may act on, as the operator declares them in the ConfigMap.
 
 Only the operator names pools and bounds them; a ScaledObject can only name a pool
-(``nodePool``) that is declared here. What a pool does with the node plans is
+(``nodePool``) that is declared here, from a namespace the pool lists, and what it asks is
+clamped to the pool's ``max_nodes``. What a pool does with the node plans is
 ``scaler.service.node_pools``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -23,6 +25,17 @@ def _whole(raw: Any) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise ValueError(raw)
     return raw
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    """A YAML list of namespace names (DNS labels), in the order given, without repeats."""
+    if not isinstance(raw, list | tuple) or not all(
+            isinstance(name, str) and _DNS_LABEL.fullmatch(name) for name in raw):
+        raise ValueError(raw)
+    return tuple(dict.fromkeys(raw))
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -48,16 +61,30 @@ class NodePool:
         doc="Fewest nodes the scaler asks of the pool.")
     max_nodes: int | None = setting(
         None, parse=_whole, check=at_least(1), accepted="a whole number >= 1",
-        doc="Most nodes the scaler asks of the pool (a MachineDeployment's autoscaler "
-            "annotations apply as well); unset: no bound of the scaler's own.")
+        shown_default="required unless dry-run",
+        doc="Most nodes the scaler asks of the pool, whatever its workloads ask (a workload's "
+            "minNodes, spareNodes and maxNodes are clamped to it; a MachineDeployment's "
+            "autoscaler annotations apply as well).")
+    namespaces: tuple[str, ...] = setting(
+        (), parse=_names, accepted="a list of namespace names",
+        shown_default="required unless dry-run",
+        doc="Namespaces whose workloads may count toward the pool: a ScaledObject elsewhere "
+            "that names it with nodePool is refused (INVALID_ARGUMENT). Unset on a dry-run "
+            "pool: any namespace.")
     api_version: CapiVersion = setting(
         "v1beta1", doc="Cluster API version of a machinedeployment pool.")
 
     def validate(self) -> list[str]:
         path = f"node_pools.pools.{self.name}."
+        acts = self.actuator != "dry-run"
         problems = [f"{path}{key}: required for the {self.actuator} actuator"
-                    for key in ("namespace", "target")
-                    if self.actuator != "dry-run" and not getattr(self, key)]
+                    for key in ("namespace", "target") if acts and not getattr(self, key)]
+        if acts and self.max_nodes is None:
+            problems.append(f"{path}max_nodes: required for the {self.actuator} actuator: the "
+                            "most nodes any workload may make the scaler ask of the pool")
+        if acts and not self.namespaces:
+            problems.append(f"{path}namespaces: required for the {self.actuator} actuator: "
+                            "list the namespaces whose workloads may count toward the pool")
         if self.max_nodes is not None and self.min_nodes > self.max_nodes:
             problems.append(f"{path}min_nodes: {self.min_nodes} is greater than max_nodes "
                             f"({self.max_nodes})")
@@ -73,9 +100,12 @@ class NodePoolSettings:
     ``namespace``/``target`` name the MachineDeployment, ``api_version`` v1beta1 or v1beta2;
     its autoscaler min/max annotations are honoured) or ``placeholder`` (a Deployment of
     low-priority GPU pods, one per node, whose replicas are the nodes wanted beyond current
-    use). ``min_nodes``/``max_nodes`` bound what the scaler asks of any pool. Only the holder
-    of the Lease ``lease_namespace``/``lease_name`` acts; without ``lease_namespace`` only
-    dry-run pools run.
+    use). ``min_nodes``/``max_nodes`` bound what the scaler asks of any pool; an acting pool
+    must name ``max_nodes`` and the ``namespaces`` whose workloads may count toward it. Only
+    the holder of the Lease ``lease_namespace``/``lease_name`` acts; without
+    ``lease_namespace`` only dry-run pools run. After a start and after taking the Lease, a
+    pool does not shrink for its ``cooldown_down_s``, nor, for up to twice that, while a
+    workload that counted toward it before (the Lease remembers them) has not come back.
     """
 
     interval_s: float = setting(30.0, check=above(0), doc="Seconds between two node rounds.")

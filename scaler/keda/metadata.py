@@ -154,7 +154,8 @@ class WorkloadSpec:
         doc="Path of the discovered pods' metrics.")
     node_pool: str | None = setting(
         None, key="nodePool", accepted="a pool name from node_pools.pools",
-        doc="The node pool whose capacity this workload's node plan counts toward.")
+        doc="The node pool whose capacity this workload's node plan counts toward (the pool "
+            "must list the ScaledObject's namespace in its namespaces).")
     metrics_source: MetricsSource = setting(
         "pods", key="metricsSource", accepted="one of: " + ", ".join(METRICS_SOURCES),
         doc="`pods`: scrape each pod's metrics page; `prometheus`: read the pods' latest samples "

@@ -6,8 +6,9 @@ split across nodes, so a node holds ``gpus_per_node // gpus_per_replica`` whole 
 replicas of 3 GPUs on 8-GPU nodes need 3 nodes, not the 2 that 15 GPUs / 8 would suggest).
 
 ``node_change`` is the guard in front of any node actuator: never shrink while pods are pending
-or nodes are still joining, and respect separate scale-up and scale-down cooldowns. The other
-rules turn the sum of a pool's node plans into what its actuator is asked for.
+or nodes are still joining, nor during the warm-up after a start or a new Lease holder
+(``warm_up``), and respect separate scale-up and scale-down cooldowns. The other rules turn the
+sum of a pool's node plans into what its actuator is asked for.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "placeholder_nodes",
     "pool_nodes",
     "replicas_per_node",
+    "warm_up",
 ]
 
 
@@ -64,15 +66,36 @@ def nodes_joining(requested: int, ready: int | None) -> int:
     return max(0, requested - ready) if ready is not None else 0
 
 
+def warm_up(*, since_s: float, cooldown_down_s: float, missing: int) -> str | None:
+    """Why a pool may not shrink yet after a start or a new Lease holder, or None once it may.
+
+    A new process, or a replica that just took the Lease, knows only the workloads KEDA has
+    asked *it* about: the nodes under a workload that has not been asked about yet look unused.
+    So no scale-down for ``cooldown_down_s`` after ``since_s`` counts from, and beyond that while
+    ``missing`` workloads that counted toward the pool before (as the Lease remembers them) have
+    not come back; but for at most twice ``cooldown_down_s``, since a workload may be gone for
+    good (its ScaledObject deleted).
+    """
+    if since_s < cooldown_down_s:
+        return (f"warming up after a start or a new Lease holder, {since_s:.0f}s of"
+                f" cooldown_down_s={cooldown_down_s:.0f}s")
+    if missing > 0 and since_s < 2 * cooldown_down_s:
+        return (f"warming up: {missing} workload(s) that counted toward the pool before have"
+                f" not come back ({since_s:.0f}s, at most {2 * cooldown_down_s:.0f}s)")
+    return None
+
+
 def node_change(current: int, desired: int, *, pending_pods: int, joining_nodes: int,
                 last_change_s: float | None, now_s: float, cooldown_up_s: float,
-                cooldown_down_s: float) -> tuple[int, str]:
+                cooldown_down_s: float, warming_up: str | None = None) -> tuple[int, str]:
     """The node count to apply now and why: the cases, in the order they are checked.
 
     - no change wanted: keep;
     - up: wait out ``cooldown_up_s`` since the last change, then grow;
     - down: never while pods are pending (they need the nodes) or nodes are joining (the count
-      is about to change under us); wait out ``cooldown_down_s``; then shrink.
+      is about to change under us), nor while ``warming_up`` says why (``warm_up``); wait out
+      ``cooldown_down_s``; then shrink. No last change known: no cooldown to wait out (the
+      warm-up covers a new process or leader).
     """
     if desired == current:
         return current, f"at {current} nodes"
@@ -86,6 +109,8 @@ def node_change(current: int, desired: int, *, pending_pods: int, joining_nodes:
         return current, f"hold {current}: {pending_pods} pods pending, never shrink"
     if joining_nodes > 0:
         return current, f"hold {current}: {joining_nodes} nodes joining, never shrink"
+    if warming_up is not None:
+        return current, f"hold {current}: {warming_up}"
     if since is not None and since < cooldown_down_s:
         return current, (f"hold {current}: scale-down cooldown, {since:.0f}s since the last"
                          f" change < {cooldown_down_s:.0f}s")

@@ -93,13 +93,13 @@ class NodeShape:
         doc="GPUs one node of the pool holds, for the node plan.")
     spare_nodes: int = setting(
         0, key="spareNodes", check=at_least(0), accepted="an integer >= 0",
-        doc="Nodes kept beyond the plan.")
+        doc="Nodes kept beyond the plan (at most the node pool's max_nodes).")
     min_nodes: int = setting(
         0, key="minNodes", check=at_least(0), accepted="an integer >= 0",
-        doc="Fewest nodes the node plan asks for (the node pool's minimum).")
+        doc="Fewest nodes the node plan asks for (at most the node pool's max_nodes).")
     max_nodes: int = setting(
         10000, key="maxNodes", check=at_least(1), accepted="an integer >= 1",
-        doc="Most nodes the node plan asks for (the node pool's maximum).")
+        doc="Most nodes the node plan asks for (at most the node pool's max_nodes).")
 
     def validate(self) -> list[str]:
         problems = []

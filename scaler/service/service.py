@@ -38,6 +38,7 @@ from scaler.keda.metadata import MetadataError, WorkloadSpec, changed_keys, pars
 from scaler.model.reactive import Decision
 from scaler.service.errors import LimitExceeded, NamesPending, Unavailable
 from scaler.service.forecasting import Forecasting
+from scaler.service.pool_admission import admit, clamp_to_pool
 from scaler.service.prometheus_scrape import PrometheusSource
 from scaler.service.runner import WorkloadRunner, target_of
 from scaler.service.supervise import supervise
@@ -176,7 +177,7 @@ class ScalerService:
         Refused (``MetadataError``, ``LimitExceeded``, ``NamesPending``) before anything is
         registered, fetched or asked of Kubernetes when past the operator's limits.
         """
-        spec = self.admission.spec(namespace, name, metadata)
+        spec = self.spec_of(namespace, name, metadata)
         key = WorkloadKey(namespace, name, spec.metric_name)
         known = self.registry.get(key)
         before = None if known is None else known.spec  # touch replaces it
@@ -196,8 +197,7 @@ class ScalerService:
         return workload
 
     def _spec_changed(self, workload: Workload, before: WorkloadSpec) -> None:
-        """Said once per change, by key: the latest caller's metadata applies, and a change
-        nobody made on purpose (another caller, two triggers sharing a metricName) shows."""
+        """Said once per change, by key, so a change nobody meant (another caller) shows."""
         keys = changed_keys(before, workload.spec) or ["(none by key)"]
         log.info("workload %s: metadata changed by a later call (or the config's tuning), "
                  "keys: %s; the latest applies (if this repeats, two callers send different "
@@ -207,11 +207,18 @@ class ScalerService:
     def lookup(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Workload | None:
         """The registered workload an RPC would be about, without counting it as asked; what
         ``resolve`` would refuse is refused the same way."""
-        spec = self.admission.spec(namespace, name, metadata)
+        spec = self.spec_of(namespace, name, metadata)
         workload = self.registry.get(WorkloadKey(namespace, name, spec.metric_name))
         if workload is None:
             self.admission.check_room(len(self.registry))
         return workload
+
+    def spec_of(self, namespace: str, name: str, metadata: Mapping[str, str]) -> WorkloadSpec:
+        """A trigger's spec (tuning merged in), or what an RPC about it is refused with: bad
+        metadata, a limit passed, or a node pool its namespace may not count toward."""
+        spec = self.admission.spec(namespace, name, metadata)  # tuning merged, limits checked
+        admit(self.config.node_pools.pools, namespace, spec)  # before anything is registered
+        return spec
 
     def apply_config(self, config: ServiceConfig) -> list[str]:
         """Take a new, validated config without a restart; what it learnt is kept.
@@ -252,7 +259,7 @@ class ScalerService:
         cached = self._specs.get(cache_key)
         if cached is None:
             try:
-                cached = parse_metadata(metadata)
+                cached = clamp_to_pool(self.config.node_pools.pools, parse_metadata(metadata))
             except MetadataError as exc:
                 cached = exc
             if len(self._specs) >= _METADATA_CACHE_SIZE:

@@ -655,11 +655,23 @@ def test_scaler_address_is_the_service_port_of_the_trigger() -> None:
 
 
 def test_node_pools_named_by_triggers_exist_in_the_overlay_config() -> None:
-    pools = {p.name for p in m.config(m.objects("overlay")).node_pools.pools}
-    named = {_scaler_metadata(t)["nodePool"] for _, scaled in _scaled_objects()
+    pools = {p.name: p for p in m.config(m.objects("overlay")).node_pools.pools}
+    named = {(_scaler_metadata(t)["nodePool"], scaled["metadata"]["namespace"])
+             for _, scaled in _scaled_objects()
              for t in _scaler_triggers(scaled) if "nodePool" in _scaler_metadata(t)}
     assert named, "no example shows nodePool"
-    assert named <= pools
+    for pool, namespace in named:
+        assert pool in pools
+        assert namespace in pools[pool].namespaces, f"{namespace} may not count toward {pool}"
+
+
+def test_the_overlay_pool_asks_no_more_than_its_machinedeployment_may_have() -> None:
+    md = m.one(m.example("machinedeployment.yaml"), "MachineDeployment")
+    most = int(md["metadata"]["annotations"][
+        "cluster.x-k8s.io/cluster-api-autoscaler-node-group-max-size"])
+    acting = [p for p in m.config(m.objects("overlay")).node_pools.pools
+              if p.actuator != "dry-run"]
+    assert acting and all(p.max_nodes == most for p in acting)
 
 
 def test_scale_targets_and_discovered_pods_exist_in_the_examples() -> None:

@@ -38,7 +38,7 @@ from scaler.config.node_pools import NodePool
 from scaler.config.settings import ServiceConfig
 from scaler.model.predictive import Plan
 from scaler.service.config_watch import CONFIGMAP_ENV, ConfigWatcher
-from scaler.service.node_pools import NodePoolController
+from scaler.service.node_pools import FixedLeadership, NodePoolController
 from scaler.service.service import ScalerService
 from tests.clock import ManualClock
 from tests.conftest import make_config, wait_until
@@ -213,7 +213,7 @@ async def scale_node_pools(server: ApiServer, api: ApiClient) -> None:
                             {"endpoints": URL, "nodePool": pool.name}).plan = plan(5)
         controller = NodePoolController(
             [dataclasses.replace(pool, cooldown_up_s=0) for pool in (md, placeholder)],
-            workloads=lambda: service.registry, api=api, is_leader=lambda: True,
+            workloads=lambda: service.registry, api=api, leadership=FixedLeadership(True),
             clock=service.clock, registry=service.telemetry.registry)
         await controller.round()
         patched = {(r.namespace, r.name) for r in recorded(server) if r.verb == "patch"}
@@ -232,6 +232,7 @@ async def elect(api: ApiClient, config: ServiceConfig) -> None:
     assert await elector.round()
     clock.advance(2)
     assert await elector.round()
+    assert await elector.annotate({"llm-predictive-scaler/node-pools": "{}"})  # node pools' memory
     await elector.stop()
 
 

@@ -24,7 +24,7 @@ from scaler.commands.serve import RunningApp, start_app
 from scaler.config.node_pools import NodePool, NodePoolSettings
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.service.node_pools import NodePoolController
+from scaler.service.node_pools import FixedLeadership, NodePoolController
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.engine_state import EngineState
 from tests.clock import ManualClock
@@ -149,7 +149,7 @@ async def test_node_ask_over_http_never_reaches_the_node_pool(
     pod.engines = [EngineState(running=3)]
     controller = NodePoolController(
         [NodePool(POOL, "machinedeployment", POOL_NS, "pool", cooldown_up_s=0)],
-        workloads=lambda: app.service.registry, api=api, is_leader=lambda: True,
+        workloads=lambda: app.service.registry, api=api, leadership=FixedLeadership(True),
         clock=app.service.clock, registry=CollectorRegistry())
 
     code, body, _ = await get(

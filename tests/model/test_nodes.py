@@ -13,6 +13,7 @@ from scaler.model.nodes import (
     placeholder_nodes,
     pool_nodes,
     replicas_per_node,
+    warm_up,
 )
 
 
@@ -81,3 +82,34 @@ def test_node_change(current: int, desired: int, pending: int, joining: int, las
     assert node_change(current, desired, pending_pods=pending, joining_nodes=joining,
                        last_change_s=last, now_s=now, cooldown_up_s=120,
                        cooldown_down_s=900) == (applied, why)
+
+
+@pytest.mark.parametrize(("since", "missing", "held"), [
+    (0.0, 0, True),  # just started or took the Lease
+    (599.0, 0, True),  # one cooldown_down_s at least, everyone back or not
+    (600.0, 0, False),  # everyone that counted before is back: over after one cooldown
+    (600.0, 1, True),  # one is not back yet: longer
+    (1199.0, 3, True),
+    (1200.0, 3, False),  # but at most twice cooldown_down_s (it may be gone for good)
+])
+def test_warm_up_lasts_a_cooldown_and_until_every_workload_is_back_at_most_twice(
+        since: float, missing: int, held: bool) -> None:
+    reason = warm_up(since_s=since, cooldown_down_s=600, missing=missing)
+    assert (reason is not None) == held, reason
+
+
+def test_warm_up_says_why() -> None:
+    assert warm_up(since_s=30, cooldown_down_s=600, missing=0) == (
+        "warming up after a start or a new Lease holder, 30s of cooldown_down_s=600s")
+    assert warm_up(since_s=700, cooldown_down_s=600, missing=2) == (
+        "warming up: 2 workload(s) that counted toward the pool before have not come back"
+        " (700s, at most 1200s)")
+    assert warm_up(since_s=0, cooldown_down_s=0, missing=5) is None  # no cooldown, no warm-up
+
+
+def test_no_shrink_while_warming_up_but_growth_goes_on() -> None:
+    why = warm_up(since_s=10, cooldown_down_s=600, missing=1)
+    common = {"pending_pods": 0, "joining_nodes": 0, "last_change_s": None, "now_s": 10.0,
+              "cooldown_up_s": 0, "cooldown_down_s": 600, "warming_up": why}
+    assert node_change(10, 2, **common) == (10, f"hold 10: {why}")
+    assert node_change(10, 12, **common) == (12, "scale up 10 -> 12")

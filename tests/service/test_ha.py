@@ -1,7 +1,7 @@
 """Two scaler instances, one MachineDeployment: only the Lease holder ever scales it.
 
 Each instance is what ``scaler.commands.serve.start_node_pools`` builds: a ``LeaderElector`` on
-the shared Lease and a ``NodePoolController`` whose ``is_leader`` is that elector's, with its
+the shared Lease and a ``NodePoolController`` whose ``leadership`` is that elector, with its
 own API client (its User-Agent names the instance, so the kmock API server's records say who
 sent each PATCH). Both see the same node plan, which changes every round, so whoever acts
 PATCHes the MachineDeployment's scale subresource every round. Time is one hand-moved clock
@@ -159,7 +159,7 @@ async def cluster() -> AsyncIterator[Cluster]:
                                 cooldown_down_s=0)
                 controller = NodePoolController(
                     [pool], workloads=lambda: service.registry, api=client,
-                    is_leader=lambda e=elector: e.is_leader, clock=clock,
+                    leadership=elector, clock=clock,
                     registry=CollectorRegistry())
                 instances[name] = Instance(name, client, elector, controller)
             yield Cluster(server, clock, service, instances)

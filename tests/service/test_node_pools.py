@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from scaler.config.load import ConfigError, parse_config
 from scaler.config.node_pools import NodePool
 from scaler.model.predictive import Plan
-from scaler.service.node_pools import NodePoolController
+from scaler.service.node_pools import FixedLeadership, NodePoolController
 from scaler.service.service import ScalerService
 from tests.clock import ManualClock
 from tests.kube_api import MD, NS, add_md, md_replicas, scale_patches
@@ -22,10 +25,12 @@ def plan(nodes: int) -> Plan:
 
 
 def controller(service: ScalerService, api: ApiClient | None, *, leader: bool = True,
-               actuator: str = "machinedeployment") -> NodePoolController:
-    pool = NodePool("h100", actuator, NS, "pool", cooldown_up_s=0, cooldown_down_s=600)
+               actuator: str = "machinedeployment",
+               cooldown_down_s: float = 600) -> NodePoolController:
+    pool = NodePool("h100", actuator, NS, "pool", cooldown_up_s=0,
+                    cooldown_down_s=cooldown_down_s)
     return NodePoolController([pool], workloads=lambda: service.registry, api=api,
-                              is_leader=lambda: leader, clock=service.clock,
+                              leadership=FixedLeadership(leader), clock=service.clock,
                               registry=service.telemetry.registry)
 
 
@@ -97,8 +102,21 @@ async def test_a_pool_no_workload_names_is_left_alone(service, api, server):
     ("node_pools: {pools: {h100: {actuator: terraform}}}", "actuator: 'terraform' is not one"),
     ("node_pools: {lease_namespace: keda, pools: {h100: {actuator: machinedeployment}}}",
      "node_pools.pools.h100.namespace: required for the machinedeployment actuator"),
-    ("node_pools: {pools: {h100: {actuator: placeholder, namespace: a, target: b}}}",
+    ("node_pools: {pools: {h100: {actuator: placeholder, namespace: a, target: b, "
+     "max_nodes: 4, namespaces: [llm]}}}",
      "node_pools.lease_namespace: required when a pool acts (h100)"),
+    ("node_pools: {lease_namespace: keda, pools: {h100: {actuator: placeholder, namespace: a, "
+     "target: b, namespaces: [llm]}}}",
+     "node_pools.pools.h100.max_nodes: required for the placeholder actuator: the most nodes any"
+     " workload may make the scaler ask of the pool"),
+    ("node_pools: {lease_namespace: keda, pools: {h100: {actuator: machinedeployment, "
+     "namespace: a, target: b, max_nodes: 4}}}",
+     "node_pools.pools.h100.namespaces: required for the machinedeployment actuator: list the"
+     " namespaces whose workloads may count toward the pool"),
+    ("node_pools: {pools: {h100: {namespaces: llm}}}",
+     "node_pools.pools.h100.namespaces: 'llm' is not a list of namespace names"),
+    ("node_pools: {pools: {h100: {namespaces: [Team_A]}}}",
+     "node_pools.pools.h100.namespaces: ['Team_A'] is not a list of namespace names"),
     ("node_pools: {pools: {h100: {cooldown_up_s: -1}}}",
      "cooldown_up_s: -1 is out of range: must be >= 0"),
     ("node_pools: {interval: 5}", "node_pools.interval: unknown key"),
@@ -114,11 +132,13 @@ def test_a_good_node_pool_config():
 node_pools:
   lease_namespace: keda
   pools:
-    h100: {actuator: machinedeployment, namespace: capi, target: h100-md, cooldown_up_s: 0}
+    h100: {actuator: machinedeployment, namespace: capi, target: h100-md, cooldown_up_s: 0,
+           max_nodes: 16, namespaces: [llm, llm-batch, llm]}
 """)
     (pool,) = config.node_pools.pools
-    assert (pool.name, pool.actuator, pool.target, pool.cooldown_up_s) == (
-        "h100", "machinedeployment", "h100-md", 0.0)
+    assert (pool.name, pool.actuator, pool.target, pool.cooldown_up_s, pool.max_nodes) == (
+        "h100", "machinedeployment", "h100-md", 0.0, 16)
+    assert pool.namespaces == ("llm", "llm-batch")
 
 
 async def test_no_shrink_while_machines_are_still_joining(service, api, server):
@@ -141,7 +161,8 @@ async def test_the_leader_gauge_follows_the_lease(server, api):
 node_pools:
   lease_namespace: {NS}
   pools:
-    h100: {{actuator: machinedeployment, namespace: {NS}, target: pool}}
+    h100: {{actuator: machinedeployment, namespace: {NS}, target: pool, max_nodes: 8,
+           namespaces: [llm]}}
 """)
     svc = ScalerService(config, clock=ManualClock(), background=False, kube_api=api)
     await svc.start()
@@ -179,7 +200,7 @@ async def test_a_pool_s_own_bounds_cap_what_is_asked(service, api, server, plann
     with_plans(service, planned)
     pool = NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0, **bounds)
     c = NodePoolController([pool], workloads=lambda: service.registry, api=api,
-                           is_leader=lambda: True, clock=service.clock,
+                           leadership=FixedLeadership(True), clock=service.clock,
                            registry=service.telemetry.registry)
     await c.round()
     assert md_replicas(server) == asked
@@ -213,7 +234,7 @@ async def test_placeholders_are_the_nodes_beyond_what_whole_replicas_fill(
         "endpoints": ",".join(f"{URL}?{i}" for i in range(pods)), "nodePool": "h100",
         "gpusPerReplica": "3"})
     workload.plan = plan(3)
-    await controller(service, api, actuator="placeholder").round()
+    await controller(service, api, actuator="placeholder", cooldown_down_s=0).round()
     assert server.objects[DEPLOYMENTS, NS, "pool"]["spec"]["replicas"] == placeholders
 
 
@@ -233,3 +254,164 @@ async def test_a_held_decision_holds_its_nodes_in_the_pool(service, api, server)
     workload.decision = None  # then UNAVAILABLE: the last ask stays
     await pools.round()
     assert md_replicas(server) == 3
+
+
+# --- what the Lease remembers: the warm-up and the cooldowns across restarts ---------------------
+
+
+def remembered(clock: ManualClock, **pools: dict[str, object]) -> dict[str, str]:
+    from scaler.service.pool_memory import ANNOTATION
+
+    return {ANNOTATION: json.dumps(pools)}
+
+
+def utc(wall_s: float) -> str:
+    return datetime.datetime.fromtimestamp(wall_s, tz=datetime.UTC).isoformat()
+
+
+def leader_with(service: ScalerService, api: ApiClient, memory: dict[str, str], *,
+                cooldown_up_s: float = 0, cooldown_down_s: float = 600,
+                ) -> tuple[NodePoolController, FixedLeadership]:
+    lease = FixedLeadership(True, term_annotations=memory)
+    pool = NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=cooldown_up_s,
+                    cooldown_down_s=cooldown_down_s, max_nodes=40, namespaces=("llm",))
+    return NodePoolController([pool], workloads=lambda: service.registry, api=api,
+                              leadership=lease, clock=service.clock,
+                              registry=service.telemetry.registry), lease
+
+
+async def test_the_leader_remembers_the_last_change_and_who_counts_in_the_lease(
+        service, api, server):
+    from scaler.service.pool_memory import ANNOTATION
+
+    add_md(server, 2)
+    with_plans(service, 3, 2)
+    pools, lease = leader_with(service, api, {})
+    await pools.round()
+    assert json.loads(lease.written[ANNOTATION]) == {"h100": {
+        "lastChange": utc(service.clock.wall()).replace("+00:00", "Z"),
+        "workloads": ["llm/model-0/desired-replicas", "llm/model-1/desired-replicas"]}}
+
+
+async def test_a_scale_up_cooldown_goes_on_across_a_restart(service, api, server):
+    add_md(server, 2)
+    with_plans(service, 6)
+    memory = remembered(service.clock, h100={"lastChange": utc(service.clock.wall() - 100),
+                                             "workloads": ["llm/model-0/desired-replicas"]})
+    pools, _ = leader_with(service, api, memory, cooldown_up_s=300)
+    await pools.round()
+    assert md_replicas(server) == 2  # 100 s since the last change < 300 s
+    service.clock.advance(200)
+    await pools.round()
+    assert md_replicas(server) == 6
+
+
+async def test_an_unreadable_memory_keeps_the_warm_up_at_its_longest(service, api, server):
+    from scaler.service.pool_memory import ANNOTATION
+
+    add_md(server, 10)
+    with_plans(service, 2)
+    pools, lease = leader_with(service, api, {ANNOTATION: "{not json"})
+    await pools.round()
+    service.clock.advance(1199)  # everyone it knows of is back, but it cannot know them all
+    await pools.round()
+    assert md_replicas(server) == 10
+    service.clock.advance(1)
+    await pools.round()
+    assert md_replicas(server) == 2
+    assert json.loads(lease.written[ANNOTATION])["h100"]["workloads"] == [
+        "llm/model-0/desired-replicas"]
+
+
+async def test_a_warm_up_ends_after_one_cooldown_once_everyone_is_back(service, api, server):
+    add_md(server, 10)
+    with_plans(service, 2, 3)
+    memory = remembered(service.clock, h100={"workloads": [
+        "llm/model-0/desired-replicas", "llm/model-1/desired-replicas"]})
+    pools, _ = leader_with(service, api, memory)
+    await pools.round()
+    service.clock.advance(599)
+    await pools.round()
+    assert md_replicas(server) == 10
+    service.clock.advance(1)
+    await pools.round()
+    assert md_replicas(server) == 5
+
+
+async def test_the_lease_taken_in_the_middle_of_a_round_is_acted_on_from_the_next(
+        service, api, server):
+    """A replica that takes the Lease while a round runs on the previous term's state (its
+    start's warm-up, long over) must not shrink the pool in that round."""
+    add_md(server, 10)
+    with_plans(service, 2)
+    lease = FixedLeadership(False, term=0)
+    pool = NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0,
+                    cooldown_down_s=600, max_nodes=40, namespaces=("llm",))
+
+    def workloads():  # read in the round, after it began: the Lease is taken meanwhile
+        if service.clock.monotonic() > 5000:
+            lease.leader, lease.term = True, 1
+        return service.registry
+
+    pools = NodePoolController([pool], workloads=workloads, api=api, leadership=lease,
+                               clock=service.clock, registry=service.telemetry.registry)
+    await pools.round()  # term 0 begins: a standby's warm-up
+    service.clock.advance(5000)  # long over
+    await pools.round()  # the Lease is taken during this round
+    assert md_replicas(server) == 10 and actions(service, "not_leader") == 1
+    await pools.round()  # the new term: its warm-up holds
+    assert md_replicas(server) == 10 and actions(service, "held") == 2  # (1: term 0's)
+
+
+async def test_a_workload_from_a_namespace_the_pool_does_not_list_is_never_counted(
+        service, api, server):
+    add_md(server, 2)
+    service.resolve("team-x", "sneaky", {"endpoints": URL, "nodePool": "h100"}).plan = plan(30)
+    pools, _ = leader_with(service, api, {})  # the service's config has no pools: no refusal
+    await pools.round()
+    assert md_replicas(server) == 2 and not scale_patches(server)
+
+
+def test_a_dry_run_pool_counts_any_namespace_unless_it_lists_some():
+    from scaler.keda.metadata import MetadataError
+
+    config = parse_config("node_pools: {pools: {open: {}, listed: {namespaces: [llm]}}}\n")
+    svc = ScalerService(config, clock=ManualClock(), background=False)
+    assert svc.spec_of("team-x", "m", {"endpoints": URL, "nodePool": "open"}).node_pool == "open"
+    assert svc.spec_of("llm", "m", {"endpoints": URL, "nodePool": "listed"}).node_pool == "listed"
+    with pytest.raises(MetadataError, match="namespace 'team-x' may not count toward it"):
+        svc.spec_of("team-x", "m", {"endpoints": URL, "nodePool": "listed"})
+    assert svc.lookup("llm", "m", {"endpoints": URL, "nodePool": "listed"}) is None
+
+
+async def test_a_conflict_ends_the_round_without_a_retry(service, api, server):
+    """Someone wrote between our read and our write (maybe the new leader): its count stands,
+    and the pools after this one wait for the next round."""
+    from tests.kube_api import DEPLOYMENTS, MD
+
+    add_md(server, 2)
+    server.objects[DEPLOYMENTS, NS, "burst"] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "burst", "namespace": NS, "resourceVersion": server.bump()},
+        "spec": {"replicas": 0}}
+    for pool, nodes in (("h100", 6), ("burst", 2)):
+        service.resolve("llm", f"model-{pool}", {"endpoints": f"{URL}?{pool}",
+                                                 "nodePool": pool}).plan = plan(nodes)
+    pools = [NodePool("h100", "machinedeployment", NS, "pool", cooldown_up_s=0),
+             NodePool("burst", "placeholder", NS, "burst", cooldown_up_s=0)]
+    c = NodePoolController(pools, workloads=lambda: service.registry, api=api,
+                           leadership=FixedLeadership(True), clock=service.clock,
+                           registry=service.telemetry.registry)
+
+    def another_writer(kube):
+        kube.objects[MD, NS, "pool"].patch({"metadata": {"resourceVersion": kube.bump()},
+                                            "spec": {"replicas": 3}})
+
+    server.meddle(another_writer)
+    await c.round()
+    assert md_replicas(server) == 3 and len(scale_patches(server)) == 1
+    assert server.objects[DEPLOYMENTS, NS, "burst"]["spec"]["replicas"] == 0  # next round
+    assert actions(service, "conflict") == 1
+    await c.round()
+    assert md_replicas(server) == 6
+    assert server.objects[DEPLOYMENTS, NS, "burst"]["spec"]["replicas"] == 1  # 1 node in use

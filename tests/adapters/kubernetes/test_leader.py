@@ -23,14 +23,22 @@ NS = "llm"
 
 
 class Clock:
+    """``sleep`` between rounds moves the clock at once; the sleep that times one round (the
+    renew deadline, 10 s) runs out only once the test sets ``deadline`` (a round that ends
+    first cancels it)."""
+
     def __init__(self) -> None:
         self.now = 1_764_000_000.0
         self.sleeps: list[float] = []
+        self.deadline = asyncio.Event()
 
     def __call__(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        if seconds == 10:  # the renew deadline
+            await self.deadline.wait()
+            return
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
@@ -185,14 +193,105 @@ def test_durations_must_be_ordered(api: CoordinationV1Api) -> None:
 
 async def test_a_renew_slower_than_the_deadline_loses_leadership(
         server: ApiServer, api: CoordinationV1Api, clock: Clock) -> None:
-    a = LeaderElector(api, NS, "node-actuator", "scaler-a", lease_duration_s=0.1,
-                      renew_deadline_s=0.02, retry_period_s=0.01, clock=clock, sleep=clock.sleep)
+    a = LeaderElector(api, NS, "node-actuator", "scaler-a", clock=clock, sleep=clock.sleep)
     assert await a.round()
-    never = asyncio.Event()
+    never, arrived = asyncio.Event(), asyncio.Event()
 
     async def hang() -> None:
+        arrived.set()
         await never.wait()
 
     server["get", LEASES] << hang
-    assert not await a.round()
+    renew = asyncio.create_task(a.round())
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert a.is_leader  # not yet: the renew deadline has not passed
+    clock.deadline.set()  # now it has
+    assert not await asyncio.wait_for(renew, 5)
+    assert not a.is_leader
     never.set()
+
+
+# --- what a leader hands on: the Lease's annotations -------------------------------------------
+
+NOTE = "llm-predictive-scaler/node-pools"
+
+
+def annotations(server: ApiServer) -> dict[str, str]:
+    return dict(lease(server)["metadata"].get("annotations") or {})
+
+
+async def test_annotate_writes_at_once_and_every_renew_keeps_it(
+        server: ApiServer, clock: Clock, elector: Callable[[str], LeaderElector]) -> None:
+    a = elector("scaler-a")
+    assert await a.round() and a.term == 1 and a.term_annotations == {}
+    puts = len([r for r in server if r.method == "PUT"])
+    assert await a.annotate({NOTE: "v1"})
+    assert annotations(server) == {NOTE: "v1"}
+    assert len([r for r in server if r.method == "PUT"]) == puts + 1  # written now
+    clock.now += 2
+    assert await a.round() and a.term == 1  # a renew: the same term
+    assert annotations(server) == {NOTE: "v1"}
+
+
+async def test_annotations_outlive_a_takeover_and_a_release(
+        server: ApiServer, clock: Clock, elector: Callable[[str], LeaderElector]) -> None:
+    a, b, c = elector("scaler-a"), elector("scaler-b"), elector("scaler-c")
+    await a.round()
+    lease(server).patch({"metadata": {"annotations": {"someone.else/note": "kept"}}})
+    await a.annotate({NOTE: "from a"})
+    assert not await b.round()
+    clock.now += 15  # a is gone without a release: b takes over
+    assert await b.round()
+    assert b.term == 1 and b.term_annotations == {"someone.else/note": "kept", NOTE: "from a"}
+    assert annotations(server) == b.term_annotations
+    await b.annotate({NOTE: "from b"})
+    await b.stop()  # released: c takes over at once and reads what b knew
+    assert lease(server)["spec"]["holderIdentity"] == ""
+    assert await c.round()
+    assert c.term_annotations == {"someone.else/note": "kept", NOTE: "from b"}
+
+
+async def test_a_restarted_process_starts_a_term_even_where_the_lease_names_it(
+        server: ApiServer, elector: Callable[[str], LeaderElector]) -> None:
+    """A container restarted in its pod keeps the pod's name, and so the Lease's holder: the new
+    process has led nothing yet and must learn what its predecessor left."""
+    before = elector("scaler-a")
+    await before.round()
+    await before.annotate({NOTE: "remembered"})
+    after = elector("scaler-a")  # same identity, new process
+    assert await after.round()
+    assert after.term == 1 and after.term_annotations == {NOTE: "remembered"}
+
+
+async def test_no_annotation_written_without_the_lease(
+        server: ApiServer, clock: Clock, elector: Callable[[str], LeaderElector]) -> None:
+    a, b = elector("scaler-a"), elector("scaler-b")
+    await a.round()
+    assert not await b.annotate({NOTE: "b is no leader"})
+    assert NOTE not in annotations(server)
+    clock.now += 10  # a's renew deadline passed: it may not write either
+    assert not await a.annotate({NOTE: "too late"})
+    assert NOTE not in annotations(server)
+
+
+async def test_time_left_is_the_leadership_proven_so_far(
+        clock: Clock, elector: Callable[[str], LeaderElector]) -> None:
+    a = elector("scaler-a")
+    assert a.time_left_s() == 0
+    await a.round()
+    clock.now += 3
+    assert a.time_left_s() == 7  # renew deadline 10 s from the renew
+    clock.now += 7
+    assert a.time_left_s() == 0 and not a.is_leader
+
+
+async def test_a_term_begins_at_each_acquisition(
+        server: ApiServer, clock: Clock, elector: Callable[[str], LeaderElector]) -> None:
+    a, b = elector("scaler-a"), elector("scaler-b")
+    await a.round()
+    assert not await b.round()
+    clock.now += 15
+    assert await b.round() and b.term == 1
+    assert not await a.round()
+    await b.stop()
+    assert await a.round() and a.term == 2

@@ -31,10 +31,12 @@ from adapters.kubernetes.nodes import (
     MAX_SIZE_ANNOTATION,
     MIN_SIZE_ANNOTATION,
     ActuatorError,
+    Conflict,
     DryRunActuator,
     MachineDeploymentActuator,
     PlaceholderActuator,
     ScaleResult,
+    WriteWithheld,
 )
 from tests.kube_api import (
     DEPLOYMENTS,
@@ -122,31 +124,51 @@ async def test_machinedeployment_inverted_annotations_are_named(
                                  " max-size annotation 2")
 
 
-async def test_conflict_is_retried_on_fresh_state(
+async def test_a_conflict_ends_the_attempt_without_a_retry(
         server: ApiServer, md: MachineDeploymentActuator) -> None:
+    """The writer that got in between may be the new leader: its count stands, no re-read and
+    re-patch over it (a stale leader's retry once overwrote the new leader's 3 with 10)."""
     add_md(server, 2, **bounds(1, 10))
 
-    def human_edits(api: ApiServer) -> None:  # between our read and our patch
-        api.objects[MD, NS, "pool"].patch({"metadata": {
-            "resourceVersion": api.bump(), "annotations": bounds(1, 4)}, "spec": {"replicas": 3}})
+    def new_leader_writes(api: ApiServer) -> None:  # between our read and our patch
+        api.objects[MD, NS, "pool"].patch({"metadata": {"resourceVersion": api.bump()},
+                                          "spec": {"replicas": 3}})
 
-    server.meddle(human_edits)
-    result = await md.scale(8, reason="plan")
+    server.meddle(new_leader_writes)
+    with pytest.raises(Conflict) as caught:
+        await md.scale(8, reason="plan")
 
-    assert (result.from_, result.to, result.clamped_by) == (3, 4, "max")  # the fresh state
-    assert md_replicas(server) == 4
-    assert len(scale_patches(server)) == 2
+    assert str(caught.value) == (
+        "MachineDeployment gpu/pool: changed since it was read (409 Conflict: another writer"
+        " got there first); not scaled to 8: the next round starts from what it wrote")
+    assert isinstance(caught.value, ActuatorError)
+    assert md_replicas(server) == 3
+    assert len(scale_patches(server)) == 1
+    assert [r.method for r in server].count("GET") == 2  # the one read (object, scale): no re-read
 
 
-async def test_conflicts_in_a_row_give_up_with_actuator_error(
+async def test_no_write_when_it_may_no_longer_write(
         server: ApiServer, md: MachineDeploymentActuator) -> None:
     add_md(server, 2)
-    server.fail_writes(409, "Conflict", times=3)
-    with pytest.raises(ActuatorError) as caught:
-        await md.scale(5, reason="plan")
-    assert str(caught.value) == ("MachineDeployment gpu/pool: 3 conflicts (409) in a row while"
-                                 " setting replicas; will retry next round")
-    assert md_replicas(server) == 2
+    with pytest.raises(WriteWithheld) as caught:
+        await md.scale(5, reason="plan", may_write=lambda: False)
+    assert str(caught.value) == ("MachineDeployment gpu/pool: not scaled 2 -> 5: this replica"
+                                 " may no longer write (it lost the Lease)")
+    assert scale_patches(server) == [] and md_replicas(server) == 2
+
+
+async def test_may_write_is_asked_after_the_read_just_before_the_write(
+        server: ApiServer, md: MachineDeploymentActuator) -> None:
+    add_md(server, 2)
+    asked: list[int] = []
+
+    def may_write() -> bool:
+        asked.append(len(list(server)))
+        return True
+
+    await md.scale(5, reason="plan", may_write=may_write)
+    assert asked == [2]  # after the two GETs, before the PATCH
+    assert md_replicas(server) == 5
 
 
 async def test_throttled_read_is_an_actuator_error(
@@ -203,13 +225,15 @@ async def test_placeholder_deployment_replicas_set_within_bounds(
     assert (await placeholders.current()).replicas == 4
 
 
-async def test_placeholder_conflict_is_retried(server: ApiServer, client: ApiClient) -> None:
+async def test_placeholder_conflict_ends_the_attempt(server: ApiServer,
+                                                    client: ApiClient) -> None:
     add_placeholders(server, 1)
     server.fail_writes(409, "Conflict")
-    result = await PlaceholderActuator(AppsV1Api(client), NS, "gpu-placeholder").scale(
-        3, reason="plan")
-    assert (result.changed, result.to) == (True, 3)
-    assert server.objects[DEPLOYMENTS, NS, "gpu-placeholder"]["spec"]["replicas"] == 3
+    with pytest.raises(Conflict):
+        await PlaceholderActuator(AppsV1Api(client), NS, "gpu-placeholder").scale(
+            3, reason="plan")
+    assert server.objects[DEPLOYMENTS, NS, "gpu-placeholder"]["spec"]["replicas"] == 1
+    assert len([r for r in server if r.method == "PATCH"]) == 1
 
 
 def test_placeholder_bounds_must_be_ordered() -> None:
