@@ -43,11 +43,13 @@ class ServerSettings:
         False, doc="Serve HTTP as HTTPS with tls_cert_file and tls_key_file (no client "
                    "certificates asked): probes and scrapers then need scheme HTTPS.")
     front_process: bool = setting(
-        False, doc="Answer KEDA's gRPC calls from a second process that holds only the latest "
-                   "verdicts, pushed to it after every decision, so scraping and forecasting "
-                   "never delay an answer. Worth it from a few hundred workloads or many calls a "
-                   "second (uses one more process, about 40 MiB); the HTTP port stays with the "
-                   "scaling process.")
+        True, doc="Answer KEDA's gRPC calls from a second process that holds only the latest "
+                  "verdicts, pushed to it after every decision, so scraping and forecasting "
+                  "never delay an answer (one more process, about 40 MiB; the HTTP port stays "
+                  "with the scaling process). false: one process scrapes and answers on one "
+                  "event loop, and calls wait behind page parsing (at 200 workloads of 8 pods "
+                  "and 2,000 calls/s its p99 was 100x the front's: BENCHMARKS.md); only for "
+                  "a handful of workloads where one process is simpler to watch.")
 
     @property
     def tls_mode(self) -> str:
