@@ -27,12 +27,18 @@ FIXTURES = SHARED / "fixtures" / "metrics"
 
 
 def make_config(server: Mapping[str, Any] | None = None, **scrape: float) -> ServiceConfig:
-    """Loopback, free ports, the given server and scrape settings."""
+    """Loopback, free ports, the given server and scrape settings.
+
+    KEDA is answered by the scaling process itself (``front_process`` false) unless ``server``
+    says otherwise: these tests move a manual clock and read the answer at once. The shipped
+    default, the front process, is run by the gRPC, TLS, serve, demo and front tests.
+    """
     config = ServiceConfig()
     return dataclasses.replace(
         config,
         server=dataclasses.replace(config.server, **{
-            "host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "grace_s": 0, **(server or {})}),
+            "host": "127.0.0.1", "grpc_port": 0, "http_port": 0, "grace_s": 0,
+            "front_process": False, **(server or {})}),
         scrape=dataclasses.replace(config.scrape, **scrape),
     )
 

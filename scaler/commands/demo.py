@@ -6,7 +6,10 @@ No cluster, no GPU. Everything runs in one event loop on 127.0.0.1:
   ``rate_scale``), the slice from ``start_hour`` that lasts ``wall_s x speed`` simulated
   seconds: at the default 60x, one minute of wall time plays one hour.
 - **The service**: ``start_app`` exactly as ``scaler serve`` runs, with its scrape interval,
-  staleness limit and rate window set to 15 s, 45 s and 60 s of simulated time in wall seconds.
+  staleness limit and rate window set to 15 s, 45 s and 60 s of simulated time in wall seconds,
+  and KEDA answered by the scaling process itself (``server.front_process`` false): at 60-300x
+  the front's 50 ms batches are seconds of simulated time, and the priority the scaling
+  process yields to a front would be the demo loop's too (one workload needs no front).
 - **The loop** (:mod:`scaler.commands.demo_loop`): a fixed-step simulation that feeds
   emulated vLLM pods from a fluid fleet, starts and stops them as a simulated cluster brings
   replicas up and down, and polls the service every 15 simulated seconds as KEDA does, the
@@ -86,13 +89,14 @@ def demo_workload(*, seed: int, start_hour: float, duration_s: float,
 
 
 def _service_config(speed: float) -> ServiceConfig:
-    """Loopback, free ports, no shutdown grace; scrape timing in sim seconds made wall."""
+    """Loopback, free ports, no shutdown grace, one process; scrape timing in sim seconds made
+    wall."""
     config = ServiceConfig()
     interval = SCRAPE_INTERVAL_S / speed
     return dataclasses.replace(
         config,
         server=dataclasses.replace(config.server, host=HOST, grpc_port=0, http_port=0,
-                                   grace_s=0),
+                                   grace_s=0, front_process=False),
         scrape=dataclasses.replace(config.scrape, interval_s=interval,
                                    stale_after_s=3 * interval,
                                    rate_window_s=RATE_WINDOW_S / speed),

@@ -52,11 +52,13 @@ class ServerSettings:
                 "metadata. Empty = the route is off (404); /metrics and the probes stay open. "
                 "Read at start: restart to rotate.")
     front_process: bool = setting(
-        False, doc="Answer KEDA's gRPC calls from a second process that holds only the latest "
-                   "verdicts, pushed to it after every decision, so scraping and forecasting "
-                   "never delay an answer. Worth it from a few hundred workloads or many calls a "
-                   "second (uses one more process, about 40 MiB); the HTTP port stays with the "
-                   "scaling process.")
+        True, doc="Answer KEDA's gRPC calls from a second process that holds only the latest "
+                  "verdicts, pushed to it after every decision, so scraping and forecasting "
+                  "never delay an answer (one more process, about 40 MiB; the HTTP port stays "
+                  "with the scaling process). false: one process scrapes and answers on one "
+                  "event loop, and calls wait behind page parsing (200 workloads of 8 pods and "
+                  "2,000 calls/s took its whole core: p99 1.6-1.9 s against the front's 13 ms; "
+                  "BENCHMARKS.md); for a handful of workloads, one process fewer.")
     grpc_max_message_bytes: int = setting(
         4 * 2**20, check=at_least(1024),
         doc="Largest gRPC message the server receives or sends, bytes; a larger call is refused"

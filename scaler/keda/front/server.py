@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import signal
@@ -256,6 +257,7 @@ async def run_front(sock: socket.socket) -> int:
         channel.send({"t": "failed", "error": str(exc)})
         await channel.drain()
         return 1
+    keep_start_up_objects_out_of_gc()
     channel.send({"t": "ready", "port": port})
     reports = asyncio.create_task(table.report_every(), name="front reports")
     receiving = asyncio.create_task(_receive(channel, table), name="front receive")
@@ -271,6 +273,17 @@ async def run_front(sock: socket.socket) -> int:
         log.error("the line to the scaling process broke", exc_info=receiving.exception())
         return 1
     return 0
+
+
+def keep_start_up_objects_out_of_gc() -> None:
+    """Freeze what the start loaded (grpc, protobuf, this package: about 25,000 objects).
+
+    They live as long as the process, yet every full collection walked them: an 8 ms pause
+    in the middle of calls, now and then. Frozen, a full collection walks only what calls
+    left (under 1 ms). The scaling process does the same every 30 s for its own state.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _receive(channel: Channel, table: DecisionTable) -> None:
