@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 from _load_pods import POD_PATH, model_name, serve_pods
+from load_scale import constant_main
 
 from scaler.keda.proto import externalscaler_pb2 as pb
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
@@ -76,32 +77,6 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- the floor ----------------------------------------------------------------------------------
-
-
-class ConstantScaler(pb_grpc.ExternalScalerServicer):
-    """The same proto answered with constants: no lookup, no state."""
-
-    async def GetMetricSpec(self, request: Any, context: Any) -> pb.GetMetricSpecResponse:
-        return pb.GetMetricSpecResponse(metricSpecs=[
-            pb.MetricSpec(metricName="desired-replicas", targetSize=1, targetSizeFloat=1.0)])
-
-    async def GetMetrics(self, request: Any, context: Any) -> pb.GetMetricsResponse:
-        return pb.GetMetricsResponse(metricValues=[
-            pb.MetricValue(metricName="desired-replicas", metricValue=3, metricValueFloat=3.0)])
-
-    async def IsActive(self, request: Any, context: Any) -> pb.IsActiveResponse:
-        return pb.IsActiveResponse(result=True)
-
-
-def _floor_main(conn: Connection) -> None:
-    async def serve() -> None:
-        server = grpc.aio.server()
-        pb_grpc.add_ExternalScalerServicer_to_server(ConstantScaler(), server)  # type: ignore[no-untyped-call]
-        conn.send(server.add_insecure_port("127.0.0.1:0"))
-        await server.start()
-        await server.wait_for_termination()
-
-    asyncio.run(serve())
 
 
 # -- KEDA: the load process -----------------------------------------------------------------------
@@ -418,7 +393,7 @@ def main() -> None:
     pods = ctx.Process(target=serve_pods, daemon=True, args=(
         pods_child, args.workloads, args.pods, 1, math.ceil(budget / 5.0) + 2, 5.0, 0))
     floor_conn, floor_child = ctx.Pipe()
-    floor = ctx.Process(target=_floor_main, args=(floor_child,), daemon=True)
+    floor = ctx.Process(target=constant_main, args=(floor_child,), daemon=True)
     keda_conn, keda_child = ctx.Pipe()
     log(f"pods process: rendering pages for {args.workloads * args.pods} pods")
     pods.start()

@@ -95,15 +95,23 @@ def _ref(workload: int, pod_port: int) -> pb.ScaledObjectRef:
 
 
 class ConstantScaler(pb_grpc.ExternalScalerServicer):
-    """The floor: a grpc.aio servicer of the same proto answering a constant, doing nothing."""
+    """The floor: a grpc.aio servicer of the same proto answering constants, doing nothing
+    (all three calls of KEDA's poll, so benchmarks/keda_latency.py uses it too)."""
+
+    async def GetMetricSpec(self, request: Any, context: Any) -> pb.GetMetricSpecResponse:
+        return pb.GetMetricSpecResponse(metricSpecs=[
+            pb.MetricSpec(metricName="desired-replicas", targetSize=1, targetSizeFloat=1.0)])
 
     async def GetMetrics(self, request: pb.GetMetricsRequest,
                          context: Any) -> pb.GetMetricsResponse:
         return pb.GetMetricsResponse(metricValues=[
             pb.MetricValue(metricName=request.metricName, metricValue=3, metricValueFloat=3.0)])
 
+    async def IsActive(self, request: Any, context: Any) -> pb.IsActiveResponse:
+        return pb.IsActiveResponse(result=True)
 
-def _constant_main(conn: Connection) -> None:
+
+def constant_main(conn: Connection) -> None:
     async def serve() -> None:
         server = grpc.aio.server()
         pb_grpc.add_ExternalScalerServicer_to_server(ConstantScaler(), server)  # type: ignore[no-untyped-call]
@@ -535,7 +543,7 @@ async def _run(args: argparse.Namespace, pod_port: int, pods: Connection,
     log(f"scaler started in this process (gRPC :{app.grpc_port}); RSS {rss_empty:.0f} MiB")
     parent, child = ctx.Pipe()
     floor_conn, floor_child = ctx.Pipe()
-    constant = ctx.Process(target=_constant_main, args=(floor_child,), daemon=True)
+    constant = ctx.Process(target=constant_main, args=(floor_child,), daemon=True)
     constant.start()
     floor_port = floor_conn.recv()
     keda = ctx.Process(target=_keda_main, args=(child, app.grpc_port, pod_port, floor_port),
