@@ -169,10 +169,10 @@ def _read_int(raw: Any, text: bool) -> int:
 
 
 def _read_float(raw: Any, text: bool) -> float:
-    if isinstance(raw, bool):
+    readable = isinstance(raw, int | float) or (text and isinstance(raw, str))
+    if isinstance(raw, bool) or not readable:
         raise ValueError(raw)
-    value = float(raw) if (text and isinstance(raw, str)) or isinstance(raw, int | float) \
-        else math.nan
+    value = float(raw)
     if not math.isfinite(value):
         raise ValueError(raw)
     return value
