@@ -37,11 +37,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.commands.replay import SWEEPS, make_policy
 from scaler.config.profiles import default_profile
 from scaler.model.forecast.forecaster import DemandForecaster, Forecast
 from scaler.model.predictive import FORECAST_STEP_S, PredictivePlanner
 from scaler.sim.policies import PredictivePolicy
+from scaler.sim.policy_catalog import SWEEPS, make_policy
 from scaler.sim.replay import ReplaySettings, make_oracle, replay
 from scaler.sim.results import ReplayResult
 from scaler.sim.traces import RateTrace, read_trace

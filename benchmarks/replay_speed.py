@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scaler.commands.replay import make_policy
 from scaler.config.profiles import default_profile
+from scaler.sim.policy_catalog import make_policy
 from scaler.sim.replay import ReplaySettings, replay
 from scaler.sim.traces import read_trace
 

@@ -112,7 +112,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from scaler.commands.replay import run_bench
+    from scaler.commands.bench import run_bench
 
     return run_bench(args)
 

@@ -106,7 +106,7 @@ def test_an_overloaded_fleet_misses_and_says_where():
 
 
 def test_predictive_beats_reactive_on_the_builtin_synthetic_workload():
-    from scaler.commands.replay import make_policy
+    from scaler.sim.policy_catalog import make_policy
     from scaler.sim.synthetic import synthetic_workload
 
     trace = synthetic_workload()
