@@ -83,7 +83,9 @@ async def start_grpc_server(service: ScalerService, *, host: str, port: int,
     server, bound = await serve_keda(
         ServiceDecisions(service), host=host, port=port, credentials=credentials(tls),
         options=server_options(max_message_bytes=settings.grpc_max_message_bytes,
-                               max_concurrent_streams=settings.grpc_max_concurrent_streams),
+                               max_concurrent_streams=settings.grpc_max_concurrent_streams,
+                               keepalive_s=settings.grpc_keepalive_s,
+                               keepalive_timeout_s=settings.grpc_keepalive_timeout_s),
         closing=closing)
     _closing[server] = closing
     log.info("gRPC ExternalScaler listening on %s:%d (%s)", host, bound,

@@ -212,12 +212,28 @@ def server_credentials(*, cert_chain: bytes, private_key: bytes,
         require_client_auth=client_ca is not None)
 
 
-def server_options(*, max_message_bytes: int,
-                   max_concurrent_streams: int) -> list[tuple[str, int]]:
-    """grpc.aio server options: the largest message either way, streams per connection."""
+def server_options(*, max_message_bytes: int, max_concurrent_streams: int,
+                   keepalive_s: float = 30.0,
+                   keepalive_timeout_s: float = 10.0) -> list[tuple[str, int]]:
+    """grpc.aio server options: the largest message either way, streams per connection, and
+    keepalive pings for connections that carry nothing but a held stream for hours.
+
+    The server pings (``keepalive_s``), with or without calls in flight, and without the
+    C core's default limit of 2 pings between data frames (an idle stream sends none, so
+    pings would stop after two). grpcio 1.85 enforces an unanswered ping's deadline through
+    ``grpc.http2.ping_timeout_ms`` (default a minute), not ``grpc.keepalive_timeout_ms``
+    alone: both are set. KEDA's grpc-go client sends no pings of its own and does not police
+    the server's; a client that does ping is accepted down to every 10 s.
+    """
     return [("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_concurrent_streams", max_concurrent_streams)]
+            ("grpc.max_concurrent_streams", max_concurrent_streams),
+            ("grpc.keepalive_time_ms", round(keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", round(keepalive_timeout_s * 1000)),
+            ("grpc.http2.ping_timeout_ms", round(keepalive_timeout_s * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000)]
 
 
 async def serve_keda(decisions: Decisions, *, host: str, port: int,

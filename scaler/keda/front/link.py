@@ -268,10 +268,8 @@ class FrontProcess:
         """Start the front; its bound gRPC port (the configured one, or a free one for 0).
 
         Then this process lowers its own CPU priority by ``SCALING_NICE`` (once per process;
-        no privilege needed), so that when both are ready to run, an answer to KEDA goes
-        before page parsing: a scrape round may start some milliseconds late, a call should
-        not wait. Only the two of them compete for the container's CPU, so nothing else
-        changes.
+        no privilege needed): when both are ready to run, an answer to KEDA goes before page
+        parsing (a scrape round may start milliseconds late; a call should not wait).
         """
         self.port = await self._spawn(self.service.config.server.grpc_port)
         yield_cpu_to_the_front()
@@ -366,6 +364,8 @@ class FrontProcess:
         return {"t": "hello", "host": server.host, "port": port, "tls": tls,
                 "grace_s": server.grace_s, "max_message_bytes": server.grpc_max_message_bytes,
                 "max_concurrent_streams": server.grpc_max_concurrent_streams,
+                "keepalive_s": server.grpc_keepalive_s,
+                "keepalive_timeout_s": server.grpc_keepalive_timeout_s,
                 "idle_s": self.service.config.workloads.idle_timeout_s,
                 "max_metadata_bytes": self.service.config.tenancy.max_metadata_bytes}
 

@@ -254,7 +254,9 @@ async def run_front(sock: socket.socket) -> int:
             table, host=hello["host"], port=int(hello["port"]),
             credentials=_credentials(hello.get("tls")),
             options=server_options(max_message_bytes=int(hello["max_message_bytes"]),
-                                   max_concurrent_streams=int(hello["max_concurrent_streams"])),
+                                   max_concurrent_streams=int(hello["max_concurrent_streams"]),
+                                   keepalive_s=float(hello["keepalive_s"]),
+                                   keepalive_timeout_s=float(hello["keepalive_timeout_s"])),
             closing=closing)
     except (OSError, RuntimeError, ValueError) as exc:
         channel.send({"t": "failed", "error": str(exc)})
