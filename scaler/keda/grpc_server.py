@@ -25,6 +25,7 @@ from scaler.keda.servicer import (
     stop_keda,
 )
 from scaler.keda.verdict import REFUSALS, refused, verdict_of
+from scaler.service.first_scrape import first_round
 from scaler.service.service import ScalerService, resolve_naming_hosts
 from scaler.service.workloads import Workload
 
@@ -40,10 +41,13 @@ class ServiceDecisions:
         self.service = service
 
     async def verdict(self, ref: pb.ScaledObjectRef) -> Verdict:
+        """The verdict now; for a new workload, once its first scrape round is over (or
+        after scrape.timeout_s: ``scaler.service.first_scrape``)."""
         try:
             workload = await self._resolve(ref)
         except REFUSALS as exc:
             return refused(exc)
+        await first_round(self.service, workload.key)
         return self._verdict_of(workload)
 
     async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:

@@ -247,7 +247,8 @@ async def run_front(sock: socket.socket) -> int:
         log.error("expected a hello from the scaling process, got %r", hello)
         return 2
     table = DecisionTable(channel, idle_s=float(hello["idle_s"]),
-                          max_metadata_bytes=int(hello["max_metadata_bytes"]))
+                          max_metadata_bytes=int(hello["max_metadata_bytes"]),
+                          ask_timeout_s=float(hello.get("ask_timeout_s", ASK_TIMEOUT_S)))
     closing = asyncio.Event()
     try:
         server, port = await serve_keda(
