@@ -68,6 +68,15 @@ class ServerSettings:
         doc="Most calls in flight on one gRPC connection (HTTP/2 streams); further calls wait "
             "for one to end. KEDA holds one StreamIsActive per external-push trigger on one "
             "connection: keep it above their number. Restart.")
+    grpc_keepalive_s: float = setting(
+        30.0, check=above(0),
+        doc="Seconds between HTTP/2 pings on each KEDA connection, idle or holding streams "
+            "(KEDA's client sends none): a held StreamIsActive stays open through NATs and load "
+            "balancers that drop idle connections, and a KEDA that vanished is noticed. Restart.")
+    grpc_keepalive_timeout_s: float = setting(
+        10.0, check=above(0),
+        doc="Seconds a ping may go unanswered before the connection is closed and its streams "
+            "end (KEDA reopens them). Restart.")
 
     @property
     def tls_mode(self) -> str:

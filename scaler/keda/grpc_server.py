@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 
 import grpc
@@ -16,12 +17,21 @@ import grpc
 from scaler.config.settings import ServerSettings
 from scaler.config.tls import TlsMaterial
 from scaler.keda.proto import externalscaler_pb2 as pb
-from scaler.keda.servicer import Verdict, serve_keda, server_credentials, server_options
+from scaler.keda.servicer import (
+    Verdict,
+    serve_keda,
+    server_credentials,
+    server_options,
+    stop_keda,
+)
 from scaler.keda.verdict import REFUSALS, refused, verdict_of
+from scaler.service.first_scrape import first_round
 from scaler.service.service import ScalerService, resolve_naming_hosts
 from scaler.service.workloads import Workload
 
 log = logging.getLogger("scaler.grpc")
+# Each started server's event that ends its open streams (``stop_grpc_server`` sets it).
+_closing: weakref.WeakKeyDictionary[grpc.aio.Server, asyncio.Event] = weakref.WeakKeyDictionary()
 
 
 class ServiceDecisions:
@@ -31,10 +41,13 @@ class ServiceDecisions:
         self.service = service
 
     async def verdict(self, ref: pb.ScaledObjectRef) -> Verdict:
+        """The verdict now; for a new workload, once its first scrape round is over (or
+        after scrape.timeout_s: ``scaler.service.first_scrape``)."""
         try:
             workload = await self._resolve(ref)
         except REFUSALS as exc:
             return refused(exc)
+        await first_round(self.service, workload.key)
         return self._verdict_of(workload)
 
     async def verdicts(self, ref: pb.ScaledObjectRef) -> AsyncIterator[Verdict]:
@@ -70,10 +83,15 @@ async def start_grpc_server(service: ScalerService, *, host: str, port: int,
     ``enableTLS``), and with a client CA it also requires KEDA's ``tlsClientCert``.
     """
     settings = service.config.server
+    closing = asyncio.Event()
     server, bound = await serve_keda(
         ServiceDecisions(service), host=host, port=port, credentials=credentials(tls),
         options=server_options(max_message_bytes=settings.grpc_max_message_bytes,
-                               max_concurrent_streams=settings.grpc_max_concurrent_streams))
+                               max_concurrent_streams=settings.grpc_max_concurrent_streams,
+                               keepalive_s=settings.grpc_keepalive_s,
+                               keepalive_timeout_s=settings.grpc_keepalive_timeout_s),
+        closing=closing)
+    _closing[server] = closing
     log.info("gRPC ExternalScaler listening on %s:%d (%s)", host, bound,
              describe_grpc_security(service.config.server, tls))
     return server, bound
@@ -97,4 +115,6 @@ def describe_grpc_security(server: ServerSettings, tls: TlsMaterial | None) -> s
 
 
 async def stop_grpc_server(server: grpc.aio.Server, grace_s: float) -> None:
-    await asyncio.shield(server.stop(grace_s))
+    """Open streams end with OK at once, then calls in flight get ``grace_s`` (``stop_keda``)."""
+    closing = _closing.pop(server, None) or asyncio.Event()
+    await asyncio.shield(stop_keda(server, closing, grace_s))

@@ -33,11 +33,13 @@ from scaler.schema import Declared, Problem, declared, read_fields, setting, val
 SERVERS: tuple[str, ...] = get_args(Server)
 MetricsSource = Literal["pods", "prometheus"]
 METRICS_SOURCES: tuple[str, ...] = get_args(MetricsSource)
-# Keys KEDA itself reads from the trigger metadata of an external scaler.
-KEDA_KEYS = frozenset(
-    {"scalerAddress", "tlsCertFile", "caCert", "tlsClientCert", "tlsClientKey", "unsafeSsl",
-     "enableTLS"}
-)
+# Keys KEDA itself reads from the trigger metadata of an external scaler (KEDA 2.20's
+# pkg/scalers/external_scaler.go, order=triggerMetadata); it forwards them with the rest.
+KEDA_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
+# KEDA's TLS files, which it reads only from a TriggerAuthentication (order=authParams): in the
+# metadata they do nothing, so a trigger carrying them would silently connect without them.
+TLS_KEYS = frozenset({"caCert", "tlsClientCert", "tlsClientKey", "tlsCertFile"})
+FROM_ENV = "FromEnv"
 
 
 def _url(raw: str) -> str:
@@ -241,8 +243,9 @@ def parse_metadata(metadata: Mapping[str, str]) -> WorkloadSpec:
     """Parse KEDA's scalerMetadata; raise MetadataError naming every bad or unknown key."""
     keys = metadata_keys()
     known = {f.key for f in keys}
-    problems = [Problem("unknown", name) for name in metadata
-                if name not in known and name not in KEDA_KEYS]
+    metadata, renamed, problems = from_env(metadata, known)
+    problems += [Problem("unknown", name) for name in metadata
+                 if name not in known and name not in KEDA_KEYS]
     values: dict[str, Any] = {}
     for name, cls in ((None, WorkloadSpec), *_PARTS):
         kwargs, found = read_fields(declared(cls), metadata, text=True)
@@ -258,8 +261,49 @@ def parse_metadata(metadata: Mapping[str, str]) -> WorkloadSpec:
                     for part in (spec, spec.targets, spec.bounds, spec.plan, spec.nodes)
                     for message in validate(part)]
     if problems:
-        raise MetadataError([_worded(p, sorted(known)) for p in problems])
+        raise MetadataError([_worded(p, sorted(known), renamed) for p in problems])
     return spec
+
+
+def from_env(metadata: Mapping[str, str], known: set[str]
+             ) -> tuple[dict[str, str], dict[str, str], list[Problem]]:
+    """KEDA's ``xFromEnv`` keys read as ``x``; also which keys were renamed, and conflicts.
+
+    For an external scaler KEDA (2.20, ``parseExternalScalerMetadata``) forwards ``xFromEnv``
+    under that name with the value of the scale target's environment variable it names, and
+    leaves the key out when the variable is unset or empty. Its own scalers read such a key as
+    ``x``; so does this one. TLS keys are refused here, before anything else is said of them.
+    """
+    plain: dict[str, str] = {}
+    renamed: dict[str, str] = {}
+    problems = []
+    for name, value in metadata.items():
+        base = name.removesuffix(FROM_ENV)
+        if name in TLS_KEYS:
+            problems.append(Problem("rule", name, None, _tls_problem(name)))
+        elif base == name or base not in known:
+            plain[name] = value
+        elif base in metadata:
+            problems.append(Problem("rule", name, None, (
+                f"'{name}' repeats '{base}': give one (KEDA sets '{name}' to the value of the "
+                "scale target's environment variable it names)")))
+        else:
+            plain[base], renamed[base] = value, name
+    return plain, renamed, problems
+
+
+def over_tuning(tuning: Mapping[str, str], trigger: Mapping[str, str]) -> dict[str, str]:
+    """The trigger's keys over the operator's tuning, a trigger's ``xFromEnv`` replacing ``x``
+    as ``x`` would (both would otherwise be given, and refused as repeating each other)."""
+    return {**{key: value for key, value in tuning.items() if key + FROM_ENV not in trigger},
+            **trigger}
+
+
+def _tls_problem(name: str) -> str:
+    removed = " (it read it from metadata up to 2.16 only)" if name == "tlsCertFile" else ""
+    return (f"'{name}' is ignored by KEDA in a trigger's metadata{removed}: give caCert, "
+            "tlsClientCert and tlsClientKey in a TriggerAuthentication (the trigger's "
+            "authenticationRef), where KEDA reads its TLS files from")
 
 
 def _profile_problems(metadata: Mapping[str, str], found: list[Problem]) -> list[Problem]:
@@ -271,17 +315,19 @@ def _profile_problems(metadata: Mapping[str, str], found: list[Problem]) -> list
     return [Problem("type", "profile", raw, field.accepted, field)]
 
 
-def _worded(problem: Problem, known: list[str]) -> str:
+def _worded(problem: Problem, known: list[str], renamed: Mapping[str, str]) -> str:
+    key = f"'{problem.key}'"
+    if problem.key in renamed:  # its value is the environment variable's that KEDA resolved
+        key = f"'{renamed[problem.key]}' (read as '{problem.key}')"
     if problem.kind == "unknown":
-        return (f"scalerMetadata key '{problem.key}' is not known; known keys: "
-                + ", ".join(known))
+        return (f"scalerMetadata key {key} is not known; known keys: " + ", ".join(known))
     if problem.kind == "required":
-        return f"scalerMetadata key '{problem.key}' is required: {problem.detail}"
+        return f"scalerMetadata key {key} is required: {problem.detail}"
     if problem.kind == "rule":
         return f"scalerMetadata {problem.detail}" if problem.detail.startswith("needs") \
             else f"scalerMetadata key {problem.detail}"
     accepted = problem.field.accepted if problem.field else problem.detail
-    return f"scalerMetadata key '{problem.key}' has value {problem.raw!r}: expected {accepted}"
+    return f"scalerMetadata key {key} has value {problem.raw!r}: expected {accepted}"
 
 
 def reference_table() -> str:

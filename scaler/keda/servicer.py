@@ -16,6 +16,8 @@ UNAVAILABLE while there is no fresh decision (KEDA retries, then applies the Sca
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -75,8 +77,10 @@ class Decisions(Protocol):
 
 
 class ExternalScaler(pb_grpc.ExternalScalerServicer):
-    def __init__(self, decisions: Decisions) -> None:
+    def __init__(self, decisions: Decisions, closing: asyncio.Event | None = None) -> None:
+        """``closing``: once set, open streams end with OK (see ``stop_keda``)."""
         self.decisions = decisions
+        self.closing = closing or asyncio.Event()
 
     async def GetMetricSpec(self, request: pb.ScaledObjectRef,
                             context: grpc.aio.ServicerContext[Any, Any]
@@ -98,7 +102,7 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
             ref = request.scaledObjectRef
             verdict = await self.decisions.verdict(ref)
             if (verdict.code != INVALID and verdict.metric_name and request.metricName
-                    and request.metricName != verdict.metric_name):
+                    and request.metricName.lower() != verdict.metric_name.lower()):
                 raise _Refused(Verdict(verdict.metric_name, INVALID, (
                     f"metricName {request.metricName!r} is not served for "
                     f"{ref.namespace}/{ref.name}; GetMetricSpec returned "
@@ -125,25 +129,31 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
     async def StreamIsActive(self, request: pb.ScaledObjectRef,
                              context: grpc.aio.ServicerContext[Any, Any]
                              ) -> AsyncIterator[pb.IsActiveResponse]:
-        """First message once there is a decision, then one per change of activity.
+        """``true`` each time the workload turns active (at once if it is when opened).
 
+        Only ``true`` is pushed: KEDA up to 2.17 acted on a pushed ``false`` for this trigger
+        alone, deactivating a ScaledObject its other triggers kept active; from 2.18 it ignores
+        it. KEDA learns of inactivity from ``IsActive`` at each poll, as before.
         Bad metadata ends the stream with INVALID_ARGUMENT, a limit with RESOURCE_EXHAUSTED
-        (KEDA logs it and reopens); while no decision is fresh, nothing is sent.
+        (KEDA logs it and reopens); while no decision is fresh, nothing is sent. When the
+        server stops, the stream ends with OK, the only end after which KEDA reconnects at
+        its first back-off step (2 s) rather than the next doubling one (up to 60 s).
         """
-        sent: bool | None = None
+        active = False
         last: Verdict | None = None
-        async for verdict in self.decisions.verdicts(request):
+        async for verdict in until_set(self.decisions.verdicts(request), self.closing):
             if last is None:
                 self.decisions.record("StreamIsActive",
                                       verdict.code if verdict.code in REFUSED else OK, None)
             last = verdict
             if verdict.code in REFUSED:
                 await context.abort(verdict.code, verdict.message)
-            if verdict.code == OK and verdict.active != sent:
-                yield pb.IsActiveResponse(result=verdict.active)
-                sent = verdict.active
-        if last is not None and last.code != OK:  # the source gave up: say why
-            await context.abort(last.code, last.message)
+            if verdict.code == OK and verdict.active and not active:
+                yield pb.IsActiveResponse(result=True)
+            if verdict.code == OK:
+                active = verdict.active
+        if last is not None and last.code != OK and not self.closing.is_set():
+            await context.abort(last.code, last.message)  # the source gave up: say why
 
     async def _call(self, method: str, context: grpc.aio.ServicerContext[Any, Any],
                     handle: Callable[[], Awaitable[T]]) -> T:
@@ -157,6 +167,35 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
         finally:
             self.decisions.record(method, code, time.perf_counter() - started)
         raise AssertionError("unreachable: context.abort raises")
+
+
+async def until_set(items: AsyncIterator[T], event: asyncio.Event) -> AsyncIterator[T]:
+    """``items`` until they end or ``event`` is set, whichever comes first (then the source is
+    closed: a stream's wait for the next decision is cancelled, nothing else)."""
+    stopped = asyncio.ensure_future(event.wait())
+    try:
+        while not event.is_set():
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait((following, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stopped.cancel()
+        await _close(items)
+
+
+async def _close(items: AsyncIterator[T]) -> None:
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class _Refused(Exception):
@@ -173,20 +212,40 @@ def server_credentials(*, cert_chain: bytes, private_key: bytes,
         require_client_auth=client_ca is not None)
 
 
-def server_options(*, max_message_bytes: int,
-                   max_concurrent_streams: int) -> list[tuple[str, int]]:
-    """grpc.aio server options: the largest message either way, streams per connection."""
+def server_options(*, max_message_bytes: int, max_concurrent_streams: int,
+                   keepalive_s: float = 30.0,
+                   keepalive_timeout_s: float = 10.0) -> list[tuple[str, int]]:
+    """grpc.aio server options: the largest message either way, streams per connection, and
+    keepalive pings for connections that carry nothing but a held stream for hours.
+
+    The server pings (``keepalive_s``), with or without calls in flight, and without the
+    C core's default limit of 2 pings between data frames (an idle stream sends none, so
+    pings would stop after two). grpcio 1.85 enforces an unanswered ping's deadline through
+    ``grpc.http2.ping_timeout_ms`` (default a minute), not ``grpc.keepalive_timeout_ms``
+    alone: both are set. KEDA's grpc-go client sends no pings of its own and does not police
+    the server's; a client that does ping is accepted down to every 10 s.
+    """
     return [("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_concurrent_streams", max_concurrent_streams)]
+            ("grpc.max_concurrent_streams", max_concurrent_streams),
+            ("grpc.keepalive_time_ms", round(keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", round(keepalive_timeout_s * 1000)),
+            ("grpc.http2.ping_timeout_ms", round(keepalive_timeout_s * 1000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000)]
 
 
 async def serve_keda(decisions: Decisions, *, host: str, port: int,
                      credentials: grpc.ServerCredentials | None,
-                     options: Sequence[tuple[str, int]] = ()) -> tuple[grpc.aio.Server, int]:
-    """Start the ExternalScaler service; returns the server and the bound port (for port 0)."""
+                     options: Sequence[tuple[str, int]] = (),
+                     closing: asyncio.Event | None = None) -> tuple[grpc.aio.Server, int]:
+    """Start the ExternalScaler service; returns the server and the bound port (for port 0).
+
+    Stop it with ``stop_keda`` and the same ``closing`` event, so open streams end with OK.
+    """
     server = grpc.aio.server(options=list(options))
-    pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(decisions), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(decisions, closing), server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
     try:
         if credentials is None:
@@ -199,3 +258,15 @@ async def serve_keda(decisions: Decisions, *, host: str, port: int,
         raise OSError(f"cannot listen for gRPC on {address}: is the port in use?")
     await server.start()
     return server, bound
+
+
+async def stop_keda(server: grpc.aio.Server, closing: asyncio.Event, grace_s: float) -> None:
+    """End every open StreamIsActive with OK, then stop; calls in flight get ``grace_s``.
+
+    Held streams would otherwise be cut when the grace ends, with UNAVAILABLE: KEDA then
+    waits its doubled back-off (up to 60 s) before it reconnects to the new instance, where
+    after OK it waits 2 s. Streams end at once, so a stop takes as long as unary calls still
+    in flight (milliseconds), not ``grace_s``.
+    """
+    closing.set()
+    await server.stop(grace_s)

@@ -12,6 +12,7 @@ Scrape problems are logged once when they start and once when they end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from typing import TYPE_CHECKING
@@ -46,6 +47,7 @@ class WorkloadRunner:
         self.service = service
         self.workload = workload
         self.changed = asyncio.Event()  # set by the next decision, then replaced
+        self.first_round = asyncio.Event()  # set once the first round is over (first_scrape)
         self.refit = RefitState()
 
     def start(self) -> None:
@@ -63,20 +65,33 @@ class WorkloadRunner:
         """Scrape at once (a new workload needs data), then every interval at a random phase,
         until the workload is dropped (idle) or replaced."""
         interval = self.service.config.scrape.interval_s
+        await self._first_pod_list()
         await supervise(f"workload {self.workload.key}: scrape round", self._round, interval,
                         log=log, clock=self.service.clock, sharp=True,
                         phase_s=random.uniform(0.0, interval))
 
+    async def _first_pod_list(self) -> None:
+        """A discovered workload's first round waits for its first pod list (at most
+        ``scrape.timeout_s``), or it would find no pods and decide nothing for an interval."""
+        discovery = self.workload.discovery
+        if discovery is not None and not discovery.synced.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(discovery.synced.wait(),
+                                       self.service.config.scrape.timeout_s)
+
     async def _round(self) -> object:
         service, workload = self.service, self.workload
-        if service.registry.get(workload.key) is not workload:
-            return DONE
-        if service.registry.is_idle(workload, service.clock.monotonic()):
-            service.drop(workload)
-            return DONE
-        await service.scrape(workload)  # through the service: a subclass may watch rounds
-        service.forecasting.refit_when_due(workload, self.refit)
-        return None
+        try:
+            if service.registry.get(workload.key) is not workload:
+                return DONE
+            if service.registry.is_idle(workload, service.clock.monotonic()):
+                service.drop(workload)
+                return DONE
+            await service.scrape(workload)  # through the service: a subclass may watch rounds
+            service.forecasting.refit_when_due(workload, self.refit)
+            return None
+        finally:
+            self.first_round.set()
 
     async def scrape(self) -> None:
         """One round: every pod page and GPU page, then a new decision."""

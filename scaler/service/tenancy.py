@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from adapters.sources.guard import AddressGuard, literal
 from scaler.config.settings import ServiceConfig
 from scaler.config.tenancy import TenancySettings
-from scaler.keda.metadata import MetadataError, WorkloadSpec
+from scaler.keda.metadata import FROM_ENV, MetadataError, WorkloadSpec, over_tuning
 from scaler.service.errors import LimitExceeded, NamesPending, Unavailable
 
 _CHECKED_SPECS = 4096
@@ -44,7 +44,7 @@ class Admission:
 
     def spec(self, namespace: str, name: str, trigger: Mapping[str, str]) -> WorkloadSpec:
         """The spec of a call's trigger metadata merged with tuning, refused past a limit."""
-        metadata = self._config().tuning.metadata_for(namespace, name, trigger)
+        metadata = over_tuning(self._config().tuning.metadata_for(namespace, name, {}), trigger)
         self.check_size(metadata)
         spec = self._spec_for(metadata)
         self.check(namespace, spec, trigger)
@@ -150,7 +150,7 @@ def namespace_problems(namespace: str, spec: WorkloadSpec,
                 f"ScaledObject's own namespace {namespace!r} are read, and namespace="
                 f"\"{namespace}\" is added for you (tenancy.cross_namespace is false); drop the "
                 "namespace matcher")
-    if "historyQuery" in trigger:
+    if "historyQuery" in trigger or "historyQuery" + FROM_ENV in trigger:
         problems.append(
             "scalerMetadata key 'historyQuery' is the operator's: it runs any PromQL on the "
             "operator's Prometheus, so it is set in the ConfigMap's tuning (e.g. tuning."

@@ -457,7 +457,8 @@ async def test_the_front_keeps_its_start_up_objects_out_of_the_collector():
         gc.unfreeze()
         channel.send({"t": "hello", "host": "127.0.0.1", "port": 0, "tls": None,
                       "grace_s": 0.0, "idle_s": 60.0, "max_metadata_bytes": 16384,
-                      "max_message_bytes": 4 * 2**20, "max_concurrent_streams": 1000})
+                      "max_message_bytes": 4 * 2**20, "max_concurrent_streams": 1000,
+                      "keepalive_s": 30.0, "keepalive_timeout_s": 10.0})
         assert (await next_message(channel))["t"] == "ready"
         assert gc.get_freeze_count() > 1000
     finally:

@@ -110,6 +110,18 @@ async def test_bad_metadata_is_invalid_argument_naming_the_key(app, keda, method
     assert len(app.service.registry) == 0
 
 
+async def test_metric_name_is_compared_case_insensitively(app, keda, pods):
+    """KEDA up to 2.11 sent the metric name lower-cased."""
+    pod = await pods()
+    request = ref(pod.url, metricName="Llama-Replicas", policy="reactive")
+    await keda.GetMetricSpec(request)
+    await scrape_all(app)
+    for name in ("llama-replicas", "LLAMA-REPLICAS", "Llama-Replicas"):
+        value = (await keda.GetMetrics(pb.GetMetricsRequest(
+            scaledObjectRef=request, metricName=name))).metricValues[0]
+        assert value.metricName == "Llama-Replicas"
+
+
 async def test_unknown_metric_name_is_invalid_argument(app, keda, pods):
     pod = await pods()
     request = ref(pod.url)
@@ -170,20 +182,28 @@ async def test_pod_serving_garbage_is_missing_not_zero(app, keda, pods, clock: M
     assert errors == 1
 
 
-async def test_stream_is_active_first_message_then_true_when_work_appears(
+async def test_stream_is_active_pushes_true_each_time_work_appears_never_false(
         app, keda, pods):
+    """Only ``true`` is pushed: KEDA up to 2.17 acted on a pushed ``false`` for this trigger
+    alone (deactivating a ScaledObject other triggers keep active); IsActive says idle."""
     pod = await pods()
     request = ref(pod.url, policy="reactive")  # a fresh predictive plan would hold a window
     stream = keda.StreamIsActive(request)
     first = asyncio.ensure_future(stream.read())
     await wait_until(lambda: len(app.service.registry) == 1)
     await scrape_all(app)
-    assert (await asyncio.wait_for(first, 5)).result is False
-
+    assert (await keda.IsActive(request)).result is False
     load(pod, waiting=3)
-    nxt = asyncio.ensure_future(stream.read())
     await scrape_all(app)  # the next scrape after work appears
-    assert (await asyncio.wait_for(nxt, 5)).result is True
+    assert (await asyncio.wait_for(first, 5)).result is True  # nothing was pushed while idle
+
+    nxt = asyncio.ensure_future(stream.read())
+    load(pod)
+    await scrape_all(app)
+    assert (await keda.IsActive(request)).result is False
+    load(pod, waiting=3)
+    await scrape_all(app)
+    assert (await asyncio.wait_for(nxt, 5)).result is True  # no false in between
     stream.cancel()
 
 
@@ -211,10 +231,9 @@ async def test_is_active_and_the_stream_turn_true_before_a_forecast_ramp(
     _, value, active = await poll(keda, request)
     assert (value.metricValue, active) == (0, False)
     stream = keda.StreamIsActive(request)
-    assert (await asyncio.wait_for(stream.read(), 5)).result is False
+    nxt = asyncio.ensure_future(stream.read())  # nothing is pushed while inactive
 
     clock.advance(night + 6 * 3600 - 150 - clock.monotonic())  # 08:57:30
-    nxt = asyncio.ensure_future(stream.read())
     await scrape_all(app)
     assert (await asyncio.wait_for(nxt, 5)).result is True
     _, value, active = await poll(keda, request)
@@ -271,6 +290,7 @@ async def test_ttft_over_slo_scales_up_from_the_histogram(app, keda, pods, clock
 
 async def test_a_held_stream_never_rolls_newer_metadata_back(app, keda, pods):
     old, new = await pods(), await pods()
+    load(old, waiting=3)  # active: the stream's first message comes with the first decision
     stream = keda.StreamIsActive(ref(old.url))
     first = asyncio.ensure_future(stream.read())
     await wait_until(lambda: len(app.service.registry) == 1)

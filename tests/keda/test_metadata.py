@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.keda.metadata import MetadataError, parse_metadata
+from scaler.keda.metadata import MetadataError, over_tuning, parse_metadata
 from scaler.model.specs import Endpoint
 
 URL = "http://10.0.0.7:8000/metrics"
@@ -42,7 +42,56 @@ def test_discovery_instead_of_endpoints():
 
 
 def test_keda_own_keys_are_accepted():
-    parse_metadata({"endpoints": URL, "scalerAddress": "scaler:9090", "caCert": "x"})
+    """KEDA 2.20 reads scalerAddress, enableTLS and unsafeSsl from the metadata it forwards."""
+    parse_metadata({"endpoints": URL, "scalerAddress": "scaler:9090", "enableTLS": "true",
+                    "unsafeSsl": "false"})
+
+
+@pytest.mark.parametrize("key", ["caCert", "tlsClientCert", "tlsClientKey", "tlsCertFile"])
+def test_tls_files_in_metadata_point_to_a_trigger_authentication(key):
+    """KEDA reads its TLS files only from a TriggerAuthentication: in metadata they would be
+    ignored, and the connection silently made without them."""
+    with pytest.raises(MetadataError) as info:
+        parse_metadata({"endpoints": URL, "scalerAddress": "scaler:9090", key: "x"})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"scalerMetadata key '{key}' is ignored by KEDA in a trigger's "
+                              "metadata")
+    assert "TriggerAuthentication" in problem and "authenticationRef" in problem
+    assert ("up to 2.16 only" in problem) == (key == "tlsCertFile")
+
+
+def test_from_env_keys_are_read_as_the_key_they_name():
+    """KEDA forwards ``xFromEnv`` with the environment variable's value already resolved
+    (and leaves it out when unset), as its own scalers read it: as ``x``."""
+    spec = parse_metadata({"endpointsFromEnv": URL, "maxReplicasFromEnv": "7"})
+    assert spec.endpoints == (Endpoint("10.0.0.7:8000", URL),)
+    assert spec.bounds.max_replicas == 7
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"endpointsFromEnv": "10.0.0.7:8000"},
+         "scalerMetadata key 'endpointsFromEnv' (read as 'endpoints') has value '10.0.0.7:8000':"
+         " expected comma-separated http(s) URLs"),
+        ({"endpoints": URL, "endpointsFromEnv": URL},
+         "scalerMetadata key 'endpointsFromEnv' repeats 'endpoints': give one"),
+        ({"endpoints": URL, "targetFromEnv": "5"},
+         "scalerMetadata key 'targetFromEnv' is not known"),
+        ({"endpoints": URL, "scalerAddressFromEnv": "ADDR"},
+         "scalerMetadata key 'scalerAddressFromEnv' is not known"),
+    ],
+)
+def test_bad_from_env_keys_are_named_as_given(metadata, message):
+    with pytest.raises(MetadataError) as info:
+        parse_metadata(metadata)
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems
+
+
+def test_a_trigger_from_env_key_overrides_the_operator_tuning():
+    merged = over_tuning({"maxReplicas": "4", "headroom": "1.2"}, {"maxReplicasFromEnv": "9"})
+    assert merged == {"headroom": "1.2", "maxReplicasFromEnv": "9"}
+    assert parse_metadata({"endpoints": URL, **merged}).bounds.max_replicas == 9
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,9 @@ async def test_history_query_is_the_operator_s(start: StartApp) -> None:
     error = await refusal(running.keda, ref(endpoints="http://127.0.0.1:1/metrics",
                                             historyQuery=query))
     assert "'historyQuery'" in error.details() and "tuning" in error.details()
+    from_env = await refusal(running.keda, ref(endpoints="http://127.0.0.1:1/metrics",
+                                                historyQueryFromEnv=query))
+    assert "'historyQuery'" in from_env.details()
     assert len(running.service.registry) == 0
     operator = await start(
         f"prometheus:\n  url: {url}\ntuning:\n  workloads:\n    team-a/llama:\n"

@@ -7,7 +7,8 @@ both ends readable in a debugger; at a few hundred decisions a second it is chea
 The messages (``t`` names each; ids are the front's numbers for one ScaledObject identity,
 namespace + name + exact metadata; a verdict is ``Verdict.to_json()``):
 
-- scaling -> front: ``hello`` {host, port, tls, grace_s, idle_s} once; ``verdicts``
+- scaling -> front: ``hello`` {host, port, tls, grace_s, idle_s, the gRPC limits and
+  keepalive} once; ``verdicts``
   {items: [[id, verdict, valid_for_s], ...]}, pushed after decisions and as answers to asks;
   ``sync`` {n}: reply with a report, then ``synced``;
 - front -> scaling: ``ready`` {port} or ``failed`` {error} once; ``ask`` {id, namespace,

@@ -26,9 +26,11 @@ from prometheus_client import Counter
 from scaler.config.tls import TlsMaterial
 from scaler.keda.front.channel import Channel, Message
 from scaler.keda.front.child import FrontChild, yield_cpu_to_the_front
+from scaler.keda.front.hello import hello
 from scaler.keda.servicer import OK, UNAVAILABLE, Verdict
 from scaler.keda.verdict import REFUSALS, refused, verdict_of
 from scaler.service.errors import NamesPending, Unavailable
+from scaler.service.first_scrape import first_round, first_round_running
 from scaler.service.service import ScalerService
 from scaler.service.workloads import Workload, WorkloadKey
 
@@ -115,14 +117,19 @@ class FrontLink:
             self._refs[ref_id] = _Ref(str(message["namespace"]), str(message["name"]),
                                       dict(message["metadata"]), self._now())
         pending = self._keep(ref_id) if message.get("held") else self._touch(ref_id)
-        if pending is not None:
-            self.service.spawn(self._answer_once_named(ref_id, pending), f"ask {ref_id}")
+        if pending is not None or first_round_running(self.service, self._refs[ref_id].key):
+            self.service.spawn(self._answer_later(ref_id, pending), f"ask {ref_id}")
             return
         self._answer(ref_id)
 
-    async def _answer_once_named(self, ref_id: int, pending: NamesPending) -> None:
-        await pending.wait()
-        if ref_id in self._refs and self._touch(ref_id) is None:
+    async def _answer_later(self, ref_id: int, pending: NamesPending | None) -> None:
+        """Once its names are resolved, and its first scrape round is over (bounded)."""
+        if pending is not None:
+            await pending.wait()
+            if ref_id not in self._refs or self._touch(ref_id) is not None:
+                return
+        await first_round(self.service, self._refs[ref_id].key)
+        if ref_id in self._refs:
             self._answer(ref_id)
 
     def _answer(self, ref_id: int) -> None:
@@ -268,10 +275,8 @@ class FrontProcess:
         """Start the front; its bound gRPC port (the configured one, or a free one for 0).
 
         Then this process lowers its own CPU priority by ``SCALING_NICE`` (once per process;
-        no privilege needed), so that when both are ready to run, an answer to KEDA goes
-        before page parsing: a scrape round may start some milliseconds late, a call should
-        not wait. Only the two of them compete for the container's CPU, so nothing else
-        changes.
+        no privilege needed): when both are ready to run, an answer to KEDA goes before page
+        parsing (a scrape round may start milliseconds late; a call should not wait).
         """
         self.port = await self._spawn(self.service.config.server.grpc_port)
         yield_cpu_to_the_front()
@@ -332,7 +337,7 @@ class FrontProcess:
 
     async def _handshake(self, channel: Channel, port: int) -> int:
         """Send the hello; the port the front bound, or OSError saying why it could not."""
-        channel.send(self._hello(port))
+        channel.send(hello(self.service.config, port, self.tls))
         await channel.drain()
         try:
             reply = await asyncio.wait_for(channel.receive(), START_TIMEOUT_S)
@@ -355,19 +360,6 @@ class FrontProcess:
         log.error("the line to front process %d ended (%s): ending the process, so that a "
                   "new one starts", self.process.pid, task.exception() or "closed")
         self.process.kill()
-
-    def _hello(self, port: int) -> Message:
-        server = self.service.config.server
-        tls = None
-        if self.tls is not None:
-            tls = {"cert_chain": self.tls.cert_chain.decode(),
-                   "private_key": self.tls.private_key.decode(),
-                   "client_ca": self.tls.client_ca.decode() if self.tls.client_ca else None}
-        return {"t": "hello", "host": server.host, "port": port, "tls": tls,
-                "grace_s": server.grace_s, "max_message_bytes": server.grpc_max_message_bytes,
-                "max_concurrent_streams": server.grpc_max_concurrent_streams,
-                "idle_s": self.service.config.workloads.idle_timeout_s,
-                "max_metadata_bytes": self.service.config.tenancy.max_metadata_bytes}
 
     async def _supervise(self) -> None:
         while not self._stopping:

@@ -50,6 +50,7 @@ from scaler.keda.servicer import (
     serve_keda,
     server_credentials,
     server_options,
+    stop_keda,
 )
 
 log = logging.getLogger("scaler.front")
@@ -246,13 +247,18 @@ async def run_front(sock: socket.socket) -> int:
         log.error("expected a hello from the scaling process, got %r", hello)
         return 2
     table = DecisionTable(channel, idle_s=float(hello["idle_s"]),
-                          max_metadata_bytes=int(hello["max_metadata_bytes"]))
+                          max_metadata_bytes=int(hello["max_metadata_bytes"]),
+                          ask_timeout_s=float(hello.get("ask_timeout_s", ASK_TIMEOUT_S)))
+    closing = asyncio.Event()
     try:
         server, port = await serve_keda(
             table, host=hello["host"], port=int(hello["port"]),
             credentials=_credentials(hello.get("tls")),
             options=server_options(max_message_bytes=int(hello["max_message_bytes"]),
-                                   max_concurrent_streams=int(hello["max_concurrent_streams"])))
+                                   max_concurrent_streams=int(hello["max_concurrent_streams"]),
+                                   keepalive_s=float(hello["keepalive_s"]),
+                                   keepalive_timeout_s=float(hello["keepalive_timeout_s"])),
+            closing=closing)
     except (OSError, RuntimeError, ValueError) as exc:
         channel.send({"t": "failed", "error": str(exc)})
         await channel.drain()
@@ -267,7 +273,7 @@ async def run_front(sock: socket.socket) -> int:
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait([receiving, stopped], return_when=asyncio.FIRST_COMPLETED)
     reports.cancel()
-    await server.stop(float(hello["grace_s"]))
+    await stop_keda(server, closing, float(hello["grace_s"]))  # open streams end with OK
     await channel.close()
     if receiving.done() and receiving.exception() is not None:
         log.error("the line to the scaling process broke", exc_info=receiving.exception())

@@ -7,7 +7,9 @@ requests they match (``[:1]`` = only the first such request). Its emulator does 
 labelSelector nor keep resourceVersions (every list says ``...``), so the tests put only the
 workload's pods in the namespace and check the selector in the recorded requests.
 
-Back-off sleeps go through a recording fake: the delays are asserted, nothing waits.
+Back-off sleeps go through a recording fake that moves a hand-moved clock by the delay (the
+back-off waits on the clock, as the "short watch" check reads it): the delays are asserted,
+nothing waits.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from adapters.kubernetes.errors import DiscoveryError
 from adapters.kubernetes.pods import PodCounts, PodInfo, WorkloadTarget
 from tests.adapters.kubernetes.test_errors import status
 from tests.adapters.kubernetes.test_pods import CREATED, NS, READY_AT, epoch, pod
+from tests.clock import ManualClock
 from tests.conftest import wait_until
 
 PODS = kmock_lib.resource("v1", "pods")
@@ -37,15 +40,18 @@ LOGGER = "adapters.kubernetes.discovery"
 
 
 class RecordingSleep:
-    """Records back-off delays and returns at once; after ``limit`` calls it blocks (until the
-    discovery is stopped) so a permanently failing loop does not spin."""
+    """Records back-off delays and moves ``clock`` by them, returning at once; after ``limit``
+    calls it blocks (until the discovery is stopped) so a permanently failing loop does not
+    spin."""
 
     def __init__(self, limit: int = 20) -> None:
         self.delays: list[float] = []
         self.limit = limit
+        self.clock = ManualClock()
 
     async def __call__(self, delay: float) -> None:
         self.delays.append(delay)
+        self.clock.advance(delay)
         if len(self.delays) >= self.limit:
             await asyncio.Event().wait()
         await asyncio.sleep(0)
@@ -74,6 +80,7 @@ async def discovery(api: ApiClient, sleep: RecordingSleep) -> AsyncIterator[Fact
 
     def make(target: WorkloadTarget = SELECTOR, **kwargs: Any) -> PodDiscovery:
         kwargs.setdefault("sleep", sleep)
+        kwargs.setdefault("clock", sleep.clock.monotonic)
         kwargs.setdefault("backoff_s", (0.5, 1, 2, 5))
         made.append(PodDiscovery(kwargs.pop("api", api), target, **kwargs))
         return made[-1]
@@ -301,15 +308,29 @@ async def test_dropped_watch_connection_backs_off_and_relists(
         sleep: RecordingSleep, caplog: pytest.LogCaptureFixture) -> None:
     kmock.objects[PODS, NS, "llama-a"] = pod("llama-a", ready=True)
     kmock.objects[PODS, NS, "llama-b"] = pod("llama-b", ready=True, ip="127.0.0.12")
-    kmock["watch", PODS][:1] << (b"", ...)
+    streaming, cut = asyncio.Event(), asyncio.Event()
+
+    async def first_watch(request: kmock_lib.Request) -> AsyncIterator[bytes]:
+        """Streams nothing until told, then drops the connection (no clean end). Being our
+        own, it says when it streams: a fed item would reach only a stream already open."""
+        yield b""
+        streaming.set()
+        await cut.wait()
+        cut_connection(request)
+
+    kmock["watch", PODS][:1] << first_watch
     found = await started(discovery())
-    await wait_until(lambda: len(requests(kmock, "watch")) == 1)
+    async with asyncio.timeout(5):  # a guard, not a timing claim
+        await streaming.wait()
     await CoreV1Api(api).delete_namespaced_pod("llama-b", NS)
 
-    with caplog.at_level(logging.INFO, logger=LOGGER):
-        kmock[...] << cut_connection
+    recovered = LogEvent(LOGGER, "recovered")
+    with caplog.at_level(logging.INFO, logger=LOGGER), recovered:
+        cut.set()
         # The relist shows the pods first; "recovered" is logged once the watch runs again.
-        await wait_until(lambda: names(found) == ["llama-a"] and len(ours(caplog)) >= 2)
+        async with asyncio.timeout(5):
+            await recovered.wait()
+    assert names(found) == ["llama-a"]
     assert sleep.delays == [0.5]
     assert len(requests(kmock, "list")) == 2
     assert found.last_error is None
@@ -318,6 +339,28 @@ async def test_dropped_watch_connection_backs_off_and_relists(
         "pod discovery for pods llm/app=llama: WATCH pods in llm (app=llama) failed: "
         "ClientPayloadError: Response payload is not completed")
     assert messages[1:] == ["pod discovery for pods llm/app=llama recovered: watching 1 pods"]
+
+
+class LogEvent(logging.Handler):
+    """An event set when ``logger`` logs a record containing ``text`` (while in a ``with``)."""
+
+    def __init__(self, logger: str, text: str) -> None:
+        super().__init__(logging.INFO)
+        self.logger, self.text, self.event = logging.getLogger(logger), text, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+    def __enter__(self) -> LogEvent:
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
 
 
 async def test_watch_error_event_and_short_watches_back_off(
