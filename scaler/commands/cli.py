@@ -117,7 +117,11 @@ def _serve(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     from scaler.commands.serve import serve  # imported here: grpc start-up cost only for `serve`
 
-    asyncio.run(serve(config, Path(args.config) if args.config else None, text))
+    try:
+        asyncio.run(serve(config, Path(args.config) if args.config else None, text))
+    except (OSError, ConfigError) as exc:  # a port in use, a TLS file gone since the check
+        print(f"scaler serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
