@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scaler.commands import settings
+from scaler.commands import check_scaledobject, settings
 from scaler.commands.flag_types import Parser, non_negative, port, positive
 from scaler.config.load import ConfigError, load_config, read_config
 from scaler.config.settings import ServiceConfig
@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="CSV", help="trace file to write")
     export.set_defaults(run=_export_trace)
 
+    check_scaledobject.add_parser(commands)
     settings.add_parser(commands)
     return parser
 
