@@ -50,7 +50,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = commands.add_parser(
         "check-scaledobject", help="check the ScaledObjects of a manifest offline, as the "
                                    "scaler would answer KEDA about them",
-        description=__doc__.split("\n\n")[0].replace("\n", " "))
+        description="Check, offline, every ScaledObject in the manifests whose triggers use "
+                    "this scaler, as the scaler would answer KEDA's calls about it (the same "
+                    "messages); exit 1 on any problem.")
     parser.add_argument("files", nargs="+", metavar="FILE", type=Path,
                         help="manifest(s), several documents each (other kinds are ignored)")
     parser.add_argument("--config", metavar="PATH",
