@@ -10,14 +10,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from scaler.commands import settings
+from scaler.commands import check_scaledobject, settings
+from scaler.commands.flag_types import Parser, non_negative, port, positive
 from scaler.config.load import ConfigError, load_config, read_config
 from scaler.config.settings import ServiceConfig
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+        check = getattr(args, "check", None)
+        if check is not None:  # what involves several flags: parser.error, one line, exit 2
+            check(args)
+    except SystemExit as exc:  # a refused flag (2) or --help (0): the code, as a return
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2
@@ -26,21 +35,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="scaler", description="Predictive KEDA external scaler for LLM inference.")
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", help="run the KEDA external scaler (gRPC + HTTP)")
-    serve.add_argument("--config", metavar="PATH", help="YAML settings file (default: built-in)")
-    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 9090)")
-    serve.add_argument("--http-port", type=int, help="HTTP port (default 8080)")
-    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
-    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    serve.add_argument("--config", metavar="PATH",
+                       help="YAML settings file or ConfigMap manifest (default: built-in)")
+    serve.add_argument("--grpc-port", type=port,
+                       help="gRPC port, 0 = any free one (default: server.grpc_port, 9090)")
+    serve.add_argument("--http-port", type=port,
+                       help="HTTP port, 0 = any free one (default: server.http_port, 8080)")
+    serve.add_argument("--host", help="listen address (default: server.host, 0.0.0.0)")
+    serve.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                       help="log level")
     serve.set_defaults(run=_serve)
 
     validate = commands.add_parser(
-        "validate-config", help="check a settings file; exit 1 naming each bad key")
-    validate.add_argument("path")
+        "validate-config", help="check a settings file; exit 1 naming each bad key",
+        description="Check a settings file (the config.yaml document, or the ConfigMap manifest"
+                    " holding it in data[\"config.yaml\"]) as the service would read it; exit 1"
+                    " naming each bad key and each rule between keys that is broken.")
+    validate.add_argument("path", help="YAML settings file or ConfigMap manifest")
     validate.set_defaults(run=_validate)
 
     from scaler.commands.flags import add_replay_arguments
@@ -61,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="the service scaling emulated vLLM pods via KEDA + HPA, an hour in a minute")
-    demo.add_argument("--seconds", type=float, default=60.0,
-                      help="wall-clock seconds to run (default 60)")
-    demo.add_argument("--speed", type=float, default=60.0,
-                      help="simulated seconds per wall second (default 60: an hour a minute)")
-    demo.add_argument("--seed", type=int, default=0, help="synthetic workload seed (default 0)")
-    demo.add_argument("--out", default="out/demo", metavar="DIR",
-                      help="output directory (default out/demo)")
+    demo.add_argument("--seconds", type=positive(), default=60.0,
+                      help="wall-clock seconds to run")
+    demo.add_argument("--speed", type=positive(), default=60.0,
+                      help="simulated seconds per wall second (60: an hour a minute)")
+    demo.add_argument("--seed", type=non_negative(int, "an integer"), default=0,
+                      help="synthetic workload seed")
+    demo.add_argument("--out", default="out/demo", metavar="DIR", help="output directory")
     demo.set_defaults(run=_demo)
 
     export = commands.add_parser(
@@ -77,13 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--selector", required=True,
                         help="label matchers of the workload's vLLM series, e.g. "
                              "'namespace=\"llm\",pod=~\"llama-8b-.*\"'")
-    export.add_argument("--days", type=float, default=14.0,
-                        help="history to read, days back from now (default 14)")
-    export.add_argument("--step", type=float, default=600.0,
-                        help="window, seconds (default 600, as the shared traces)")
+    export.add_argument("--days", type=positive(), default=14.0,
+                        help="history to read, days back from now")
+    export.add_argument("--step", type=positive(), default=600.0,
+                        help="window, seconds (600 as the shared traces)")
     export.add_argument("--out", required=True, metavar="CSV", help="trace file to write")
     export.set_defaults(run=_export_trace)
 
+    check_scaledobject.add_parser(commands)
     settings.add_parser(commands)
     return parser
 
@@ -101,7 +118,11 @@ def _serve(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     from scaler.commands.serve import serve  # imported here: grpc start-up cost only for `serve`
 
-    asyncio.run(serve(config, Path(args.config) if args.config else None, text))
+    try:
+        asyncio.run(serve(config, Path(args.config) if args.config else None, text))
+    except (OSError, ConfigError) as exc:  # a port in use, a TLS file gone since the check
+        print(f"scaler serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -148,9 +169,6 @@ def _export_trace(args: argparse.Namespace) -> int:
     from adapters.sources.prometheus import PrometheusError
     from scaler.commands.export_trace import export_trace, write_trace
 
-    if not (args.days > 0 and args.step > 0):
-        print("scaler export-trace: --days and --step must be > 0", file=sys.stderr)
-        return 2
     end = time.time()
     try:
         rows = asyncio.run(export_trace(args.prometheus, args.selector,

@@ -1,36 +1,115 @@
-"""The flags `scaler replay` and `scaler bench` share (argparse only: cheap to import)."""
+"""The flags `scaler replay` and `scaler bench` share (argparse only: cheap to import).
+
+Each value is checked while parsing (``scaler.commands.flag_types``); what involves several
+flags (a replica's GPUs on one node, the knob's range for the chosen policy) is checked by
+``check_replay_flags`` right after, so a bad command line is one line and exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
-from scaler.model.specs import NodeShape, PlanSettings
+from scaler import schema
+from scaler.commands.flag_types import checked, from_setting, positive, share
+from scaler.config.profiles import DEFAULT_PROFILE, named_or_file
+from scaler.model.profile import ReplicaProfile
+from scaler.model.specs import NodeShape, PlanSettings, ReactiveTargets
 
 REPLAY_POLICIES = ("reactive", "predictive", "static", "oracle")
-_PLAN, _NODES = PlanSettings(), NodeShape()
+_PLAN = PlanSettings()
+
+
+
+def _setting_range(cls: type[object], name: str, key: str) -> tuple[str, schema.Check]:
+    """(key, check) of a declared setting, for a flag that sets the same thing."""
+    (field,) = [f for f in schema.declared(cls) if f.name == name]
+    assert field.setting.check is not None, f"{cls.__name__}.{name} declares no check"
+    return key, field.setting.check
+
+
+# Each policy's --knob: what it sets and the values accepted (the declared setting's own
+# check where there is one); None: the policy has no knob.
+KNOBS: dict[str, tuple[str, schema.Check] | None] = {
+    "reactive": _setting_range(ReactiveTargets, "target_kv_cache_usage", "targetKvCacheUsage"),
+    "predictive": _setting_range(PlanSettings, "headroom", "headroom"),
+    "static": ("replicas", lambda v: None if v >= 1 and v == int(v) else
+               "must be a whole number >= 1"),
+    "oracle": None,
+}
+
+
+def profile_flag(text: str) -> ReplicaProfile:
+    """``--profile``: a shipped profile's name or a profile YAML's path."""
+    try:
+        return named_or_file(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> None:
     parser.add_argument("--trace", type=Path, help="trace CSV (default: built-in synthetic)")
     parser.add_argument("--policy", action="append", choices=REPLAY_POLICIES,
-                        help="policy to run (repeatable; bench default: all)"
-                        if bench else "policy to run (default reactive)")
+                        help="policy to run (repeatable; default: all)"
+                        if bench else "policy to run (default: reactive)")
     parser.add_argument("--out", type=Path, default=Path("out/replay" if not bench else
                                                           "out/bench"), help="output folder")
-    parser.add_argument("--rate-scale", type=float, default=1.0,
+    parser.add_argument("--rate-scale", type=positive(), default=1.0,
                         help="multiply demand by this (said in the output)")
-    parser.add_argument("--pod-startup", type=float, default=_PLAN.pod_startup_s, help="seconds")
-    parser.add_argument("--node-startup", type=float, default=_PLAN.node_startup_s, help="seconds")
-    parser.add_argument("--scale-down-window", type=float, default=_PLAN.scale_down_window_s,
+    parser.add_argument("--pod-startup", type=from_setting(PlanSettings, "pod_startup_s"),
+                        default=_PLAN.pod_startup_s, help="seconds")
+    parser.add_argument("--node-startup", type=from_setting(PlanSettings, "node_startup_s"),
+                        default=_PLAN.node_startup_s, help="seconds")
+    parser.add_argument("--scale-down-window",
+                        type=from_setting(PlanSettings, "scale_down_window_s"),
+                        default=_PLAN.scale_down_window_s,
                         help="seconds; the predictive plan's scaleDownWindowSeconds")
-    parser.add_argument("--slo-ttft", type=float, default=_PLAN.slo_ttft_s, help="seconds")
-    parser.add_argument("--slo-target", type=float, default=0.99,
+    parser.add_argument("--slo-ttft", type=from_setting(PlanSettings, "slo_ttft_s"),
+                        default=_PLAN.slo_ttft_s, help="seconds")
+    parser.add_argument("--slo-target", type=share, default=0.99,
                         help="share of requests that must meet the TTFT SLO")
-    parser.add_argument("--gpus-per-replica", type=int, default=_NODES.gpus_per_replica)
-    parser.add_argument("--gpus-per-node", type=int, default=_NODES.gpus_per_node)
-    parser.add_argument("--profile", type=Path, help="replica profile YAML (default 8B/H100)")
+    parser.add_argument("--gpus-per-replica", type=from_setting(NodeShape, "gpus_per_replica"),
+                        help="GPUs one replica uses (default: the profile's gpus)")
+    parser.add_argument("--gpus-per-node", type=from_setting(NodeShape, "gpus_per_node"),
+                        default=NodeShape().gpus_per_node, help="GPUs one node has")
+    parser.add_argument("--profile", type=profile_flag, default=DEFAULT_PROFILE,
+                        help="replica profile: a shipped name or a YAML file")
     if not bench:
-        parser.add_argument("--knob", type=float,
+        parser.add_argument("--knob", type=checked(float, None, "a number"),
                             help="the policy's main knob (reactive: targetKvCacheUsage, "
-                                 "predictive: headroom, static: replicas)")
+                                 "predictive: headroom, static: replicas; oracle: none)")
+    parser.set_defaults(check=functools.partial(check_replay_flags, parser))
+
+
+def check_replay_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What involves several flags; ``parser.error`` (one line, exit 2) on the first problem."""
+    if args.gpus_per_replica is None:
+        args.gpus_per_replica = args.profile.gpus
+    if args.gpus_per_replica > args.gpus_per_node:
+        parser.error(f"argument --gpus-per-replica: {args.gpus_per_replica} is more than "
+                     f"--gpus-per-node {args.gpus_per_node}: one replica's GPUs must fit on "
+                     "one node")
+    if "knob" not in args:  # bench: every policy at each knob it sweeps
+        return
+    policies = args.policy or ["reactive"]
+    if len(policies) > 1:
+        parser.error("argument --policy: replay runs one policy (given "
+                     f"{', '.join(policies)}); scaler bench compares several")
+    problem = None if args.knob is None else knob_problem(policies[0], args.knob)
+    if problem:
+        parser.error(f"argument --knob: {problem}")
+
+
+def knob_problem(policy: str, knob: float) -> str | None:
+    """Why ``knob`` cannot be ``policy``'s knob, or None."""
+    if policy not in KNOBS:
+        return None
+    known = KNOBS[policy]
+    if known is None:
+        return f"--policy {policy} has no knob; drop --knob"
+    name, check = known
+    reason = check(knob)
+    if reason:
+        return f"{knob:g} is out of range for --policy {policy} ({name}): {reason}"
+    return None

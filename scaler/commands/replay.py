@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable
 
-from scaler.config.profiles import default_profile, load_profile
 from scaler.model.profile import ReplicaProfile
 from scaler.sim.policy_catalog import make_policy
 from scaler.sim.replay import ReplaySettings, replay
@@ -46,7 +45,7 @@ def load_replay_inputs(args: argparse.Namespace
           ) -> tuple[RequestTrace | RateTrace, ReplaySettings, ReplicaProfile] | None:
     try:
         trace = read_trace(args.trace) if args.trace else builtin_workload()
-        profile = load_profile(args.profile) if args.profile else default_profile()
+        profile = args.profile  # read by the parser (a shipped name or a file)
     except (TraceError, ValueError, OSError) as exc:
         print(f"scaler: {exc}", file=sys.stderr)
         return None

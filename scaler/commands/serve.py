@@ -130,11 +130,15 @@ async def start_app(config: ServiceConfig, service: ScalerService | None = None,
     api_token = load_api_token(server)
     https = https_context(server) if server.http_tls else None
     service = service or ScalerService(config)
-    await service.start()
-    grpc_server, grpc_port = await start_keda_server(service, tls)
-    http_runner, http_port = await start_http_server(service, host=server.host,
-                                                     port=server.http_port, ssl_context=https,
-                                                     api_token=api_token)
+    async with contextlib.AsyncExitStack() as started:  # a failed start stops what started
+        await service.start()
+        started.push_async_callback(service.stop)
+        grpc_server, grpc_port = await start_keda_server(service, tls)
+        started.push_async_callback(grpc_server.stop)
+        http_runner, http_port = await start_http_server(
+            service, host=server.host, port=server.http_port, ssl_context=https,
+            api_token=api_token)
+        started.pop_all()
     node_tasks, elector = start_node_pools(service)
     task = None
     if config_path is not None:

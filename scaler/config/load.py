@@ -18,13 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scaler.config.api_token import ApiToken, read_api_token
+from scaler.config.documents import YamlProblem, config_map_data, is_config_map, load_yaml
 from scaler.config.node_pools import NodePool, NodePoolSettings
 from scaler.config.settings import ServerSettings, ServiceConfig
 from scaler.config.tls import TlsMaterial, read_tls
-from scaler.schema import Problem, build, declared
+from scaler.schema import Problem, build, declared, validate
 
 
 class ConfigError(ValueError):
@@ -53,10 +52,14 @@ def read_config(path: str | Path) -> tuple[ServiceConfig, str]:
 
 
 def parse_config(text: str, *, source: str = "<config>") -> ServiceConfig:
+    """The config in ``text``: the settings document, or a ConfigMap manifest holding it in
+    ``data["config.yaml"]``; ConfigError naming every problem (YAML ones by line and column)."""
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"not valid YAML: {exc}"]) from exc
+        document = load_yaml(text)
+        if is_config_map(document):
+            document = config_map_data(text, document)
+    except YamlProblem as exc:
+        raise ConfigError(source, [str(exc)]) from exc
     if document is None:
         return ServiceConfig()
     if not isinstance(document, Mapping):
@@ -72,7 +75,11 @@ def parse_config(text: str, *, source: str = "<config>") -> ServiceConfig:
             problems += found
     if problems:
         raise ConfigError(source, problems)
-    return ServiceConfig(**built)
+    config = ServiceConfig(**built)
+    problems = validate(config)  # rules across sections, once each section is fine
+    if problems:
+        raise ConfigError(source, problems)
+    return config
 
 
 def _section(cls: type[Any], value: Any, path: str) -> tuple[Any, list[str]]:

@@ -56,6 +56,24 @@ def _worded(problem: Problem) -> str:
     return f"key {problem.key!r}: expected {accepted}, got {problem.raw!r}"
 
 
+def named_or_file(name_or_path: str | Path) -> ReplicaProfile:
+    """A shipped profile by name (``llama-70b-tp4-h100``) or a profile YAML by path.
+
+    ValueError naming the argument, the shipped names, and why the file could not be used.
+    """
+    text = str(name_or_path).strip()
+    if text in profile_names():
+        return load_profile(profile_path(text))
+    path = Path(text)
+    if not path.is_file():
+        raise ValueError(f"{text!r} is neither a shipped profile ("
+                         + ", ".join(sorted(profile_names())) + ") nor a profile file")
+    try:
+        return load_profile(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the file: {exc.strerror}") from exc
+
+
 @functools.cache
 def default_profile() -> ReplicaProfile:
     """The packaged Llama-3.1-8B on 1x H100 profile."""

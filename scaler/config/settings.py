@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from scaler import schema
 from scaler.config.api_token import read_api_token
@@ -17,7 +18,10 @@ from scaler.config.node_pools import NodePoolSettings
 from scaler.config.tenancy import TenancySettings
 from scaler.config.tls import read_tls
 from scaler.keda.metadata import metadata_keys
-from scaler.schema import Problem, above, at_least, port, setting
+from scaler.schema import Problem, above, at_least, port, setting, show
+
+# KEDA's ScaledObject pollingInterval when not set, seconds.
+KEDA_DEFAULT_POLLING_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,16 @@ class ScrapeSettings:
         60.0, check=above(0), doc="Window, seconds, over which counters become rates and "
                                   "histograms quantiles (as PromQL rate(x[60s])).")
 
+    def validate(self) -> list[str]:
+        """A good page is up to ``interval_s + timeout_s`` old when the next one arrives: a
+        shorter ``stale_after_s`` makes healthy pods missing (at 30/10, always UNAVAILABLE)."""
+        if self.stale_after_s > self.interval_s + self.timeout_s:
+            return []
+        return [f"scrape.stale_after_s ({show(self.stale_after_s)}) must be greater than "
+                f"scrape.interval_s + scrape.timeout_s ({show(self.interval_s)} + "
+                f"{show(self.timeout_s)}): a page is that old when the next one arrives, so "
+                "healthy pods would count as missing and workloads answer UNAVAILABLE"]
+
 
 @dataclass(frozen=True)
 class WorkloadSettings:
@@ -128,10 +142,30 @@ class WorkloadSettings:
             "is refused with RESOURCE_EXHAUSTED (HTTP 413) and nothing is fetched. Hot.")
 
 
+def _base_url(raw: Any) -> str:
+    """Empty (off) or an http(s) URL with a host."""
+    if not isinstance(raw, str):
+        raise ValueError(raw)
+    if raw:
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(raw)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    return raw
+
+
+def _url_path(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.startswith("/") or any(c.isspace() for c in raw):
+        raise ValueError(raw)
+    return raw
+
+
 @dataclass(frozen=True)
 class PrometheusSettings:
     url: str = setting(
-        "", doc="Prometheus base URL (e.g. http://prometheus.monitoring:9090) to warm-start each "
+        "", parse=_base_url,
+        accepted="an http(s) URL such as http://prometheus.monitoring:9090, or empty (off)",
+        doc="Prometheus base URL (e.g. http://prometheus.monitoring:9090) to warm-start each "
                 "workload's forecaster from its history on first contact, and to read pod metrics"
                 " from for workloads with metricsSource prometheus; empty = off.")
     history_query: str = setting(
@@ -168,7 +202,8 @@ class GpuSettings:
     port: int = setting(
         9400, check=port, doc="dcgm-exporter metrics port.")
     path: str = setting(
-        "/metrics", doc="dcgm-exporter metrics path.")
+        "/metrics", parse=_url_path, accepted="a URL path starting with '/', e.g. /metrics",
+        doc="dcgm-exporter metrics path.")
 
 
 MetadataDefaults = Mapping[str, str]
@@ -261,6 +296,17 @@ class ServiceConfig:
     tenancy: TenancySettings = field(default_factory=TenancySettings)
     node_pools: NodePoolSettings = field(default_factory=NodePoolSettings)
     gpu: GpuSettings = field(default_factory=GpuSettings)
+
+    def validate(self) -> list[str]:
+        """Rules between sections (each section's own rules ran when it was read)."""
+        idle, interval = self.workloads.idle_timeout_s, self.scrape.interval_s
+        floor = max(interval, KEDA_DEFAULT_POLLING_S)
+        if idle > floor:
+            return []
+        return [f"workloads.idle_timeout_s ({show(idle)}) must be greater than scrape.interval_s"
+                f" ({show(interval)}) and KEDA's pollingInterval (default "
+                f"{show(KEDA_DEFAULT_POLLING_S)} s): a workload is dropped between two polls "
+                "and answers UNAVAILABLE again until it is scraped anew"]
 
 
 def _rule(message: str) -> Problem:

@@ -154,7 +154,12 @@ async def start_http_server(service: ScalerService, *, host: str, port: int,
     runner = web.AppRunner(build_app(service, api_token), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"cannot listen for HTTP on {host}:{port}: "
+                      f"{exc.strerror or exc}") from exc
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -244,9 +245,11 @@ async def serve_keda(decisions: Decisions, *, host: str, port: int,
 
     Stop it with ``stop_keda`` and the same ``closing`` event, so open streams end with OK.
     """
-    server = grpc.aio.server(options=list(options))
+    # SO_REUSEPORT off: a second server on a port in use fails instead of sharing its calls.
+    server = grpc.aio.server(options=[*options, ("grpc.so_reuseport", 0)])
     pb_grpc.add_ExternalScalerServicer_to_server(ExternalScaler(decisions, closing), server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"
+    refuse_a_port_in_use(host, port, "gRPC")
     try:
         if credentials is None:
             bound = server.add_insecure_port(address)
@@ -270,3 +273,26 @@ async def stop_keda(server: grpc.aio.Server, closing: asyncio.Event, grace_s: fl
     """
     closing.set()
     await server.stop(grace_s)
+
+
+def refuse_a_port_in_use(host: str, port: int, what: str) -> None:
+    """OSError naming ``host:port`` when another socket listens there (port 0: any is free).
+
+    Tried with a plain socket first, so the refusal is this one line rather than the gRPC
+    core's own log line; grpc's bind is still checked after, for a port taken in between.
+    """
+    if port == 0:
+        return
+    try:
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen for {what} on {host}:{port}: {exc.strerror}") from exc
+    for family, kind, proto, _, address in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise OSError(f"cannot listen for {what} on {host}:{port}: "
+                              f"{exc.strerror or exc}") from exc

@@ -59,7 +59,7 @@ def test_predictive_replay_uses_the_scale_down_window_asked_for(tmp_path, capsys
         held[window] = sum(int(r["desired_replicas"]) for r in rows)
     assert held[600.0] > held[0.0]
     assert main(["replay", "--trace", str(trace), "--scale-down-window", "-1"]) == 2
-    assert "--scale-down-window must be >= 0 seconds, got -1.0" in capsys.readouterr().err
+    assert "--scale-down-window: '-1' is out of range: must be >= 0" in capsys.readouterr().err
 
 
 def test_a_bad_trace_names_file_line_and_column(tmp_path, capsys):

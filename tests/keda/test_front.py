@@ -443,7 +443,7 @@ async def test_a_port_in_use_fails_the_start_saying_so(clock: ManualClock):
             await start_app(config, service)
         await service.stop()
     assert str(info.value) == (f"the front process did not start: cannot listen for gRPC on "
-                               f"127.0.0.1:{port}: is the port in use?")
+                               f"127.0.0.1:{port}: Address already in use")
 
 
 async def test_the_front_keeps_its_start_up_objects_out_of_the_collector():
