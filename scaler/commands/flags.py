@@ -34,3 +34,30 @@ def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> Non
         parser.add_argument("--knob", type=float,
                             help="the policy's main knob (reactive: targetKvCacheUsage, "
                                  "predictive: headroom, static: replicas)")
+    add_replica_bound_arguments(parser)
+
+
+# --------------------------------------------------------------------------- replica bounds
+# The autoscaling policies' minReplicaCount/maxReplicaCount (reactive and predictive; static
+# holds its knob and the oracle its need). The default cap is what an operator would set:
+# twice the most replicas the trace ever needs (the oracle's peak), resolved per trace.
+
+
+def add_replica_bound_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-replicas", type=_replica_count, default=1,
+                        metavar="N", help="fewest replicas the autoscaling policies ask for "
+                                          "(default 1)")
+    parser.add_argument("--max-replicas", type=_replica_count, default=None,
+                        metavar="N", help="most replicas the autoscaling policies ask for "
+                                          "(default: 2x the oracle's peak on the trace)")
+
+
+def _replica_count(text: str) -> int:
+    """argparse names the flag; this says the value and what is accepted."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of replicas >= 1")
+    return value

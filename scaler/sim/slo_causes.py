@@ -67,15 +67,16 @@ def classify_misses(rows: Sequence[DecisionRow], *, max_replicas: int | None) ->
     return MissCauses(headroom=headroom, lead_time=lead_time, cap=cap)
 
 
-def slo_verdict(result: ReplayResult) -> str | None:
+def slo_verdict(result: ReplayResult, *, max_replicas: int | None) -> str | None:
     """One line for a run below its SLO target, naming the likely cause; None when met.
 
-    The cap is read from ``parameters["max_replicas"]`` (absent or None: no cap applies).
+    The target is ``parameters["slo_target"]``; ``max_replicas`` is the cap the policy ran
+    under (None: none applied, as for a static fleet).
     """
     target = float(result.parameters.get("slo_target", 0.99))
     if not math.isfinite(result.slo_attainment) or result.slo_attainment >= target:
         return None
-    cap = result.parameters.get("max_replicas")
+    cap = max_replicas
     causes = classify_misses(result.decisions, max_replicas=cap)
     head = f"BELOW the {100 * target:g}% SLO target ({result.slo_attainment:.2%})"
     likely = causes.likely
