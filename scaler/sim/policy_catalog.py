@@ -24,9 +24,9 @@ SWEEPS: dict[str, tuple[float, ...]] = {
 }
 
 
-# The policies ReplaySettings.min_replicas/max_replicas bound (static holds its knob, the
-# oracle its need).
-BOUNDED = ("reactive", "predictive")
+# The policies ReplaySettings.min_replicas/max_replicas do not bound: a static fleet holds its
+# knob, the oracle its need. Every other (reactive, predictive) runs within them.
+UNBOUNDED = ("static", "oracle")
 
 
 def max_replicas(settings: ReplaySettings, oracle_peak: int) -> int:

@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from scaler.sim.policy_catalog import BOUNDED
+from scaler.sim.policy_catalog import UNBOUNDED
 from scaler.sim.report_plot import PLOT_POINTS, plot_report
 from scaler.sim.report_plot import bucket_max as _bucket_max
 from scaler.sim.report_plot import bucket_starts as _bucket_starts
@@ -162,17 +162,19 @@ def knob_text(parameters: dict[str, Any]) -> str:
 def replica_cap(result: ReplayResult) -> int | None:
     """The replica cap the run's policy had; None for a policy bounds do not apply to."""
     cap = result.parameters.get("max_replicas")
-    return int(cap) if result.policy in BOUNDED and cap is not None else None
+    return None if result.policy in UNBOUNDED or cap is None else int(cap)
 
 
 def bounds_text(result: ReplayResult) -> str:
     """The replica bounds as outputs say them: "1-42 (cap: 2x the oracle's peak of 21)"."""
-    if result.policy not in BOUNDED:
+    if result.policy in UNBOUNDED:
         return f"replica bounds not used by {result.policy}"
-    low, cap = result.parameters.get("min_replicas", "-"), result.parameters.get("max_replicas")
-    source = result.parameters.get("max_replicas_from")
-    return f"replicas {low}-{'-' if cap is None else cap}" + (f" (cap: {source})" if source
-                                                               else "")
+    cap = replica_cap(result)
+    if cap is None:
+        return "replica bounds not recorded"
+    low, source = result.parameters.get("min_replicas", 1), result.parameters.get(
+        "max_replicas_from")
+    return f"replicas {low}-{cap}" + (f" (cap: {source})" if source else "")
 
 
 def _capital(text: str) -> str:

@@ -161,7 +161,7 @@ class _Panels:
     def title(self, ax: Axes, title: str, unit: str) -> None:
         ax.set_ylabel(unit)
         ax.set_title(title + (self.note if self.bucketed else ""), loc="left")
-        finish(ax)
+        finish(ax, columns=2)  # band and mean of a series side by side: half the height
 
 
 def time_axis(ax: Axes, hours: FloatArray) -> None:
@@ -172,6 +172,6 @@ def time_axis(ax: Axes, hours: FloatArray) -> None:
         ax.xaxis.set_major_locator(MultipleLocator(24.0 if span <= 21 * 24 else 168.0))
 
 
-def finish(ax: Axes) -> None:
+def finish(ax: Axes, *, columns: int = 1) -> None:
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="upper right", fontsize=9, ncols=columns)

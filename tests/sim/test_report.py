@@ -274,3 +274,27 @@ def test_comparison_needs_results(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as err:
         write_comparison([], tmp_path / "bench.md", None)
     assert str(err.value) == "write_comparison needs at least one result"
+
+
+# --------------------------------------------------------------------------- knob and bounds
+
+
+def test_knob_and_bounds_as_outputs_say_them(tmp_path: Path) -> None:
+    from scaler.sim.report import bounds_text, knob_text
+
+    r = result(policy="reactive")
+    assert bounds_text(r) == "replica bounds not recorded"
+    r.parameters.update(min_replicas=2, max_replicas=16)  # as the demo records them
+    assert bounds_text(r) == "replicas 2-16"
+    r.parameters["max_replicas_from"] = "--max-replicas"
+    assert bounds_text(r) == "replicas 2-16 (cap: --max-replicas)"
+    r.policy = "static"
+    assert bounds_text(r) == "replica bounds not used by static"
+    assert knob_text({"knob": "none", "knob_value": math.nan}) == "-"
+    assert knob_text({"knob": "headroom", "knob_value": 1.1}) == "headroom=1.1"
+    assert knob_text({}) == "-"
+    r.policy = "predictive"
+    text = write_outputs(r, tmp_path)["report"].read_text()
+    assert "Knob: -. Replicas 2-16 (cap: --max-replicas).\n" in text
+    # no slo_target recorded: the default 99%, which 98.77% misses
+    assert "\n**BELOW the 99% SLO target (98.77%): likely too little headroom/target" in text
