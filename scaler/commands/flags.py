@@ -79,6 +79,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> Non
         parser.add_argument("--knob", type=checked(float, None, "a number"),
                             help="the policy's main knob (reactive: targetKvCacheUsage, "
                                  "predictive: headroom, static: replicas; oracle: none)")
+    add_replica_bound_arguments(parser)
     parser.set_defaults(check=functools.partial(check_replay_flags, parser))
 
 
@@ -113,3 +114,22 @@ def knob_problem(policy: str, knob: float) -> str | None:
     if reason:
         return f"{knob:g} is out of range for --policy {policy} ({name}): {reason}"
     return None
+
+
+# --------------------------------------------------------------------------- replica bounds
+# The autoscaling policies' minReplicaCount/maxReplicaCount (reactive and predictive; static
+# holds its knob and the oracle its need). The default cap is what an operator would set:
+# twice the most replicas the trace ever needs (the oracle's peak), resolved per trace.
+
+
+_REPLICAS = positive(int, "a whole number of replicas")
+
+
+def add_replica_bound_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-replicas", type=_REPLICAS, default=1,
+                        metavar="N", help="fewest replicas the autoscaling policies ask for "
+                                          "(default 1)")
+    parser.add_argument("--max-replicas", type=_REPLICAS, default=None,
+                        metavar="N", help="most replicas the autoscaling policies ask for "
+                                          "(default: 2x the oracle's peak on the trace)")
+

@@ -24,14 +24,24 @@ SWEEPS: dict[str, tuple[float, ...]] = {
 }
 
 
+# The policies ReplaySettings.min_replicas/max_replicas do not bound: a static fleet holds its
+# knob, the oracle its need. Every other (reactive, predictive) runs within them.
+UNBOUNDED = ("static", "oracle")
+
+
+def max_replicas(settings: ReplaySettings, oracle_peak: int) -> int:
+    """The replica cap: ``settings.max_replicas``, else maxReplicaCount as an operator sets
+    it, twice the peak the fleet ever needs (the oracle's)."""
+    return settings.max_replicas or 2 * oracle_peak
+
+
 def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
                 settings: ReplaySettings, profile: ReplicaProfile) -> Policy:
     oracle = make_oracle(trace, settings=settings, profile=profile)
     if name == "reactive":
-        # maxReplicaCount as an operator sets it: twice the peak the fleet ever needs.
         return ReactivePolicy(knob_value=ReactiveTargets().target_kv_cache_usage
-                              if knob is None else knob,
-                              max_replicas=2 * oracle.peak_replicas)
+                              if knob is None else knob, min_replicas=settings.min_replicas,
+                              max_replicas=max_replicas(settings, oracle.peak_replicas))
     if name == "predictive":
         return PredictivePolicy(
             knob_value=PlanSettings().headroom if knob is None else knob,
@@ -42,7 +52,8 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
                 PlanSettings(pod_startup_s=settings.pod_startup_s,
                              node_startup_s=settings.node_startup_s,
                              scale_down_window_s=settings.scale_down_window_s),
-                ReplicaBounds(min_replicas=1, max_replicas=2 * oracle.peak_replicas),
+                ReplicaBounds(min_replicas=settings.min_replicas,
+                              max_replicas=max_replicas(settings, oracle.peak_replicas)),
                 NodeShape(gpus_per_replica=settings.gpus_per_replica,
                           gpus_per_node=settings.gpus_per_node),
                 decision_interval_s=settings.decision_interval_s))

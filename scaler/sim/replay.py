@@ -55,6 +55,8 @@ class ReplaySettings:
     oracle_bin_s: float = 5.0  # time bins of the oracle's need (request traces: bursts of seconds)
     drain_s: float = 600.0  # request traces: keep serving this long after the last arrival
     scale_down_window_s: float = _PLAN.scale_down_window_s  # the predictive plan's
+    min_replicas: int = 1  # the autoscaling policies' bounds (reactive, predictive)
+    max_replicas: int | None = None  # None: twice the oracle's peak (policy_catalog)
 
 
 def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,

@@ -7,13 +7,10 @@ written so that they read back exactly: floats with ``repr`` (shortest round-tri
 absent forecast (NaN) as an empty cell, and non-finite numbers in JSON as ``null`` (JSON has no
 NaN or infinity).
 
-The plot uses matplotlib's Agg canvas on a bare ``Figure`` (no pyplot, no display, no global
-state), one figure with four panels sharing the time axis. Fourteen days of 15 s decisions are
-80,640 rows, far more points than a figure has pixels, so each series is reduced to at most
-``PLOT_POINTS`` buckets first: replicas, nodes and SLO misses keep each bucket's *maximum* (a
-one-tick spike stays visible), demand is drawn as its bucket mean inside a min-max band, and the
-forecast as its bucket mean. The trace's name is not a field of
-:class:`~scaler.sim.results.ReplayResult`; it is read from ``parameters["trace"]``.
+The single run's figure is drawn by :mod:`scaler.sim.report_plot` (each time bucket as a
+min-max band around its mean); the policy comparison's figure is here. report.md and the
+command's headline say the knob, the replica bounds and, for a run below its SLO target, the
+likely cause (:mod:`scaler.sim.slo_causes`). Counts are written whole.
 """
 
 from __future__ import annotations
@@ -26,19 +23,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, MultipleLocator
+from matplotlib.ticker import MaxNLocator
 
+from scaler.sim.policy_catalog import UNBOUNDED
+from scaler.sim.report_plot import PLOT_POINTS, plot_report
+from scaler.sim.report_plot import bucket_max as _bucket_max
+from scaler.sim.report_plot import bucket_starts as _bucket_starts
+from scaler.sim.report_plot import column as _column
+from scaler.sim.report_plot import finish as _finish
+from scaler.sim.report_plot import interval_s as _interval_s
+from scaler.sim.report_plot import steps as _steps
+from scaler.sim.report_plot import time_axis as _time_axis
 from scaler.sim.results import DecisionRow, ReplayResult
+from scaler.sim.slo_causes import slo_verdict
 
 __all__ = [
     "CSV_COLUMNS",
     "PLOT_POINTS",
+    "bounds_text",
+    "knob_text",
     "plot_report",
     "read_decisions",
+    "replica_cap",
     "write_comparison",
     "write_decisions",
     "write_outputs",
@@ -48,10 +57,7 @@ __all__ = [
 
 CSV_COLUMNS = ("time_s", "desired_replicas", "ready_replicas", "desired_nodes", "ready_nodes",
                "demand", "forecast", "slo_misses")
-PLOT_POINTS = 2000  # buckets per series; a 12-inch figure at 100 dpi is 1200 pixels wide
 ORACLE = "oracle"  # the policy the comparison's GPU-hour ratio is taken against
-
-FloatArray = npt.NDArray[np.float64]
 
 
 # --------------------------------------------------------------------------- files
@@ -129,8 +135,11 @@ _RESULT_HEADER = ("requests", "SLO attainment", "TTFT p50 (s)", "TTFT p95 (s)", 
 
 
 def write_report_md(result: ReplayResult, path: Path, *, plot_name: str = "report.png") -> None:
-    """A title, the results table, the plot and the parameters table."""
+    """A title, the verdict when below target, knob and bounds, the results, plot, parameters."""
+    verdict = slo_verdict(result, max_replicas=replica_cap(result))
     lines = [f"# Replay: {result.policy} on {trace_name(result)}", "",
+             *([f"**{verdict}**", ""] if verdict else []),
+             f"Knob: {knob_text(result.parameters)}. {_capital(bounds_text(result))}.", "",
              "## Results", "", *_table(_RESULT_HEADER, [_result_cells(result)]), "",
              f"![{result.policy} on {trace_name(result)}]({plot_name})", "",
              "## Parameters", "", *_parameter_table(result.parameters), ""]
@@ -139,8 +148,37 @@ def write_report_md(result: ReplayResult, path: Path, *, plot_name: str = "repor
 
 def trace_name(result: ReplayResult) -> str:
     """The trace a result was replayed on, from ``parameters["trace"]`` ("unnamed trace")."""
-    name = result.parameters.get("trace")
-    return str(name) if name not in (None, "") else "unnamed trace"
+    return result.trace_name()
+
+
+def knob_text(parameters: dict[str, Any]) -> str:
+    """``name=value`` of the policy's main knob, "-" for a policy without one (the oracle)."""
+    name, value = parameters.get("knob"), _parameter_value(parameters.get("knob_value"))
+    if name in (None, "", "none") or value == "-":
+        return "-"
+    return f"{name}={value}"
+
+
+def replica_cap(result: ReplayResult) -> int | None:
+    """The replica cap the run's policy had; None for a policy bounds do not apply to."""
+    cap = result.parameters.get("max_replicas")
+    return None if result.policy in UNBOUNDED or cap is None else int(cap)
+
+
+def bounds_text(result: ReplayResult) -> str:
+    """The replica bounds as outputs say them: "1-42 (cap: 2x the oracle's peak of 21)"."""
+    if result.policy in UNBOUNDED:
+        return f"replica bounds not used by {result.policy}"
+    cap = replica_cap(result)
+    if cap is None:
+        return "replica bounds not recorded"
+    low, source = result.parameters.get("min_replicas", 1), result.parameters.get(
+        "max_replicas_from")
+    return f"replicas {low}-{cap}" + (f" (cap: {source})" if source else "")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _result_cells(result: ReplayResult) -> list[str]:
@@ -158,6 +196,10 @@ def _parameter_table(parameters: dict[str, Any]) -> list[str]:
 
 
 def _parameter_value(value: Any) -> str:
+    """A parameter as a person reads it: absent values (None, NaN, the oracle's knob "none")
+    as "-"."""
+    if value is None or value == "none" or (isinstance(value, float) and math.isnan(value)):
+        return "-"
     if isinstance(value, dict | list | tuple):
         return json.dumps(value, default=str)
     return str(value)
@@ -170,7 +212,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _count(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+    """Counts are whole: the fluid model's expected request count is rounded."""
+    return str(round(value)) if math.isfinite(value) else "n/a"
 
 
 def _percent(fraction: float) -> str:
@@ -220,135 +263,7 @@ def _relative(path: Path, start: Path) -> str:
         return path.resolve().as_posix()
 
 
-# --------------------------------------------------------------------------- downsampling
-
-
-def _bucket_starts(n: int, max_points: int = PLOT_POINTS) -> npt.NDArray[np.intp]:
-    """Start index of each bucket of ``ceil(n / max_points)`` consecutive rows."""
-    return np.arange(0, n, max(1, math.ceil(n / max_points)), dtype=np.intp)
-
-
-def _bucket_max(values: FloatArray, starts: npt.NDArray[np.intp]) -> FloatArray:
-    return np.maximum.reduceat(values, starts)
-
-
-def _bucket_min(values: FloatArray, starts: npt.NDArray[np.intp]) -> FloatArray:
-    return np.minimum.reduceat(values, starts)
-
-
-def _bucket_mean(values: FloatArray, starts: npt.NDArray[np.intp]) -> FloatArray:
-    """Mean of the non-NaN values of each bucket; NaN where a bucket has none."""
-    present = ~np.isnan(values)
-    sums = np.add.reduceat(np.where(present, values, 0.0), starts)
-    counts = np.add.reduceat(present.astype(np.float64), starts)
-    return np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
-
-
-def _column(rows: Sequence[DecisionRow], name: str) -> FloatArray:
-    return np.fromiter((getattr(row, name) for row in rows), dtype=np.float64, count=len(rows))
-
-
-def _interval_s(times: FloatArray) -> float:
-    """The decision interval: the median step between ticks (15 s when unknown)."""
-    return float(np.median(np.diff(times))) if len(times) > 1 else 15.0
-
-
 # --------------------------------------------------------------------------- plots
-
-
-def plot_report(result: ReplayResult, path: Path) -> None:
-    """Four panels over time (hours): demand and forecast, replicas, nodes, SLO misses."""
-    fig = Figure(figsize=(12, 11), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(4, 1, sharex=True)
-    fig.suptitle(f"{result.policy} on {trace_name(result)}: "
-                 f"SLO attainment {_percent(result.slo_attainment)}, "
-                 f"{result.gpu_hours:.1f} GPU-hours, {result.node_hours:.1f} node-hours",
-                 fontsize=13)
-    rows = result.decisions
-    if rows:
-        _draw_panels(axes, rows)
-    else:
-        for ax in axes:
-            ax.text(0.5, 0.5, "no decisions", ha="center", va="center", transform=ax.transAxes)
-    axes[-1].set_xlabel("time (hours)")
-    fig.savefig(path, dpi=100)
-
-
-def _draw_panels(axes: Sequence[Axes], rows: Sequence[DecisionRow]) -> None:
-    times = _column(rows, "time_s")
-    interval = _interval_s(times)
-    starts = _bucket_starts(len(rows))
-    # step plots run to the end of the last interval
-    hours = np.append(times[starts], times[-1] + interval) / 3600.0
-    per_bucket = len(rows) / len(starts)
-    _draw_demand(axes[0], hours, _column(rows, "demand"), _column(rows, "forecast"), starts)
-    _draw_pair(axes[1], hours, _column(rows, "desired_replicas"),
-               _column(rows, "ready_replicas"), starts, "replicas")
-    _draw_pair(axes[2], hours, _column(rows, "desired_nodes"), _column(rows, "ready_nodes"),
-               starts, "nodes")
-    _draw_misses(axes[3], hours, _column(rows, "slo_misses"), starts, interval, per_bucket)
-    _time_axis(axes[3], hours)
-
-
-def _time_axis(ax: Axes, hours: FloatArray) -> None:
-    """No margins; ticks on whole days (weeks past three weeks) once the run spans two days."""
-    ax.set_xlim(hours[0], hours[-1])
-    span = hours[-1] - hours[0]
-    if span >= 48:
-        ax.xaxis.set_major_locator(MultipleLocator(24.0 if span <= 21 * 24 else 168.0))
-
-
-def _steps(values: FloatArray) -> FloatArray:
-    """Bucket values with the last repeated, to pair with bucket edges in a 'post' step."""
-    return np.append(values, values[-1])
-
-
-def _draw_demand(ax: Axes, hours: FloatArray, demand: FloatArray, forecast: FloatArray,
-                 starts: npt.NDArray[np.intp]) -> None:
-    if len(starts) < len(demand):
-        ax.fill_between(hours, _steps(_bucket_min(demand, starts)),
-                        _steps(_bucket_max(demand, starts)), step="post", alpha=0.25,
-                        color="tab:blue", linewidth=0, label="demand, min-max in bucket")
-    ax.step(hours, _steps(_bucket_mean(demand, starts)), where="post", color="tab:blue",
-            linewidth=1.0, label="demand")
-    if not np.isnan(forecast).all():
-        ax.step(hours, _steps(_bucket_mean(forecast, starts)), where="post",
-                color="tab:orange", linewidth=1.0, label="forecast")
-    ax.set_ylabel("requests/s")
-    ax.set_title("Demand and forecast", loc="left")
-    _finish(ax)
-
-
-def _draw_pair(ax: Axes, hours: FloatArray, desired: FloatArray, ready: FloatArray,
-               starts: npt.NDArray[np.intp], what: str) -> None:
-    ax.fill_between(hours, 0, _steps(_bucket_max(ready, starts)), step="post", alpha=0.3,
-                    color="tab:green", linewidth=0, label=f"ready {what}")
-    ax.step(hours, _steps(_bucket_max(desired, starts)), where="post", color="tab:purple",
-            linewidth=1.0, label=f"desired {what}")
-    ax.set_ylabel(what)
-    ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"Desired vs ready {what}", loc="left")
-    _finish(ax)
-
-
-def _draw_misses(ax: Axes, hours: FloatArray, misses: FloatArray, starts: npt.NDArray[np.intp],
-                 interval_s: float, per_bucket: float) -> None:
-    ax.fill_between(hours, 0, _steps(_bucket_max(misses, starts)), step="post", color="tab:red",
-                    alpha=0.6, linewidth=0.5, label="requests missing the TTFT SLO")
-    title = f"SLO misses per {interval_s:g} s decision interval"
-    if per_bucket > 1:
-        title += f" (max over {per_bucket * interval_s / 60:.0f} min buckets)"
-    ax.set_ylabel("requests")
-    ax.set_ylim(bottom=0)
-    ax.set_title(title, loc="left")
-    _finish(ax)
-
-
-def _finish(ax: Axes) -> None:
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper right", fontsize=9)
 
 
 def plot_comparison(results: Sequence[ReplayResult], path: Path) -> None:

@@ -39,6 +39,11 @@ class ReplayResult:
     scale_events: int
     decisions: list[DecisionRow] = field(default_factory=list)
 
+    def trace_name(self) -> str:
+        """The trace replayed, from ``parameters["trace"]`` ("unnamed trace" without one)."""
+        name = self.parameters.get("trace")
+        return str(name) if name not in (None, "") else "unnamed trace"
+
     def summary(self) -> dict[str, Any]:
         """The summary.json document (no per-decision rows)."""
         return {

@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from scaler.commands.cli import main
 
 TRACE = "timestamp_s,requests_per_s,mean_input_tokens,mean_output_tokens\n" + "".join(
@@ -83,3 +85,155 @@ def test_bench_picks_the_cheapest_knob_meeting_the_slo(tmp_path):
         if row["slo_attainment"] >= 0.99:
             assert row["gpu_hours_vs_oracle"] >= 1.0
     assert (out / "bench.md").exists()
+
+
+# --------------------------------------------------------------------------- replica bounds
+
+
+def read_rows(out: Path) -> list[dict[str, str]]:
+    with (out / "decisions.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_replica_bounds_bind_the_policy_and_are_in_every_output(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["replay", "--trace", str(trace_file(tmp_path)), "--policy", "predictive",
+                 "--out", str(out), "--min-replicas", "2", "--max-replicas", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "replicas 2-3 (cap: --max-replicas)" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["parameters"]["min_replicas"] == 2
+    assert summary["parameters"]["max_replicas"] == 3
+    desired = {int(r["desired_replicas"]) for r in read_rows(out)}
+    assert min(desired) == 2 and max(desired) == 3
+    report = (out / "report.md").read_text()
+    assert "Replicas 2-3 (cap: --max-replicas)" in report
+
+
+def test_the_default_cap_is_twice_the_oracles_peak_and_said(tmp_path, capsys):
+    trace = trace_file(tmp_path)
+    assert main(["replay", "--trace", str(trace), "--policy", "oracle",
+                 "--out", str(tmp_path / "oracle")]) == 0
+    peak = max(int(r["desired_replicas"]) for r in read_rows(tmp_path / "oracle"))
+    capsys.readouterr()
+    out = tmp_path / "reactive"
+    assert main(["replay", "--trace", str(trace), "--out", str(out)]) == 0
+    said = f"replicas 1-{2 * peak} (cap: 2x the oracle's peak of {peak})"
+    assert said in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["parameters"]["max_replicas"] == 2 * peak
+    assert f"Replicas 1-{2 * peak} (cap: 2x the oracle's peak of {peak})" in (
+        out / "report.md").read_text()
+
+
+def test_bench_takes_the_same_bounds():
+    from scaler.commands.cli import _parser
+
+    args = _parser().parse_args(["bench", "--min-replicas", "2", "--max-replicas", "7"])
+    assert (args.min_replicas, args.max_replicas) == (2, 7)
+
+
+@pytest.mark.parametrize("flag,value", [("--max-replicas", "0"), ("--min-replicas", "-1"),
+                                         ("--max-replicas", "2.5"), ("--min-replicas", "x")])
+def test_a_bad_replica_bound_is_one_line_naming_flag_value_and_range(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", flag, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: '{value}' is not a whole number of replicas >= 1" in err
+    assert "Traceback" not in err
+
+
+def test_min_above_max_is_refused_naming_both(tmp_path, capsys):
+    trace = str(trace_file(tmp_path))
+    assert main(["replay", "--trace", trace, "--min-replicas", "5", "--max-replicas", "3"]) == 2
+    assert "scaler: --min-replicas 5 is above --max-replicas 3" in capsys.readouterr().err
+    assert main(["replay", "--trace", trace, "--min-replicas", "500"]) == 2
+    err = capsys.readouterr().err
+    assert "scaler: --min-replicas 500 is above the default cap" in err
+    assert "give --max-replicas too" in err
+
+
+# --------------------------------------------------------------------------- headline
+
+
+def test_a_run_below_target_says_so_with_its_likely_cause(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["replay", "--trace", str(trace_file(tmp_path)), "--policy", "reactive",
+                 "--out", str(out), "--max-replicas", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("BELOW the 99% SLO target (")
+    assert "likely the replica cap (1) reached" in lines[1]
+    report = (out / "report.md").read_text()
+    assert "**BELOW the 99% SLO target (" in report
+    assert "likely the replica cap (1) reached" in report
+
+
+def test_counts_are_whole_and_the_oracle_has_no_knob(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["replay", "--trace", str(trace_file(tmp_path)), "--policy", "oracle",
+                 "--out", str(out), "--rate-scale", "0.3713"]) == 0
+    printed = capsys.readouterr().out
+    assert "None" not in printed and "nan" not in printed
+    assert "oracle (knob -) on" in printed
+    assert "replica bounds not used by oracle" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert not float(summary["requests"]).is_integer()  # the fluid model's expected count
+    report = (out / "report.md").read_text()
+    assert f"| {round(summary['requests'])} |" in report
+    assert "| knob | - |" in report and "| knob_value | - |" in report
+    assert "nan" not in report and "None" not in report
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drive(show, clock: Clock) -> None:
+    for step in range(11):
+        clock.now = step * 0.5
+        show(step / 10)
+
+
+def test_progress_on_a_terminal_is_a_bar_redrawn_in_place():
+    import os
+    import select
+    import tty as terminal
+
+    from scaler.commands.replay import progress_bar
+
+    main_fd, tty_fd = os.openpty()
+    terminal.setraw(tty_fd)  # no "\n" -> "\r\n" translation: count only the bar's frames
+    chunks = []
+    try:
+        with open(tty_fd, "w", closefd=False) as tty:
+            clock = Clock()
+            drive(progress_bar("replay reactive", stream=tty, clock=clock), clock)
+        while select.select([main_fd], [], [], 0)[0]:  # all written already; drain it
+            chunks.append(os.read(main_fd, 65536))
+    finally:
+        os.close(main_fd)
+        os.close(tty_fd)
+    written = b"".join(chunks).decode()
+    assert written.count("\r") == 9  # from the first tick past a second
+    assert written.endswith("] 100%\n")
+
+
+def test_progress_into_a_file_or_pipe_is_one_line_without_frames(tmp_path):
+    from scaler.commands.replay import progress_bar
+
+    with (tmp_path / "err.txt").open("w") as log:
+        clock = Clock()
+        drive(progress_bar("replay reactive", stream=log, clock=clock), clock)
+        fast = Clock()
+        drive(progress_bar("quick run", stream=log, clock=fast), Clock())  # under a second
+    assert (tmp_path / "err.txt").read_text() == "replay reactive: done in 5.0 s\n"
+

@@ -13,14 +13,18 @@ import pytest
 
 from scaler.sim.report import (
     CSV_COLUMNS,
-    _bucket_max,
-    _bucket_mean,
-    _bucket_starts,
     plot_report,
     read_decisions,
     trace_name,
     write_comparison,
     write_outputs,
+)
+from scaler.sim.report_plot import (
+    bucket_band,
+    bucket_max,
+    bucket_mean,
+    bucket_starts,
+    report_figure,
 )
 from scaler.sim.results import DecisionRow, ReplayResult
 
@@ -173,18 +177,67 @@ def test_trace_name_comes_from_the_parameters() -> None:
 
 
 def test_buckets_keep_spikes_and_average_without_nan() -> None:
-    starts = _bucket_starts(10_000, max_points=1000)
+    starts = bucket_starts(10_000, max_points=1000)
     assert len(starts) == 1000 and starts[1] == 10
     values = np.zeros(10_000)
     values[4321] = 9.0
-    peaks = _bucket_max(values, starts)
+    peaks = bucket_max(values, starts)
     assert peaks.max() == 9.0 and peaks[432] == 9.0
     forecast = np.full(30, np.nan)
     forecast[[12, 14]] = [4.0, 2.0]
     forecast[20:] = 2.0
-    assert np.array_equal(_bucket_mean(forecast, _bucket_starts(30, max_points=3)),
+    assert np.array_equal(bucket_mean(forecast, bucket_starts(30, max_points=3)),
                           np.array([np.nan, 3.0, 2.0]), equal_nan=True)
-    assert len(_bucket_starts(5, max_points=1000)) == 5  # short runs are not resampled
+    assert len(bucket_starts(5, max_points=1000)) == 5  # short runs are not resampled
+
+
+def flapping(n: int) -> list[DecisionRow]:
+    """40 ready replicas, falling to 1 for 4 of every 9 minutes (36 ticks of 15 s)."""
+    out = []
+    for i in range(n):
+        ready = 1 if i % 36 < 16 else 40
+        out.append(DecisionRow(time_s=15.0 * i, desired_replicas=ready, ready_replicas=ready,
+                               desired_nodes=5, ready_nodes=5, demand=100.0 + i % 36,
+                               slo_misses=50.0 if ready == 1 else 0.0))
+    return out
+
+
+def test_a_series_flapping_inside_buckets_is_a_band_from_min_to_max() -> None:
+    values = np.array([r.ready_replicas for r in flapping(80_640)], dtype=float)
+    starts = bucket_starts(len(values))
+    band = bucket_band(values, starts)
+    assert len(starts) == 1967  # 41 ticks (10.25 min) per bucket: every bucket holds a cliff
+    assert band.low.max() == 1.0 and band.high.min() == 40.0
+    assert 1.0 < band.mean.min() <= band.mean.max() < 40.0
+    nan_gap = np.array([np.nan, np.nan, 2.0, 4.0])
+    gap = bucket_band(nan_gap, np.array([0, 2], dtype=np.intp))
+    assert np.isnan(gap.low[0]) and (gap.low[1], gap.mean[1], gap.high[1]) == (2.0, 3.0, 4.0)
+
+
+def test_every_panel_draws_bands_and_its_legend_says_so() -> None:
+    r = result(n=80_640)
+    r.decisions = flapping(80_640)
+    axes = report_figure(r).axes
+    wanted = {0: ["demand"], 1: ["ready replicas", "desired replicas"],
+              2: ["ready nodes", "desired nodes"], 3: ["requests missing the TTFT SLO"]}
+    for index, labels in wanted.items():
+        ax = axes[index]
+        assert "line = mean, band = min-max" in ax.get_title(loc="left")
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        for label in labels:
+            assert f"{label}: min-max per bucket" in legend
+            assert f"{label}: mean per bucket" in legend
+    ready_band = next(c for c in axes[1].collections
+                      if c.get_label() == "ready replicas: min-max per bucket")
+    heights = ready_band.get_paths()[0].vertices[:, 1]
+    assert heights.min() == 1.0 and heights.max() == 40.0  # not "pinned at 40"
+
+
+def test_a_short_run_is_drawn_as_plain_lines() -> None:
+    axes = report_figure(result(n=100)).axes
+    assert not axes[1].collections
+    legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
+    assert legend == ["ready replicas", "desired replicas"]
 
 
 # --------------------------------------------------------------------------- comparison
@@ -221,3 +274,27 @@ def test_comparison_needs_results(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as err:
         write_comparison([], tmp_path / "bench.md", None)
     assert str(err.value) == "write_comparison needs at least one result"
+
+
+# --------------------------------------------------------------------------- knob and bounds
+
+
+def test_knob_and_bounds_as_outputs_say_them(tmp_path: Path) -> None:
+    from scaler.sim.report import bounds_text, knob_text
+
+    r = result(policy="reactive")
+    assert bounds_text(r) == "replica bounds not recorded"
+    r.parameters.update(min_replicas=2, max_replicas=16)  # as the demo records them
+    assert bounds_text(r) == "replicas 2-16"
+    r.parameters["max_replicas_from"] = "--max-replicas"
+    assert bounds_text(r) == "replicas 2-16 (cap: --max-replicas)"
+    r.policy = "static"
+    assert bounds_text(r) == "replica bounds not used by static"
+    assert knob_text({"knob": "none", "knob_value": math.nan}) == "-"
+    assert knob_text({"knob": "headroom", "knob_value": 1.1}) == "headroom=1.1"
+    assert knob_text({}) == "-"
+    r.policy = "predictive"
+    text = write_outputs(r, tmp_path)["report"].read_text()
+    assert "Knob: -. Replicas 2-16 (cap: --max-replicas).\n" in text
+    # no slo_target recorded: the default 99%, which 98.77% misses
+    assert "\n**BELOW the 99% SLO target (98.77%): likely too little headroom/target" in text
