@@ -52,9 +52,9 @@ WARM_START_WAIT_S = 30.0  # wall seconds the warm start may take before the demo
 WARM_START_POLL_S = 0.02
 PREDICTIVE = {"policy": "predictive", "podStartupSeconds": str(loop.POD_STARTUP_S),
               "nodeStartupSeconds": str(loop.NODE_STARTUP_S)}
-# About 70% of what one replica of the default profile runs at its SLO capacity (it runs ~70
-# requests at 20 req/s and ~500 saturated at 30): the concurrency target a team would set.
-REACTIVE = {"policy": "reactive", "targetRunningPerReplica": "100",
+# One replica of the default profile runs ~70 requests at 20 req/s and ~500 saturated at 30: a
+# concurrency target well inside the unsaturated range, as a team would set it.
+REACTIVE = {"policy": "reactive", "targetRunningPerReplica": "60",
             "targetQueuePerReplica": "5", "targetKvCacheUsage": "0.8"}
 SHARED = {"minReplicas": str(loop.MIN_REPLICAS), "maxReplicas": str(loop.MAX_REPLICAS),
           "gpusPerReplica": str(loop.GPUS_PER_REPLICA), "gpusPerNode": str(loop.GPUS_PER_NODE)}

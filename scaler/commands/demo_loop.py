@@ -41,6 +41,7 @@ from prometheus_client import CollectorRegistry
 from scaler.commands.demo_keda import Keda
 from scaler.commands.demo_pods import Pods
 from scaler.keda.proto import externalscaler_pb2 as pb
+from scaler.model.capacity import CapacityModel
 from scaler.model.profile import ReplicaProfile
 from scaler.model.queueing import FluidFleet
 from scaler.service.service import ScalerService
@@ -63,6 +64,7 @@ GPUS_PER_REPLICA = 1
 GPUS_PER_NODE = 8
 MIN_REPLICAS = 1
 MAX_REPLICAS = 24
+WARM_S = 600.0  # the start is sized for the busiest minute of this much demand
 NAMESPACE = "default"
 METRIC_NAME = "desired-replicas"
 
@@ -167,11 +169,19 @@ class Side:
 
 def make_side(name: str, metadata: dict[str, str], keda: Keda, trace: RateTrace,
               profile: ReplicaProfile, plan: Plan) -> Side:
-    """A side started warm with the replicas the first minute needs."""
+    """A side started warm with the replicas the first ``WARM_S`` need at their busiest.
+
+    A fleet that has served the flat morning is sized for its noise, not for one quiet
+    minute: started at the edge of saturation, the first busy minute builds a backlog that
+    has nothing to do with the policies the demo compares.
+    """
     demo = settings()
     cluster = Cluster(pod_startup_s=POD_STARTUP_S, node_startup_s=NODE_STARTUP_S,
                       gpus_per_replica=GPUS_PER_REPLICA, gpus_per_node=GPUS_PER_NODE)
-    cluster.start_warm(replicas=initial_replicas(trace, demo, profile), nodes=0)
+    first = slice(0, max(1, round(WARM_S / trace.step_s)))
+    busiest = CapacityModel(profile, slo_ttft_s=demo.slo_ttft_s).replicas_for(
+        float(trace.rate[first].max()), float(trace.mean_prompt[0]), float(trace.mean_output[0]))
+    cluster.start_warm(replicas=max(busiest, initial_replicas(trace, demo, profile)), nodes=0)
     return Side(name, metadata, Pods(profile), keda, cluster,
                 HorizontalPodAutoscaler(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS),
                 FluidFleet(profile, tick_s=plan.sim_step_s, slo_ttft_s=demo.slo_ttft_s))
