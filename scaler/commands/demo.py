@@ -1,197 +1,172 @@
-"""`scaler demo`: the real service scaling emulated vLLM pods through KEDA + HPA, in a minute.
+"""`scaler demo`: the predictive and a reactive policy side by side, on the live service.
 
 No cluster, no GPU. Everything runs in one event loop on 127.0.0.1:
 
-- **Workload**: the built-in synthetic rate trace (``synthetic_workload(seed)``, scaled by
-  ``rate_scale``), the slice from ``start_hour`` that lasts ``wall_s x speed`` simulated
-  seconds: at the default 60x, one minute of wall time plays one hour.
-- **The service**: ``start_app`` exactly as ``scaler serve`` runs, with its scrape interval,
-  staleness limit and rate window set to 15 s, 45 s and 60 s of simulated time in wall seconds,
-  and KEDA answered by the scaling process itself (``server.front_process`` false): at 60-300x
-  the front's 50 ms batches are seconds of simulated time, and the priority the scaling
-  process yields to a front would be the demo loop's too (one workload needs no front).
-- **The loop** (:mod:`scaler.commands.demo_loop`): a fixed-step simulation that feeds
-  emulated vLLM pods from a fluid fleet, starts and stops them as a simulated cluster brings
-  replicas up and down, and polls the service every 15 simulated seconds as KEDA does, the
-  answer going through an emulated HPA.
+- **Workload** (:mod:`scaler.commands.demo_trace`): an hour of a made-up day played at
+  ``speed`` (60x: an hour in a minute): flat, the morning ramp every day has, and a burst no
+  history announces. Both ScaledObjects see the same demand.
+- **The service**: ``start_app`` as ``scaler serve`` runs it, with the production defaults,
+  on the demo's simulated clock (:class:`~scaler.commands.demo_loop.DemoClock`), so the
+  planner's windows and lead times are the real ones, compressed only by the clock. Its
+  forecaster warm-starts from two weeks of history through the real path: an emulated
+  Prometheus (:mod:`scaler.sim.emulation.prometheus`) answers its range query.
+- **Two ScaledObjects**: ``default/predictive`` (the default policy: forecast one pod and one
+  node lead time ahead) and ``default/reactive`` (the HPA-style rule on queue and KV-cache
+  per replica, the usual way LLM serving is autoscaled). Each has its own emulated pods,
+  cluster, KEDA client and HPA (:mod:`scaler.commands.demo_loop`).
 
-At the end: a ``ReplayResult`` (policy ``reactive (live service)``, one ``DecisionRow`` per
-KEDA poll, SLO attainment and TTFT quantiles from the fleet, GPU- and node-hours from the
-cluster) written by ``write_outputs`` like a replay. Pods, stream, channel and service are
-stopped on every exit path, Ctrl-C included.
+At the end: a ``ReplayResult`` per side written like a replay (``predictive/``,
+``reactive/``), ``report.png`` comparing both against the demand and the forecast band, and
+one line saying what the forecast bought. Pods, streams, channel and service are stopped on
+every exit path, Ctrl-C included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
+from prometheus_client import CollectorRegistry
 
-from scaler.commands.demo_loop import (
-    GPUS_PER_NODE,
-    GPUS_PER_REPLICA,
-    KEDA_INTERVAL_S,
-    MAX_REPLICAS,
-    MIN_REPLICAS,
-    NODE_STARTUP_S,
-    POD_STARTUP_S,
-    TARGET_KV_CACHE_USAGE,
-    DemoLog,
-    DemoLoop,
-    Keda,
-    Plan,
-    Pods,
-    make_plan,
-)
-from scaler.commands.serve import start_app
+from scaler.commands import demo_loop as loop
+from scaler.commands.demo_keda import RPC_TIMEOUT_S, Keda
+from scaler.commands.demo_report import closing, opening, side_result, write_demo_outputs
+from scaler.commands.demo_trace import DemoDay, demo_day
+from scaler.commands.serve import RunningApp, start_app
 from scaler.config.profiles import default_profile
 from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.sim.report import write_outputs
-from scaler.sim.results import ReplayResult
-from scaler.sim.synthetic import synthetic_workload
-from scaler.sim.traces import RateTrace, scale
+from scaler.service.service import ScalerService
+from scaler.sim.emulation.prometheus import EmulatedPrometheus
 
-__all__ = ["demo_workload", "run_demo"]
+__all__ = ["DemoRun", "run_demo"]
 
 HOST = "127.0.0.1"
-SCRAPE_INTERVAL_S = 15.0  # simulated
-RATE_WINDOW_S = 60.0  # simulated
-DAY_S = 86400.0
+WALL_ORIGIN_S = 1_800_000_000.0  # the simulated wall clock at the start (a whole 5 minutes)
+WARM_START_WAIT_S = 30.0  # wall seconds the warm start may take before the demo goes on
+WARM_START_POLL_S = 0.02
+PREDICTIVE = {"policy": "predictive", "podStartupSeconds": str(loop.POD_STARTUP_S),
+              "nodeStartupSeconds": str(loop.NODE_STARTUP_S)}
+# One replica of the default profile runs ~70 requests at 20 req/s and ~500 saturated at 30: a
+# concurrency target well inside the unsaturated range, as a team would set it.
+REACTIVE = {"policy": "reactive", "targetRunningPerReplica": "60",
+            "targetQueuePerReplica": "5", "targetKvCacheUsage": "0.8"}
+SHARED = {"minReplicas": str(loop.MIN_REPLICAS), "maxReplicas": str(loop.MAX_REPLICAS),
+          "gpusPerReplica": str(loop.GPUS_PER_REPLICA), "gpusPerNode": str(loop.GPUS_PER_NODE)}
 
 
-def demo_workload(*, seed: int, start_hour: float, duration_s: float,
-                  rate_scale: float) -> RateTrace:
-    """The built-in synthetic workload x ``rate_scale``, from ``start_hour`` for ``duration_s``.
+@dataclasses.dataclass
+class DemoRun:
+    """A finished demo: both sides, the shared log, and the files written."""
 
-    Times start at 0; the name says which slice it is, e.g.
-    ``synthetic seed=0 2d x0.5 07:00+60min``.
+    day: DemoDay
+    sides: list[loop.Side]
+    log: loop.DemoLog
+    paths: list[Path]
+
+
+def _service_config(prometheus_url: str) -> ServiceConfig:
+    """Loopback, free ports, no shutdown grace, one process, history from ``prometheus_url``.
+
+    Scrape timing keeps its defaults: they are in the service's (simulated) seconds.
     """
-    if not (math.isfinite(start_hour) and start_hour >= 0):
-        raise ValueError(f"start_hour must be a finite number >= 0, got {start_hour!r}")
-    begin = start_hour * 3600.0
-    days = max(2, math.ceil((begin + duration_s) / DAY_S))
-    full = scale(synthetic_workload(seed, days=days), rate_scale)
-    assert isinstance(full, RateTrace)
-    first = int(begin // full.step_s)
-    last = min(len(full), first + max(1, math.ceil(duration_s / full.step_s)))
-    hours, minutes = divmod(round(start_hour * 60), 60)
-    name = f"{full.name} {hours:02d}:{minutes:02d}+{duration_s / 60:g}min"
-    return RateTrace(name, full.step_s, full.start_s[first:last] - full.start_s[first],
-                     full.rate[first:last], full.mean_prompt[first:last],
-                     full.mean_output[first:last])
-
-
-def _service_config(speed: float) -> ServiceConfig:
-    """Loopback, free ports, no shutdown grace, one process; scrape timing in sim seconds made
-    wall."""
     config = ServiceConfig()
-    interval = SCRAPE_INTERVAL_S / speed
     return dataclasses.replace(
         config,
         server=dataclasses.replace(config.server, host=HOST, grpc_port=0, http_port=0,
                                    grace_s=0, front_process=False),
-        scrape=dataclasses.replace(config.scrape, interval_s=interval,
-                                   stale_after_s=3 * interval,
-                                   rate_window_s=RATE_WINDOW_S / speed),
+        prometheus=dataclasses.replace(config.prometheus, url=prometheus_url,
+                                       history_query="demand of {scaledobject}"),
     )
 
+
 async def run_demo(*, wall_s: float = 60.0, speed: float = 60.0, seed: int = 0,
-                   out: Path = Path("out/demo"), start_hour: float = 7.0,
-                   rate_scale: float = 0.5, echo: Callable[[str], None] = print,
-                   log: DemoLog | None = None) -> ReplayResult:
-    """Play ``wall_s x speed`` simulated seconds of the workload against the live service.
+                   out: Path = Path("out/demo"), echo: Callable[[str], None] = print,
+                   log: loop.DemoLog | None = None, flat: bool = False) -> DemoRun:
+    """Play ``wall_s x speed`` simulated seconds of the demo day against the live service.
 
-    Writes summary.json, decisions.csv, report.md and report.png into ``out``; fills ``log``
-    when given. Raises ValueError naming a bad argument.
+    Writes both sides' outputs and ``report.png`` into ``out``; ``flat`` plays a day with no
+    ramp and no burst. Raises ValueError naming a bad argument.
     """
-    plan = make_plan(wall_s, speed)
-    if not (math.isfinite(rate_scale) and rate_scale > 0):
-        raise ValueError(f"rate_scale must be a finite number > 0, got {rate_scale!r}")
-    trace = demo_workload(seed=seed, start_hour=start_hour, duration_s=plan.duration_s,
-                          rate_scale=rate_scale)
-    log = log if log is not None else DemoLog()
-    demo = await _play(plan, trace, echo, log)
-    parameters = _parameters(demo, wall_s=wall_s, seed=seed, rate_scale=rate_scale,
-                             start_hour=start_hour)
-    result = demo.result(parameters)
-    paths = write_outputs(result, out)
-    for line in _closing(result, log, [str(p) for p in paths.values()]):
-        echo(line)
-    return result
-
-
-async def _play(plan: Plan, trace: RateTrace, echo: Callable[[str], None],
-                log: DemoLog) -> DemoLoop:
-    """Start the service, the pods and KEDA's client; run the loop; stop everything."""
+    plan = loop.make_plan(wall_s, speed)
+    day = demo_day(seed, plan.duration_s, flat=flat)
+    log = log if log is not None else loop.DemoLog()
     wall_start = time.perf_counter()
+    sides = await _play(plan, day, echo, log)
+    log.wall_elapsed_s = time.perf_counter() - wall_start
+    parameters = {"trace": day.played.name, "speed": speed, "wall_s": wall_s, "seed": seed}
+    results = [side_result(side, parameters) for side in sides]
+    paths = write_demo_outputs(results, sides, day, out)
+    for line in closing(results, sides, log, paths):
+        echo(line)
+    return DemoRun(day, sides, log, paths)
+
+
+async def _play(plan: loop.Plan, day: DemoDay, echo: Callable[[str], None],
+                log: loop.DemoLog) -> list[loop.Side]:
+    """Start Prometheus, the service and KEDA's clients; run the loop; stop everything."""
+    profile = default_profile()
     async with contextlib.AsyncExitStack() as stack:
-        app = await start_app(_service_config(plan.speed))
+        prometheus = EmulatedPrometheus([WALL_ORIGIN_S + t for t in day.history_times_s],
+                                        day.history_rates)
+        await prometheus.start()
+        stack.push_async_callback(prometheus.stop)
+        clock = loop.DemoClock(WALL_ORIGIN_S)
+        config = _service_config(prometheus.url)
+        app = await start_app(config, ScalerService(config, clock=clock, background=False))
         stack.push_async_callback(app.stop)
         log.grpc_port, log.http_port = app.grpc_port, app.http_port
         log.registry = app.service.telemetry.registry
-        pods = Pods(default_profile(), log)
-        stack.push_async_callback(pods.stop_all)
         channel = await stack.enter_async_context(
             grpc.aio.insecure_channel(f"{HOST}:{app.grpc_port}"))
-        keda = Keda(pb_grpc.ExternalScalerStub(channel), log)  # type: ignore[no-untyped-call]
-        stack.push_async_callback(keda.close)
-        demo = DemoLoop(plan, trace, pods, keda, echo, log)
-        echo(_opening(plan, trace, log, demo.start_replicas))
+        stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+        sides = []
+        for name, metadata in (("predictive", PREDICTIVE), ("reactive", REACTIVE)):
+            side = loop.make_side(name, {**metadata, **SHARED}, Keda(stub), day.played,
+                                  profile, plan)
+            stack.push_async_callback(side.keda.close)
+            stack.push_async_callback(side.pods.stop_all)
+            sides.append(side)
+        echo(opening(plan, day, log, sides))
+        await _register(app, sides, log)
+        demo = loop.DemoLoop(plan, day.played, sides, app.service, clock, echo)
         await demo.run()
         log.get_metrics_ok = log.registry.get_sample_value(
             "scaler_rpc_requests_total", {"method": "GetMetrics", "code": "OK"}) or 0.0
-    log.wall_elapsed_s = time.perf_counter() - wall_start
-    return demo
+    return sides
 
 
-def _opening(plan: Plan, trace: RateTrace, log: DemoLog, start_replicas: int) -> str:
-    return (f"scaler demo: service on gRPC {HOST}:{log.grpc_port}, HTTP {HOST}:{log.http_port}"
-            f"\n  playing {trace.name} at {plan.speed:g}x ({plan.duration_s / 60:g} sim min in "
-            f"{plan.duration_s / plan.speed:g} s); {start_replicas} warm replica(s); pods start "
-            f"in {POD_STARTUP_S:g} s, nodes in {NODE_STARTUP_S:g} s (sim); KEDA polls every "
-            f"{KEDA_INTERVAL_S:g} s (sim), targetKvCacheUsage {TARGET_KV_CACHE_USAGE}")
+async def _register(app: RunningApp, sides: list[loop.Side], log: loop.DemoLog) -> None:
+    """KEDA's first call for each ScaledObject, then the forecaster's warm start and fit.
+
+    A new ScaledObject's first call registers its workload, and a predictive one reads its
+    history from Prometheus in the background; the demo's clock waits for it (a cluster's
+    would not need to: it is not 60x fast), and for the refit that follows it, so the first
+    simulated minute already has the forecaster the week taught.
+    """
+    for side in sides:
+        await side.pods.sync(side.cluster.ready_ids(0.0), 0.0)  # the warm replicas' pods
+        await side.keda.stub.GetMetricSpec(side.ref(), timeout=RPC_TIMEOUT_S)
+    registry = app.service.telemetry.registry
+    for _ in range(round(WARM_START_WAIT_S / WARM_START_POLL_S)):  # its task is the service's
+        log.warm_start = _warm_start_result(registry)
+        if log.warm_start != "not tried":
+            break
+        await asyncio.sleep(WARM_START_POLL_S)
+    for side in sides:
+        workload = app.service.registry.get(side.key)
+        if workload is not None:
+            await app.service.forecasting.refit_forecast(workload)
 
 
-def _parameters(demo: DemoLoop, *, wall_s: float, seed: int, rate_scale: float,
-                start_hour: float) -> dict[str, Any]:
-    return {
-        "trace": demo.trace.name, "profile": demo.profile.name, "knob": "targetKvCacheUsage",
-        "knob_value": float(TARGET_KV_CACHE_USAGE), "speed": demo.plan.speed, "wall_s": wall_s,
-        "seed": seed, "rate_scale": rate_scale, "start_hour": start_hour,
-        "initial_replicas": demo.start_replicas, "min_replicas": MIN_REPLICAS,
-        "max_replicas": MAX_REPLICAS, "pod_startup_s": POD_STARTUP_S,
-        "node_startup_s": NODE_STARTUP_S, "gpus_per_replica": GPUS_PER_REPLICA,
-        "gpus_per_node": GPUS_PER_NODE, "slo_ttft_s": demo.settings.slo_ttft_s,
-        "decision_interval_s": KEDA_INTERVAL_S, "sim_step_s": demo.plan.sim_step_s,
-    }
-
-
-def _closing(result: ReplayResult, log: DemoLog, paths: list[str]) -> list[str]:
-    peak = max((row.ready_replicas for row in result.decisions), default=0)
-    stream = f"StreamIsActive: {log.stream_messages} message(s) over {log.stream_opens} stream(s)"
-    if log.stream_error:
-        stream += f" (ended with {log.stream_error})"
-    return [
-        "",
-        f"{result.policy} on {result.parameters['trace']} "
-        f"({log.wall_elapsed_s:.1f} s wall):",
-        f"  requests {result.requests:,.0f}  SLO attainment {result.slo_attainment:.2%}  TTFT "
-        f"p50/p95/p99 {_s(result.ttft_p50_s)}/{_s(result.ttft_p95_s)}/{_s(result.ttft_p99_s)}",
-        f"  {result.gpu_hours:.2f} GPU-hours, {result.node_hours:.2f} node-hours, "
-        f"{result.scale_events} scale events, peak {peak} ready replicas, "
-        f"{len(log.pod_starts)} pods started, {len(log.pod_stops)} stopped",
-        f"  KEDA polls {log.polls}: GetMetrics OK {log.get_metrics_ok:.0f}, UNAVAILABLE "
-        f"{log.unavailable}; {stream}",
-        *(f"  {path}" for path in paths),
-    ]
-
-
-def _s(value: float) -> str:
-    return f"{value:.2f}s" if math.isfinite(value) else "n/a"
+def _warm_start_result(registry: CollectorRegistry) -> str:
+    """How the forecaster's warm start ended, from the service's counter ('not tried' yet)."""
+    for result in ("ok", "failed", "skipped"):
+        if registry.get_sample_value("scaler_forecast_warm_starts_total", {"result": result}):
+            return result
+    return "not tried"
