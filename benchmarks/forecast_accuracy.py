@@ -402,6 +402,34 @@ def report(rows: list[Row], costs: list[Cost]) -> None:
           f"({cost:.1f} us)")
 
 
+def memory_per_workload(days: int = 15, step_s: float = 300.0) -> None:
+    """What one forecaster holds after ``days`` of m-small's rate at the service's step
+    (each 10-minute value fed twice, the trace cycled past its 14 days): tracemalloc."""
+    import gc
+    import json
+    import tracemalloc
+
+    trace = read_trace(TRACES / "servegen_m-small_14d.csv")
+    assert isinstance(trace, RateTrace)
+    per = round(trace.step_s / step_s)
+    values = np.repeat(trace.rate, per).tolist()
+    steps = round(days * DAY_S / step_s)
+    gc.collect()
+    tracemalloc.start()
+    f = DemandForecaster(step_s)
+    for i in range(steps):
+        f.observe(i * step_s, values[i % len(values)])
+    gc.collect()
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    week = f._core.seasons[1]  # the weekly season: its indices, nothing gathered any more
+    print(f"\nmemory per workload after {days} days at {step_s:g} s steps: {held / 1024:.0f} KiB "
+          f"(tracemalloc); weekly season {len(week.values)} phases x 8 B = "
+          f"{week.values.buffer_info()[1] * week.values.itemsize / 1024:.0f} KiB, gathering "
+          f"{'done' if week.gathered is None else 'under way'}; state as JSON "
+          f"{len(json.dumps(f.to_dict())) / 1024:.0f} KiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--series", action="append", default=[],
@@ -416,6 +444,7 @@ def main() -> None:
         rows += series_rows
         costs += series_costs
     report(rows, costs)
+    memory_per_workload()
 
 
 if __name__ == "__main__":

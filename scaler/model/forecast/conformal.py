@@ -1,9 +1,11 @@
 """The upper bound: a one-sided conformal quantile of the model's own recent errors.
 
 The forecaster asks it for ``q`` at a horizon and draws the bound as ``centre + scale * q``,
-the centre (the guarded mean plus burst, ``guard.py``) and the scale from the smoother
-(``smoother.py``). The centres it scores are those the forecaster answered with, after the
-guard's blend, so the bound stays calibrated whatever the blend.
+the centre (the model's mean plus burst) and the scale from the smoother (``smoother.py``).
+The naive guard (``guard.py``) moves the mean only: the centres scored here are exactly those
+the bound is drawn from, so it stays calibrated. (Centres blended towards the last value, which
+already holds the burst, were measured worse: pinball on m-mid 0.80 of the best baseline's at
+10 minutes against 0.72, with no series better; see BENCHMARKS.md, "Never worse than naive".)
 
 The configured quantile of demand at each horizon, from the model's own recent errors, one
 sided (under-forecast is what breaks the SLO). At 10 minutes these series are close to random

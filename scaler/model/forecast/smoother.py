@@ -29,8 +29,13 @@ figures see BENCHMARKS.md, section "Forecaster design choices"):
   spread over +-``KERNEL_S`` seconds of phase with triangular weights summing to one, and the
   first day's profile (the initial indices) is smoothed the same way.
 * The daily indices start from the first full day (its mean removed); until then the
-  forecast is the last value. The weekly indices start at zero and learn once a week has
-  been seen (with two weeks of data they cannot matter yet; they are there for longer runs).
+  forecast is the last value. The weekly indices start once a week has been seen, from that
+  week's readings gathered per phase (a sum and a count) less the daily indices, its mean
+  removed: so a 14-day series' second week already uses the first week's same phase (started
+  from zeros instead, as they were, they learnt too slowly to matter within two weeks). From
+  then on each phase's index is an exponentially weighted aggregate of every week seen, in
+  one array of 8-byte floats: at 5-minute steps 2,016 phases, 16 KiB per workload, however
+  many weeks (``benchmarks/forecast_accuracy.py`` prints what a whole forecaster holds).
 * A log (multiplicative) variant was measured and rejected: worse on m-mid at every horizon
   (its outage to a few requests/s wrecks a log level) and mixed on m-small.
 """
