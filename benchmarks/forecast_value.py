@@ -56,8 +56,9 @@ MIN_ERRORS = 20
 class NaiveBandForecaster:
     """Last value, upper bound = last value + the empirical 95% quantile of its past errors.
 
-    Speaks the part of ``DemandForecaster`` the planner uses (``step_s``, ``observe``,
-    ``forecast``). Until ``MIN_ERRORS`` errors are known at a horizon the bound is the mean.
+    Speaks the part of ``DemandForecaster`` the planner uses (``step_s``, ``ready``,
+    ``observe``, ``forecast``). Until ``MIN_ERRORS`` errors are known at a horizon the bound is
+    the mean.
     """
 
     def __init__(self, step_s: float, quantile: float = 0.95) -> None:
@@ -65,6 +66,11 @@ class NaiveBandForecaster:
         self.quantile = quantile
         self._values: deque[tuple[int, float]] = deque(maxlen=BAND_HORIZONS + 1)
         self._errors = [_Window(BAND_WINDOW_STEPS) for _ in range(BAND_HORIZONS)]
+
+    @property
+    def ready(self) -> bool:
+        """A value seen: before that the planner sizes for the observed demand."""
+        return bool(self._values)
 
     def observe(self, t_s: float, value: float) -> None:
         if not (math.isfinite(value) and value > 0):  # missing, or a collection hole

@@ -70,8 +70,12 @@ def test_a_predicted_ramp_is_met_one_lead_time_early():
 
 
 def test_need_ahead_is_the_peak_within_the_lead_time_not_its_end():
-    """Just before a daily drop the forecast falls within one pod lead time: its peak counts."""
-    history = office_hours(3 + 16.75 / 24, low=20, high=2000)  # to 16:40 on day 4
+    """In a daily decline the forecast falls within one pod lead time: its peak counts.
+
+    (A smooth cycle: on a square wave the naive guard rightly holds the last value until the
+    drop, and the forecast does not fall.)"""
+    t = np.arange(int((3 + 16.75 / 24) * DAY / STEP)) * STEP  # to 16:40 on day 4
+    history = 5000.0 + 4900.0 * np.cos(2 * np.pi * (t - 13 * 3600) / DAY)  # peak at 13:00
     p = planner(history)
     now = len(history) * STEP  # one step after the last reading: steps +1 and +2 ahead
     f = p.forecaster
@@ -79,7 +83,7 @@ def test_need_ahead_is_the_peak_within_the_lead_time_not_its_end():
     assert uppers[0] > uppers[1]  # falling within the lead time
     needs = [CAPACITY.replicas_for(u, 600, 200) for u in uppers]
     assert needs[0] > needs[1]
-    plan = p.plan(state(now, rate=2000, replicas=60))
+    plan = p.plan(state(now, rate=float(history[-1]), replicas=60))
     assert plan.forecast_upper == max(uppers)
     assert plan.need_ahead == needs[0]
 

@@ -1,7 +1,11 @@
 """The upper bound: a one-sided conformal quantile of the model's own recent errors.
 
 The forecaster asks it for ``q`` at a horizon and draws the bound as ``centre + scale * q``,
-the centre (mean plus burst) and the scale from the smoother (``smoother.py``).
+the centre (the model's mean plus burst) and the scale from the smoother (``smoother.py``).
+The naive guard (``guard.py``) moves the mean only: the centres scored here are exactly those
+the bound is drawn from, so it stays calibrated. (Centres blended towards the last value, which
+already holds the burst, were measured worse: pinball on m-mid 0.80 of the best baseline's at
+10 minutes against 0.72, with no series better; see BENCHMARKS.md, "Never worse than naive".)
 
 The configured quantile of demand at each horizon, from the model's own recent errors, one
 sided (under-forecast is what breaks the SLO). At 10 minutes these series are close to random
@@ -32,7 +36,7 @@ import bisect
 import math
 from collections import deque
 
-from scaler.model.forecast.smoother import Smoother, clip
+from scaler.model.forecast.smoother import clip
 
 ERROR_WINDOW = 1008
 """Errors kept per horizon bucket (a week at 10-minute steps)."""
@@ -108,14 +112,11 @@ class ConformalBound:
                 z = (x - made.centres[j]) / made.scale
                 self.windows[j].add(clip(z, -Z_LIMIT, Z_LIMIT))
 
-    def record(self, k: int, core: Smoother) -> None:
-        """The centres ``core`` makes at step ``k`` (after its update), to be scored later."""
-        if core.level is None or core.scale_slow <= 0.0:
-            self.ring[k % len(self.ring)] = None
-            return
-        burst = max(core.last_resid, 0.0)
-        centres = [core.predict(k, m) + burst for m in self.buckets]
-        self.ring[k % len(self.ring)] = PendingCentres(k, centres, core.scale())
+    def record(self, k: int, centres: list[float] | None, scale: float) -> None:
+        """The band centres made at step ``k`` (one per bucket; None: no forecast yet) and the
+        error scale then, to be scored later."""
+        slot = k % len(self.ring)
+        self.ring[slot] = None if centres is None else PendingCentres(k, centres, scale)
 
     def z_at(self, m: float) -> float:
         """Error quantile (scale units) at ``m`` steps: bucket interpolation, sqrt beyond."""

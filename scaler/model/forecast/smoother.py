@@ -29,8 +29,13 @@ figures see BENCHMARKS.md, section "Forecaster design choices"):
   spread over +-``KERNEL_S`` seconds of phase with triangular weights summing to one, and the
   first day's profile (the initial indices) is smoothed the same way.
 * The daily indices start from the first full day (its mean removed); until then the
-  forecast is the last value. The weekly indices start at zero and learn once a week has
-  been seen (with two weeks of data they cannot matter yet; they are there for longer runs).
+  forecast is the last value. The weekly indices start once a week has been seen, from that
+  week's readings gathered per phase (a sum and a count) less the daily indices, its mean
+  removed: so a 14-day series' second week already uses the first week's same phase (started
+  from zeros instead, as they were, they learnt too slowly to matter within two weeks). From
+  then on each phase's index is an exponentially weighted aggregate of every week seen, in
+  one array of 8-byte floats: at 5-minute steps 2,016 phases, 16 KiB per workload, however
+  many weeks (``benchmarks/forecast_accuracy.py`` prints what a whole forecaster holds).
 * A log (multiplicative) variant was measured and rejected: worse on m-mid at every horizon
   (its outage to a few requests/s wrecks a log level) and mixed on m-small.
 """
@@ -38,6 +43,7 @@ figures see BENCHMARKS.md, section "Forecaster design choices"):
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,15 +97,22 @@ def kernel(half_width: int) -> tuple[tuple[int, float], ...]:
 
 
 class Season:
-    """Additive seasonal indices per step of the period, learnt through a smoothing kernel."""
+    """Additive seasonal indices per step of the period, learnt through a smoothing kernel.
 
-    __slots__ = ("kernel", "learning", "period", "values")
+    The indices are a compact array (8 bytes a phase: 2,016 phases for a week of 5-minute
+    steps, 16 KiB). A later season (weekly) that is not learning yet also gathers, per phase,
+    the sum and count of the readings of its first period (``gathered``: two more such arrays,
+    dropped once it starts): what ``start_from_gathered`` makes its first profile of.
+    """
+
+    __slots__ = ("gathered", "kernel", "learning", "period", "values")
 
     def __init__(self, period: int, kernel: tuple[tuple[int, float], ...]) -> None:
         self.period = period
         self.kernel = kernel
-        self.values = [0.0] * period
+        self.values = array("d", bytes(8 * period))
         self.learning = False
+        self.gathered: tuple[array[float], array[float]] | None = None
 
     def learn(self, k: int, amount: float) -> None:
         values, period = self.values, self.period
@@ -108,14 +121,43 @@ class Season:
 
     def copy(self) -> Season:
         twin = Season(self.period, self.kernel)
-        twin.values, twin.learning = list(self.values), self.learning
+        twin.values, twin.learning = array("d", self.values), self.learning
+        if self.gathered is not None:
+            twin.gathered = (array("d", self.gathered[0]), array("d", self.gathered[1]))
         return twin
 
-    def set_profile(self, profile: list[float]) -> None:
+    def set_profile(self, profile: Sequence[float]) -> None:
         """Start from a raw profile (one value per phase), smoothed by the kernel."""
         n = self.period
-        self.values = [sum(w * profile[(i + j) % n] for j, w in self.kernel) for i in range(n)]
+        self.values = array("d", (sum(w * profile[(i + j) % n] for j, w in self.kernel)
+                                  for i in range(n)))
         self.learning = True
+        self.gathered = None
+
+    def gather(self, k: int, x: float) -> None:
+        """One reading of the first period, kept as a per-phase sum and count."""
+        if self.gathered is None:
+            self.gathered = (array("d", bytes(8 * self.period)),
+                             array("d", bytes(8 * self.period)))
+        sums, counts = self.gathered
+        sums[k % self.period] += x
+        counts[k % self.period] += 1.0
+
+    def start_from_gathered(self, others: Sequence[float]) -> bool:
+        """Start learning from the gathered means less ``others`` (the other seasons' indices
+        per phase), centred; False (and nothing changes) while under half the phases have a
+        reading."""
+        if self.gathered is None:
+            return False
+        sums, counts = self.gathered
+        seen = sum(1 for c in counts if c > 0.0)
+        if 2 * seen < self.period:
+            return False
+        raw = [s / c - others[i] if c > 0.0 else None
+               for i, (s, c) in enumerate(zip(sums, counts, strict=True))]
+        centre = sum(v for v in raw if v is not None) / seen
+        self.set_profile(_fill_gaps([None if v is None else v - centre for v in raw]))
+        return True
 
 
 class Smoother:
@@ -197,6 +239,9 @@ class Smoother:
         self.last_resid = 0.0
 
     def update(self, k: int, x: float) -> None:
+        for season in self.seasons[1:]:
+            if not season.learning:
+                season.gather(k, x)
         if self.level is None:
             self.level, self.first_k = x, k
             self.first.append((k, x))
@@ -264,15 +309,25 @@ class Smoother:
         self.ready = True
 
     def _start_learning(self, k: int) -> None:
-        """A later season (weekly) learns once its whole period has been seen."""
-        if self.first_k is None:
+        """A later season (weekly) starts once its whole period has been seen: from the
+        readings it gathered, less the first season's indices (so a 14-day series' second
+        week already uses the first week's same phase), the level lowered by its index now
+        so that the one-step forecast does not jump; from zeros if too little was gathered."""
+        if self.first_k is None or not self.ready:
             return
         for season in self.seasons[1:]:
-            if not season.learning and k - self.first_k >= season.period:
-                season.learning = True
+            if season.learning or k - self.first_k < season.period - 1:
+                continue
+            daily = self.seasons[0]
+            others = [daily.values[i % daily.period] for i in range(season.period)]
+            if season.start_from_gathered(others):
+                assert self.level is not None
+                self.level -= season.values[k % season.period]
+            elif k - self.first_k >= season.period:
+                season.learning, season.gathered = True, None
 
 
-def _fill_gaps(profile: list[float | None]) -> list[float]:
+def _fill_gaps(profile: Sequence[float | None]) -> list[float]:
     """Missing phases take the nearest observed phase (circularly)."""
     n = len(profile)
     out: list[float] = []

@@ -12,17 +12,20 @@ reads and writes the forecaster's private state, which no other module does.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from scaler.model.forecast.conformal import ConformalBound, PendingCentres
+from scaler.model.forecast.guard import GuardPending, NaiveGuard
 from scaler.model.forecast.smoother import Smoother, SmoothingParams
 
 if TYPE_CHECKING:
     from scaler.model.forecast.forecaster import DemandForecaster
 
-_FormatVersion = 1
+_FormatVersion = 2
+"""2: the naive guard, the last usable reading and the weekly season's gathered first week."""
 
 
 def forecaster_to_dict(f: DemandForecaster) -> dict[str, Any]:
@@ -35,6 +38,8 @@ def forecaster_to_dict(f: DemandForecaster) -> dict[str, Any]:
         "core": _core_to_dict(f._core),
         "windows": [list(w.order) for w in f._bound.windows],
         "ring": [None if s is None else [s.k, s.centres, s.scale] for s in f._bound.ring],
+        "guard": _guard_to_dict(f._guard),
+        "naive": f._naive,
         "last_k": f._last_k,
         "zero_run": f._zero_run,
         "history": [[k, None if math.isnan(x) else x] for k, x in f._replay.readings],
@@ -48,7 +53,7 @@ def _config_dict(f: DemandForecaster) -> dict[str, Any]:
             "quantile": f.quantile, "max_horizon_s": f.max_horizon_s,
             "zero_trust_s": f.zero_trust_s, "zero_forget_s": f.zero_forget_s,
             "history_s": f.history_s, "refit_every_s": f.refit_every_s,
-            "fit_horizon_s": f.fit_horizon_s}
+            "fit_horizon_s": f.fit_horizon_s, "guard": f.guard}
 
 
 def forecaster_from_dict(cls: type[DemandForecaster], d: dict[str, Any]) -> DemandForecaster:
@@ -61,6 +66,8 @@ def forecaster_from_dict(cls: type[DemandForecaster], d: dict[str, Any]) -> Dema
     f._params = SmoothingParams(p["alpha"], p["beta"], p["phi"], tuple(p["gammas"]))
     f._core = _core_from_dict(d["core"], f._periods, f._kernels, f._params)
     _load_bound(f._bound, d["windows"], d["ring"])
+    _load_guard(f._guard, d["guard"])
+    f._naive = None if d["naive"] is None else float(d["naive"])
     f._last_k, f._zero_run = d["last_k"], int(d["zero_run"])
     f._replay.readings.extend((int(k), math.nan if x is None else float(x))
                               for k, x in d["history"])
@@ -75,7 +82,8 @@ def _from_config(cls: type[DemandForecaster], cfg: dict[str, Any]) -> DemandFore
     return cls(cfg["step_s"], tuple(cfg["seasons_s"]), cfg["quantile"],
                max_horizon_s=cfg["max_horizon_s"], zero_trust_s=cfg["zero_trust_s"],
                zero_forget_s=cfg["zero_forget_s"], history_s=cfg["history_s"],
-               refit_every_s=cfg["refit_every_s"], fit_horizon_s=cfg["fit_horizon_s"])
+               refit_every_s=cfg["refit_every_s"], fit_horizon_s=cfg["fit_horizon_s"],
+               guard=bool(cfg["guard"]))
 
 
 def _load_bound(bound: ConformalBound, windows: list[list[float]],
@@ -88,13 +96,33 @@ def _load_bound(bound: ConformalBound, windows: list[list[float]],
                   for s in ring]
 
 
+def _guard_to_dict(guard: NaiveGuard) -> dict[str, Any]:
+    return {"ed": guard.ed, "dd": guard.dd, "abs_e": guard.abs_e, "counts": guard.counts,
+            "ring": [None if p is None else [p.k, p.naive, p.departures] for p in guard.ring]}
+
+
+def _load_guard(guard: NaiveGuard, d: dict[str, Any]) -> None:
+    n = len(guard.buckets)
+    for key in ("ed", "dd", "abs_e"):
+        values = [float(v) for v in d[key]]
+        if len(values) != n:
+            raise ValueError(f"forecaster state has {len(values)} guard buckets. Expected {n}.")
+        setattr(guard, key, values)
+    guard.counts = [int(c) for c in d["counts"]]
+    guard.ring = [None if p is None
+                  else GuardPending(int(p[0]), float(p[1]), [float(x) for x in p[2]])
+                  for p in d["ring"]]
+
+
 def _core_to_dict(core: Smoother) -> dict[str, Any]:
     return {
         "level": core.level, "trend": core.trend, "ready": core.ready,
         "first": [[k, x] for k, x in core.first], "first_k": core.first_k,
         "scale_slow": core.scale_slow, "scale_fast": core.scale_fast, "run": core.run,
         "last_resid": core.last_resid,
-        "seasons": [{"values": s.values, "learning": s.learning} for s in core.seasons],
+        "seasons": [{"values": list(s.values), "learning": s.learning,
+                     "gathered": None if s.gathered is None else [list(a) for a in s.gathered]}
+                    for s in core.seasons],
     }
 
 
@@ -109,6 +137,9 @@ def _core_from_dict(d: dict[str, Any], periods: Sequence[int],
     core.scale_slow, core.scale_fast = float(d["scale_slow"]), float(d["scale_fast"])
     core.run, core.last_resid = int(d["run"]), float(d["last_resid"])
     for season, s in zip(core.seasons, d["seasons"], strict=True):
-        season.values = [float(v) for v in s["values"]]
+        season.values = array("d", (float(v) for v in s["values"]))
         season.learning = bool(s["learning"])
+        gathered = s["gathered"]
+        if gathered is not None:
+            season.gathered = (array("d", gathered[0]), array("d", gathered[1]))
     return core
