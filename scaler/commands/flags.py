@@ -7,13 +7,15 @@ from pathlib import Path
 
 from scaler.model.specs import NodeShape, PlanSettings
 
-REPLAY_POLICIES = ("reactive", "predictive", "static", "oracle")
+REPLAY_POLICIES = ("reactive-kv", "reactive-queue", "reactive-concurrency", "reactive-rate",
+                   "reactive-capacity", "predictive", "static", "oracle")
+POLICY_CHOICES = (*REPLAY_POLICIES, "reactive")  # "reactive": reactive-kv's former name
 _PLAN, _NODES = PlanSettings(), NodeShape()
 
 
 def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> None:
     parser.add_argument("--trace", type=Path, help="trace CSV (default: built-in synthetic)")
-    parser.add_argument("--policy", action="append", choices=REPLAY_POLICIES,
+    parser.add_argument("--policy", action="append", choices=POLICY_CHOICES,
                         help="policy to run (repeatable; bench default: all)"
                         if bench else "policy to run (default reactive)")
     parser.add_argument("--out", type=Path, default=Path("out/replay" if not bench else
@@ -32,5 +34,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> Non
     parser.add_argument("--profile", type=Path, help="replica profile YAML (default 8B/H100)")
     if not bench:
         parser.add_argument("--knob", type=float,
-                            help="the policy's main knob (reactive: targetKvCacheUsage, "
-                                 "predictive: headroom, static: replicas)")
+                            help="the policy's main knob (reactive-kv: targetKvCacheUsage, "
+                                 "reactive-queue: waiting per replica, reactive-concurrency: "
+                                 "running + waiting per replica, reactive-rate: requests/s per "
+                                 "replica, reactive-capacity and predictive: headroom, static: "
+                                 "replicas, oracle: planned miss share)")

@@ -182,31 +182,50 @@ def _seconds(value: float) -> str:
 
 
 def write_comparison(results: Sequence[ReplayResult], path_md: Path,
-                     path_png: Path | None = None) -> None:
+                     path_png: Path | None = None, *, best_reactive: str | None = None) -> None:
     """Compare policies on one trace: a markdown table, and optionally a figure.
 
-    One row per result with the report's columns, plus GPU-hours as a ratio of the row whose
-    policy is ``"oracle"`` when there is one.
+    One row per result: its knob as chosen (flagged when at its grid's edge), the report's
+    columns, GPU-hours as a ratio of the row whose policy is ``"oracle"`` when there is one,
+    and GPU- and node-hours as ratios of ``best_reactive``'s row when one is named.
     """
     if not results:
         raise ValueError("write_comparison needs at least one result")
     oracle = next((r for r in results if r.policy == ORACLE), None)
-    header = ["policy", *_RESULT_HEADER]
+    best = next((r for r in results if r.policy == best_reactive), None)
+    header = ["policy", "knob", *_RESULT_HEADER]
     if oracle is not None:
         header.append("GPU-hours / oracle")
-    rows = [[r.policy, *_result_cells(r)] + ([] if oracle is None else [_ratio(r, oracle)])
-            for r in results]
+    if best is not None:
+        header += ["GPU-hours / best reactive", "node-hours / best reactive"]
+    rows = []
+    for r in results:
+        row = [r.policy, _knob(r), *_result_cells(r)]
+        if oracle is not None:
+            row.append(_ratio(r.gpu_hours, oracle.gpu_hours))
+        if best is not None:
+            row += [_ratio(r.gpu_hours, best.gpu_hours), _ratio(r.node_hours, best.node_hours)]
+        rows.append(row)
     lines = [f"# Policies compared on {_trace_names(results)}", "", *_table(header, rows), ""]
+    if best_reactive is not None or any(r.policy.startswith("reactive") for r in results):
+        lines += [f"Best reactive policy meeting the SLO: {best_reactive or 'none'}.", ""]
     if path_png is not None:
         plot_comparison(results, path_png)
         lines += [f"![comparison]({_relative(path_png, path_md.parent)})", ""]
     path_md.write_text("\n".join(lines), encoding="utf-8")
 
 
-def _ratio(result: ReplayResult, oracle: ReplayResult) -> str:
-    if oracle.gpu_hours <= 0:
-        return "n/a"
-    return f"{result.gpu_hours / oracle.gpu_hours:.3f}"
+def _knob(result: ReplayResult) -> str:
+    """``name=value`` of the run's knob ("-" when it has none), flagged at a grid's edge."""
+    name, value = result.parameters.get("knob"), result.parameters.get("knob_value")
+    if name in (None, "none") or not isinstance(value, int | float) or math.isnan(value):
+        return "-"
+    edge = " (grid edge)" if result.parameters.get("knob_at_edge") else ""
+    return f"{name}={value:g}{edge}"
+
+
+def _ratio(value: float, reference: float) -> str:
+    return f"{value / reference:.3f}" if reference > 0 else "n/a"
 
 
 def _trace_names(results: Sequence[ReplayResult]) -> str:
