@@ -5,8 +5,9 @@ grows (nearly) monotonically along it, so a bisection finds the first setting me
 target in log2(len) runs instead of len; every run made is a candidate. A choice at the
 grid's cheap edge, or a grid where nothing meets the target, says the grid is too narrow:
 it is extended geometrically past that edge (within the knob's meaningful range,
-``KNOB_RANGES``) and searched again, and a choice still at an edge is flagged
-(``parameters["knob_at_edge"]``) rather than passed off as an optimum.
+``KNOB_RANGES``; static fleets down to 1 replica) and searched again, and a choice still at
+an edge the range would let it pass is flagged (``parameters["knob_at_edge"]``) rather than
+passed off as an optimum.
 """
 
 from __future__ import annotations
@@ -66,8 +67,11 @@ def cheapest_meeting_slo(name: str, runner: Runner, *, peak: int) -> ReplayResul
         value = float(best.parameters["knob_value"])
         at_edge = value == grid[0] if meeting else value == grid[-1]
         wider = _extend(name, grid, cheap=bool(meeting)) if at_edge else grid
-        if not at_edge or wider == grid or extension == EXTENSIONS:
-            best.parameters["knob_at_edge"] = at_edge
+        if wider == grid:  # not at an edge, or at the end of the knob's meaningful range
+            best.parameters["knob_at_edge"] = False
+            return best
+        if extension == EXTENSIONS:
+            best.parameters["knob_at_edge"] = True
             return best
         grid = wider
     raise AssertionError("unreachable")
