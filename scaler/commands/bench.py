@@ -20,7 +20,6 @@ from scaler.commands.replay import load_replay_inputs
 from scaler.sim.policy_catalog import REACTIVE, canonical
 from scaler.sim.report import write_comparison
 from scaler.sim.results import ReplayResult
-from scaler.sim.traces import describe
 
 Row = dict[str, float | str | bool | None]
 
@@ -30,7 +29,6 @@ def run_bench(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     trace, settings, profile = loaded
-    print(describe(trace))
     names = list(dict.fromkeys(canonical(n) for n in args.policy or REPLAY_POLICIES))
     runner = Runner(trace, settings, profile, names)
     oracle = cheapest_meeting_slo("oracle", runner, peak=1)

@@ -56,15 +56,19 @@ def _expected_runs(name: str) -> int:
 
 
 def cheapest_meeting_slo(name: str, runner: Runner, *, peak: int) -> ReplayResult:
-    """The cheapest run of the knob's grid reaching the SLO target, else the best SLO."""
+    """The cheapest run of the knob's grid reaching the SLO target, else the best SLO.
+
+    Of runs that cost the same, the one nearest the grid's cheap end is kept: when a looser
+    setting costs no more, the grid has not yet found where the SLO starts to fail.
+    """
     grid = list(_grid(name, peak))
     target = runner.settings.slo_target
     for extension in range(EXTENSIONS + 1):
         runs = _bisect(name, grid, runner, target)
         meeting = [r for r in runs if r.slo_attainment >= target]
-        best = (min(meeting, key=lambda r: r.gpu_hours) if meeting
+        best = (min(meeting, key=lambda r: (r.gpu_hours, grid.index(_knob(r)))) if meeting
                 else max(runs, key=lambda r: (r.slo_attainment, -r.gpu_hours)))
-        value = float(best.parameters["knob_value"])
+        value = _knob(best)
         at_edge = value == grid[0] if meeting else value == grid[-1]
         wider = _extend(name, grid, cheap=bool(meeting)) if at_edge else grid
         if wider == grid:  # not at an edge, or at the end of the knob's meaningful range
@@ -75,6 +79,10 @@ def cheapest_meeting_slo(name: str, runner: Runner, *, peak: int) -> ReplayResul
             return best
         grid = wider
     raise AssertionError("unreachable")
+
+
+def _knob(result: ReplayResult) -> float:
+    return float(result.parameters["knob_value"])
 
 
 def _bisect(name: str, grid: Sequence[float], runner: Runner,
