@@ -17,8 +17,8 @@ import sys
 from scaler.commands.flags import REPLAY_POLICIES
 from scaler.commands.knob_search import Runner, cheapest_meeting_slo
 from scaler.commands.replay import load_replay_inputs
+from scaler.sim.comparison import write_comparison
 from scaler.sim.policy_catalog import REACTIVE, canonical
-from scaler.sim.report import write_comparison
 from scaler.sim.results import ReplayResult
 
 Row = dict[str, float | str | bool | None]

@@ -39,7 +39,6 @@ __all__ = [
     "PLOT_POINTS",
     "plot_report",
     "read_decisions",
-    "write_comparison",
     "write_decisions",
     "write_outputs",
     "write_report_md",
@@ -49,7 +48,6 @@ __all__ = [
 CSV_COLUMNS = ("time_s", "desired_replicas", "ready_replicas", "desired_nodes", "ready_nodes",
                "demand", "forecast", "slo_misses")
 PLOT_POINTS = 2000  # buckets per series; a 12-inch figure at 100 dpi is 1200 pixels wide
-ORACLE = "oracle"  # the policy the comparison's GPU-hour ratio is taken against
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -181,62 +179,8 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "n/a"
 
 
-def write_comparison(results: Sequence[ReplayResult], path_md: Path,
-                     path_png: Path | None = None, *, best_reactive: str | None = None) -> None:
-    """Compare policies on one trace: a markdown table, and optionally a figure.
-
-    One row per result: its knob as chosen (flagged when at its grid's edge), the report's
-    columns, GPU-hours as a ratio of the row whose policy is ``"oracle"`` when there is one,
-    and GPU- and node-hours as ratios of ``best_reactive``'s row when one is named.
-    """
-    if not results:
-        raise ValueError("write_comparison needs at least one result")
-    oracle = next((r for r in results if r.policy == ORACLE), None)
-    best = next((r for r in results if r.policy == best_reactive), None)
-    header = ["policy", "knob", *_RESULT_HEADER]
-    if oracle is not None:
-        header.append("GPU-hours / oracle")
-    if best is not None:
-        header += ["GPU-hours / best reactive", "node-hours / best reactive"]
-    rows = []
-    for r in results:
-        row = [r.policy, _knob(r), *_result_cells(r)]
-        if oracle is not None:
-            row.append(_ratio(r.gpu_hours, oracle.gpu_hours))
-        if best is not None:
-            row += [_ratio(r.gpu_hours, best.gpu_hours), _ratio(r.node_hours, best.node_hours)]
-        rows.append(row)
-    lines = [f"# Policies compared on {_trace_names(results)}", "", *_table(header, rows), ""]
-    if best_reactive is not None or any(r.policy.startswith("reactive") for r in results):
-        lines += [f"Best reactive policy meeting the SLO: {best_reactive or 'none'}.", ""]
-    if path_png is not None:
-        plot_comparison(results, path_png)
-        lines += [f"![comparison]({_relative(path_png, path_md.parent)})", ""]
-    path_md.write_text("\n".join(lines), encoding="utf-8")
-
-
-def _knob(result: ReplayResult) -> str:
-    """``name=value`` of the run's knob ("-" when it has none), flagged at a grid's edge."""
-    name, value = result.parameters.get("knob"), result.parameters.get("knob_value")
-    if name in (None, "none") or not isinstance(value, int | float) or math.isnan(value):
-        return "-"
-    edge = " (grid edge)" if result.parameters.get("knob_at_edge") else ""
-    return f"{name}={value:g}{edge}"
-
-
-def _ratio(value: float, reference: float) -> str:
-    return f"{value / reference:.3f}" if reference > 0 else "n/a"
-
-
 def _trace_names(results: Sequence[ReplayResult]) -> str:
     return ", ".join(dict.fromkeys(trace_name(r) for r in results))
-
-
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return path.resolve().relative_to(start.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
 
 
 # --------------------------------------------------------------------------- downsampling

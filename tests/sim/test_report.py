@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scaler.sim.comparison import write_comparison
 from scaler.sim.report import (
     CSV_COLUMNS,
     _bucket_max,
@@ -19,7 +20,6 @@ from scaler.sim.report import (
     plot_report,
     read_decisions,
     trace_name,
-    write_comparison,
     write_outputs,
 )
 from scaler.sim.results import DecisionRow, ReplayResult
