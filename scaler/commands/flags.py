@@ -16,8 +16,11 @@ from scaler.commands.flag_types import checked, from_setting, positive, share
 from scaler.config.profiles import DEFAULT_PROFILE, named_or_file
 from scaler.model.profile import ReplicaProfile
 from scaler.model.specs import NodeShape, PlanSettings, ReactiveTargets
+from scaler.sim.knobs import KNOB_RANGES
 
-REPLAY_POLICIES = ("reactive", "predictive", "static", "oracle")
+REPLAY_POLICIES = ("reactive-kv", "reactive-queue", "reactive-concurrency", "reactive-rate",
+                   "reactive-capacity", "predictive", "static", "oracle")
+POLICY_CHOICES = (*REPLAY_POLICIES, "reactive")  # "reactive": reactive-kv's former name
 _PLAN = PlanSettings()
 
 
@@ -29,15 +32,27 @@ def _setting_range(cls: type[object], name: str, key: str) -> tuple[str, schema.
     return key, field.setting.check
 
 
+def _within(key: str, policy: str) -> tuple[str, schema.Check]:
+    """(key, check) of a knob held to the range ``scaler bench`` searches it in."""
+    low, high = KNOB_RANGES[policy]
+    return key, lambda v: None if low <= v <= high else f"must be >= {low:g} and <= {high:g}"
+
+
 # Each policy's --knob: what it sets and the values accepted (the declared setting's own
 # check where there is one); None: the policy has no knob.
 KNOBS: dict[str, tuple[str, schema.Check] | None] = {
-    "reactive": _setting_range(ReactiveTargets, "target_kv_cache_usage", "targetKvCacheUsage"),
+    "reactive-kv": _setting_range(ReactiveTargets, "target_kv_cache_usage",
+                                  "targetKvCacheUsage"),
+    "reactive-queue": _within("waitingPerReplica", "reactive-queue"),
+    "reactive-concurrency": _within("concurrencyPerReplica", "reactive-concurrency"),
+    "reactive-rate": _within("requestsPerSecondPerReplica", "reactive-rate"),
+    "reactive-capacity": _within("headroom", "reactive-capacity"),
     "predictive": _setting_range(PlanSettings, "headroom", "headroom"),
     "static": ("replicas", lambda v: None if v >= 1 and v == int(v) else
                "must be a whole number >= 1"),
-    "oracle": None,
+    "oracle": _within("planned miss share", "oracle"),
 }
+KNOBS["reactive"] = KNOBS["reactive-kv"]
 
 
 def profile_flag(text: str) -> ReplicaProfile:
@@ -50,9 +65,9 @@ def profile_flag(text: str) -> ReplicaProfile:
 
 def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> None:
     parser.add_argument("--trace", type=Path, help="trace CSV (default: built-in synthetic)")
-    parser.add_argument("--policy", action="append", choices=REPLAY_POLICIES,
+    parser.add_argument("--policy", action="append", choices=POLICY_CHOICES,
                         help="policy to run (repeatable; default: all)"
-                        if bench else "policy to run (default: reactive)")
+                        if bench else "policy to run (default: reactive-kv)")
     parser.add_argument("--out", type=Path, default=Path("out/replay" if not bench else
                                                           "out/bench"), help="output folder")
     parser.add_argument("--rate-scale", type=positive(), default=1.0,
@@ -77,8 +92,11 @@ def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> Non
                         help="replica profile: a shipped name or a YAML file")
     if not bench:
         parser.add_argument("--knob", type=checked(float, None, "a number"),
-                            help="the policy's main knob (reactive: targetKvCacheUsage, "
-                                 "predictive: headroom, static: replicas; oracle: none)")
+                            help="the policy's main knob (reactive-kv: targetKvCacheUsage, "
+                                 "reactive-queue: waiting per replica, reactive-concurrency: "
+                                 "running + waiting per replica, reactive-rate: requests/s per "
+                                 "replica, reactive-capacity and predictive: headroom, static: "
+                                 "replicas, oracle: planned miss share)")
     add_replica_bound_arguments(parser)
     parser.set_defaults(check=functools.partial(check_replay_flags, parser))
 

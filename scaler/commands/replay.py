@@ -24,7 +24,7 @@ from scaler.sim.report import bounds_text, knob_text, replica_cap, trace_name, w
 from scaler.sim.results import ReplayResult
 from scaler.sim.slo_causes import slo_verdict
 from scaler.sim.synthetic import synthetic_workload as builtin_workload
-from scaler.sim.traces import RateTrace, RequestTrace, TraceError, read_trace, scale
+from scaler.sim.traces import RateTrace, RequestTrace, TraceError, describe, read_trace, scale
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -74,6 +74,7 @@ def load_replay_inputs(args: argparse.Namespace
     if args.rate_scale != 1.0:
         trace = scale(trace, args.rate_scale)
         print(f"demand scaled x{args.rate_scale:g}: {trace.name}")
+    print(describe(trace))
     settings = ReplaySettings(pod_startup_s=args.pod_startup, node_startup_s=args.node_startup,
                               slo_ttft_s=args.slo_ttft, slo_target=args.slo_target,
                               gpus_per_replica=args.gpus_per_replica,

@@ -7,21 +7,54 @@ the benchmarks build the same thing.
 
 from __future__ import annotations
 
+import math
+
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings
 from scaler.model.profile import ReplicaProfile
 from scaler.model.specs import NodeShape, PlanSettings, ReactiveTargets, ReplicaBounds
 from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
+from scaler.sim.policies.reactive_capacity import CapacityPolicy
+from scaler.sim.policies.reactive_signal import (
+    Signal,
+    SignalPolicy,
+    WindowedRate,
+    concurrency,
+    waiting,
+)
 from scaler.sim.replay import ReplaySettings, make_oracle
 from scaler.sim.traces import RateTrace, RequestTrace
 
+ALIASES = {"reactive": "reactive-kv"}  # the name the KV policy had before the others came
+REACTIVE = ("reactive-kv", "reactive-queue", "reactive-concurrency", "reactive-rate",
+            "reactive-capacity")
+
+
+
+def _geometric(first: float, last: float, ratio: float = 1.1) -> tuple[float, ...]:
+    """``first`` to ``last`` in steps of ``ratio`` (3 significant digits): fine enough that
+    the chosen value is within 10% of the cheapest one meeting the SLO, at log2(len) runs."""
+    count = math.ceil(math.log(max(first, last) / min(first, last)) / math.log(ratio))
+    step = (last / first) ** (1 / count)
+    return tuple(float(f"{first * step ** k:.3g}") for k in range(count + 1))
+
+
 # The main knob of each policy and the values `scaler bench` tries, cheapest-looking first.
 SWEEPS: dict[str, tuple[float, ...]] = {
-    "reactive": (0.8, 0.6, 0.4, 0.3, 0.2, 0.15, 0.1, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02,
-                 0.015, 0.01, 0.007, 0.005, 0.003, 0.002),
+    "reactive-kv": _geometric(0.9, 0.001, 1.15),
+    "reactive-queue": _geometric(100.0, 0.02),
+    "reactive-concurrency": _geometric(512.0, 1.0),
+    "reactive-rate": _geometric(200.0, 0.2),
+    "reactive-capacity": _geometric(0.6, 5.0, 1.05),
     "predictive": (0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 2.5, 3.0),
+    "oracle": _geometric(0.5, 0.0005, 1.15),
 }
+
+
+def canonical(name: str) -> str:
+    """The policy's name, with the old ``reactive`` read as ``reactive-kv``."""
+    return ALIASES.get(name, name)
 
 
 # The policies ReplaySettings.min_replicas/max_replicas do not bound: a static fleet holds its
@@ -37,11 +70,12 @@ def max_replicas(settings: ReplaySettings, oracle_peak: int) -> int:
 
 def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
                 settings: ReplaySettings, profile: ReplicaProfile) -> Policy:
-    oracle = make_oracle(trace, settings=settings, profile=profile)
-    if name == "reactive":
-        return ReactivePolicy(knob_value=ReactiveTargets().target_kv_cache_usage
-                              if knob is None else knob, min_replicas=settings.min_replicas,
-                              max_replicas=max_replicas(settings, oracle.peak_replicas))
+    name = canonical(name)
+    oracle = make_oracle(trace, settings=settings, profile=profile,
+                         miss_share=knob if name == "oracle" else None)
+    most = max_replicas(settings, oracle.peak_replicas)
+    if name in REACTIVE:
+        return _reactive(name, knob, settings, profile, most)
     if name == "predictive":
         return PredictivePolicy(
             knob_value=PlanSettings().headroom if knob is None else knob,
@@ -52,8 +86,7 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
                 PlanSettings(pod_startup_s=settings.pod_startup_s,
                              node_startup_s=settings.node_startup_s,
                              scale_down_window_s=settings.scale_down_window_s),
-                ReplicaBounds(min_replicas=settings.min_replicas,
-                              max_replicas=max_replicas(settings, oracle.peak_replicas)),
+                ReplicaBounds(min_replicas=settings.min_replicas, max_replicas=most),
                 NodeShape(gpus_per_replica=settings.gpus_per_replica,
                           gpus_per_node=settings.gpus_per_node),
                 decision_interval_s=settings.decision_interval_s))
@@ -63,3 +96,27 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
         return StaticPolicy(knob_value=knob, gpus_per_replica=settings.gpus_per_replica,
                             gpus_per_node=settings.gpus_per_node)
     return oracle
+
+
+def _reactive(name: str, knob: float | None, settings: ReplaySettings,
+              profile: ReplicaProfile, most: int) -> Policy:
+    """A reactive policy, each through the emulated HPA with default behaviour."""
+    if name == "reactive-kv":
+        return ReactivePolicy(knob_value=ReactiveTargets().target_kv_cache_usage
+                              if knob is None else knob,
+                              min_replicas=settings.min_replicas, max_replicas=most)
+    if name == "reactive-capacity":
+        return CapacityPolicy(knob_value=1.0 if knob is None else knob,
+                              min_replicas=settings.min_replicas, max_replicas=most,
+                              capacity=CapacityModel(profile, slo_ttft_s=settings.slo_ttft_s,
+                                                     slo_target=settings.slo_target))
+    signals: dict[str, tuple[Signal, str, float]] = {
+        "reactive-queue": (waiting, "waitingPerReplica", 5.0),
+        "reactive-concurrency": (concurrency, "concurrencyPerReplica", 64.0),
+        "reactive-rate": (WindowedRate(interval_s=settings.decision_interval_s),
+                          "requestsPerSecondPerReplica", 10.0),
+    }
+    signal, knob_name, default = signals[name]
+    return SignalPolicy(name=name, knob=knob_name, knob_value=default if knob is None else knob,
+                        signal=signal, min_replicas=settings.min_replicas,
+                        max_replicas=most)

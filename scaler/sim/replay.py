@@ -60,18 +60,76 @@ class ReplaySettings:
 
 
 def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,
-                 profile: ReplicaProfile) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """Per time bin: the fewest ready replicas whose requests meet the SLO target."""
+                 profile: ReplicaProfile, *, miss_share: float | None = None
+                 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Per time bin: the fewest ready replicas, the SLO's miss budget spent where cheapest.
+
+    ``miss_share`` None: every bin gets the replicas meeting the SLO target within it (how
+    the replay sizes its warm start). A share: the bins' counts are chosen together so that
+    the misses the fluid model expects stay within ``miss_share`` of all arrivals, at the
+    least replica-time (``spend_miss_budget``): one replica fewer in a bin whose few
+    requests it costs little is worth more than a 99% within every bin. A planned count
+    below what the bin's rate needs in throughput counts all the bin's requests as missed.
+    """
     if isinstance(trace, RateTrace):
         starts, rates = trace.start_s, trace.rate
-        prompts, outputs = trace.mean_prompt, trace.mean_output
+        prompts, outputs, bin_s = trace.mean_prompt, trace.mean_output, trace.step_s
     else:
         starts, rates, prompts, outputs = _binned(trace, settings.oracle_bin_s)
+        bin_s = settings.oracle_bin_s
     capacity = CapacityModel(profile, slo_ttft_s=settings.slo_ttft_s,
                              slo_target=settings.slo_target)
     needs = [capacity.replicas_for(r, p, o)
              for r, p, o in zip(rates, prompts, outputs, strict=True)]
+    if miss_share is not None:
+        options = [_oracle_options(capacity, n, r * bin_s, r, p, o)
+                   for n, r, p, o in zip(needs, rates, prompts, outputs, strict=True)]
+        needs = spend_miss_budget(options, miss_share * float(np.sum(rates)) * bin_s)
     return np.asarray(starts, dtype=float), np.asarray(needs, dtype=np.int64)
+
+
+def _oracle_options(capacity: CapacityModel, need: int, arrivals: float, rate: float,
+                    prompt: float, output: float) -> tuple[list[int], list[float]]:
+    """A bin's candidate counts and the misses each is expected to cost."""
+    if need == 0:
+        return [0], [0.0]
+    lowest = max(1, capacity.throughput_replicas(rate, prompt, output) - 1)
+    counts = list(range(lowest, need + 3))
+    return counts, [arrivals * (1.0 - capacity.slo_fraction(rate, prompt, output, n))
+                    for n in counts]
+
+
+def spend_miss_budget(options: list[tuple[list[int], list[float]]], budget: float) -> list[int]:
+    """Per bin the count among its options; total expected misses within ``budget``.
+
+    A Lagrangian choice: each bin takes the count minimising ``count + price * misses``; the
+    lowest price keeping the total within the budget (bisected on a log scale) is the
+    cheapest such plan in replica-time up to one bin's step, since misses fall as the price
+    rises. Bins have equal length, so replica-time is the sum of counts.
+    """
+    width = max(len(counts) for counts, _ in options)
+    count = np.full((len(options), width), 0.0)
+    misses = np.full((len(options), width), np.inf)
+    for b, (counts, missed) in enumerate(options):
+        count[b, :len(counts)] = counts
+        misses[b, :len(counts)] = missed
+    rows = np.arange(len(options))
+
+    def choice(price: float) -> tuple[npt.NDArray[np.intp], float]:
+        pick = np.argmin(count + price * misses, axis=1)
+        return pick, float(misses[rows, pick].sum())
+
+    low, high = -9.0, 9.0  # log10 of the price of one miss, in replicas per bin
+    pick, total = choice(10.0 ** high)
+    if total <= budget:
+        for _ in range(50):
+            mid = (low + high) / 2
+            trial, total = choice(10.0 ** mid)
+            if total <= budget:
+                high, pick = mid, trial
+            else:
+                low = mid
+    return [int(c) for c in count[rows, pick]]
 
 
 def _binned(trace: RequestTrace, bin_s: float) -> tuple[npt.NDArray[np.float64], ...]:
@@ -164,11 +222,14 @@ def replay(trace: RequestTrace | RateTrace, policy: Policy, *,
 
 
 def make_oracle(trace: RequestTrace | RateTrace, *, settings: ReplaySettings | None = None,
-                profile: ReplicaProfile | None = None) -> OraclePolicy:
+                profile: ReplicaProfile | None = None,
+                miss_share: float | None = None) -> OraclePolicy:
+    """The oracle planning ``miss_share`` of requests missed (default: the SLO's budget)."""
     settings = settings or ReplaySettings()
     profile = profile or default_profile()
-    times, needs = oracle_needs(trace, settings, profile)
-    return OraclePolicy(need_times_s=times, need_replicas=needs,
+    share = round(1.0 - settings.slo_target, 9) if miss_share is None else miss_share
+    times, needs = oracle_needs(trace, settings, profile, miss_share=share)
+    return OraclePolicy(need_times_s=times, need_replicas=needs, miss_share=share,
                         pod_lead_s=settings.pod_startup_s, node_lead_s=settings.node_startup_s,
                         interval_s=settings.decision_interval_s,
                         gpus_per_replica=settings.gpus_per_replica,

@@ -48,7 +48,6 @@ __all__ = [
     "plot_report",
     "read_decisions",
     "replica_cap",
-    "write_comparison",
     "write_decisions",
     "write_outputs",
     "write_report_md",
@@ -57,7 +56,6 @@ __all__ = [
 
 CSV_COLUMNS = ("time_s", "desired_replicas", "ready_replicas", "desired_nodes", "ready_nodes",
                "demand", "forecast", "slo_misses")
-ORACLE = "oracle"  # the policy the comparison's GPU-hour ratio is taken against
 
 
 # --------------------------------------------------------------------------- files
@@ -224,43 +222,8 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}" if math.isfinite(value) else "n/a"
 
 
-def write_comparison(results: Sequence[ReplayResult], path_md: Path,
-                     path_png: Path | None = None) -> None:
-    """Compare policies on one trace: a markdown table, and optionally a figure.
-
-    One row per result with the report's columns, plus GPU-hours as a ratio of the row whose
-    policy is ``"oracle"`` when there is one.
-    """
-    if not results:
-        raise ValueError("write_comparison needs at least one result")
-    oracle = next((r for r in results if r.policy == ORACLE), None)
-    header = ["policy", *_RESULT_HEADER]
-    if oracle is not None:
-        header.append("GPU-hours / oracle")
-    rows = [[r.policy, *_result_cells(r)] + ([] if oracle is None else [_ratio(r, oracle)])
-            for r in results]
-    lines = [f"# Policies compared on {_trace_names(results)}", "", *_table(header, rows), ""]
-    if path_png is not None:
-        plot_comparison(results, path_png)
-        lines += [f"![comparison]({_relative(path_png, path_md.parent)})", ""]
-    path_md.write_text("\n".join(lines), encoding="utf-8")
-
-
-def _ratio(result: ReplayResult, oracle: ReplayResult) -> str:
-    if oracle.gpu_hours <= 0:
-        return "n/a"
-    return f"{result.gpu_hours / oracle.gpu_hours:.3f}"
-
-
 def _trace_names(results: Sequence[ReplayResult]) -> str:
     return ", ".join(dict.fromkeys(trace_name(r) for r in results))
-
-
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return path.resolve().relative_to(start.resolve()).as_posix()
-    except ValueError:
-        return path.resolve().as_posix()
 
 
 # --------------------------------------------------------------------------- plots

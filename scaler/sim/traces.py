@@ -44,6 +44,7 @@ __all__ = [
     "RateTrace",
     "RequestTrace",
     "TraceError",
+    "describe",
     "read_trace",
     "scale",
 ]
@@ -122,6 +123,7 @@ class RateTrace:
     rate: FloatArray
     mean_prompt: FloatArray
     mean_output: FloatArray
+    gap_windows: int = 0  # exact-zero windows inside the trace, read as collection holes
 
     def __post_init__(self) -> None:
         columns = [np.asarray(getattr(self, key), dtype=np.float64)
@@ -285,14 +287,50 @@ def _read_rates(reader: Any, label: str, name: str, columns: tuple[str, ...]) ->
     if step is None:
         raise TraceError(label, "a rate trace needs at least two rows to give its step", line=2)
     rate = np.asarray(rates, dtype=np.float64)
+    holes = _holes(rate)
     return RateTrace(
         name=name,
         step_s=step,
         start_s=np.asarray(starts, dtype=np.float64),
-        rate=rate,
-        mean_prompt=_fill_means(np.asarray(prompts), rate, DEFAULT_MEAN_PROMPT),
-        mean_output=_fill_means(np.asarray(outputs), rate, DEFAULT_MEAN_OUTPUT),
+        rate=_interpolated(rate, holes),
+        mean_prompt=_interpolated(_fill_means(np.asarray(prompts), rate, DEFAULT_MEAN_PROMPT),
+                                  holes),
+        mean_output=_interpolated(_fill_means(np.asarray(outputs), rate, DEFAULT_MEAN_OUTPUT),
+                                  holes),
+        gap_windows=int(holes.sum()),
     )
+
+
+def _holes(rate: FloatArray) -> npt.NDArray[np.bool_]:
+    """Exact-zero windows with a non-zero window somewhere before and after them."""
+    busy = np.flatnonzero(rate > 0)
+    inside = np.zeros(rate.size, dtype=np.bool_)
+    if busy.size >= 2:
+        inside[busy[0]:busy[-1] + 1] = True
+    holes: npt.NDArray[np.bool_] = (rate == 0) & inside
+    return holes
+
+
+def _interpolated(values: FloatArray, holes: npt.NDArray[np.bool_]) -> FloatArray:
+    """``values`` with the holes filled linearly from the nearest windows around them."""
+    if not holes.any():
+        return values
+    index = np.arange(values.size)
+    filled = values.copy()
+    filled[holes] = np.interp(index[holes], index[~holes], values[~holes])
+    return filled
+
+
+def describe(trace: RequestTrace | RateTrace) -> str:
+    """One line on what the replay is fed, saying which windows were read as holes."""
+    if isinstance(trace, RequestTrace):
+        return f"{trace.name}: {len(trace):,} requests over {trace.duration_s / 3600:.2f} h"
+    text = (f"{trace.name}: {len(trace):,} windows of {trace.step_s:g} s over "
+            f"{trace.duration_s / 3600:.1f} h")
+    if trace.gap_windows:
+        text += (f"; {trace.gap_windows} exact-zero window(s) inside read as collection holes "
+                 "(rate and lengths interpolated, for every policy alike)")
+    return text
 
 
 def _fill_means(values: FloatArray, rate: FloatArray, default: float) -> FloatArray:
@@ -320,7 +358,7 @@ def scale(trace: RequestTrace | RateTrace, factor: float, *, seed: int = 0
     name = f"{trace.name} x{factor:g}"
     if isinstance(trace, RateTrace):
         return RateTrace(name, trace.step_s, trace.start_s.copy(), trace.rate * factor,
-                         trace.mean_prompt.copy(), trace.mean_output.copy())
+                         trace.mean_prompt.copy(), trace.mean_output.copy(), trace.gap_windows)
     return _scale_requests(trace, factor, name, np.random.default_rng(seed))
 
 

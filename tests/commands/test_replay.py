@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from scaler.commands.cli import main
+from scaler.commands.flags import REPLAY_POLICIES
 
 TRACE = "timestamp_s,requests_per_s,mean_input_tokens,mean_output_tokens\n" + "".join(
     f"{i * 600},{rate},600,200\n" for i, rate in enumerate((40, 120, 260, 90, 0, 200)))
@@ -30,7 +31,7 @@ def test_replay_writes_summary_decisions_report_and_plot(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "demand scaled x2" in printed and "SLO attainment" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["policy"] == "reactive"
+    assert summary["policy"] == "reactive-kv"  # "reactive" is its former name
     assert summary["parameters"]["rate_scale"] == 2
     assert summary["parameters"]["pod_startup_s"] == 120
     assert summary["parameters"]["slo_ttft_s"] == 1.5
@@ -71,20 +72,42 @@ def test_a_bad_trace_names_file_line_and_column(tmp_path, capsys):
     assert "trace.csv line 3, column requests_per_s: '-3' is negative" in err
 
 
-def test_bench_picks_the_cheapest_knob_meeting_the_slo(tmp_path):
+def test_bench_picks_the_cheapest_knob_meeting_the_slo(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "--trace", str(trace_file(tmp_path)), "--out", str(out)]) == 0
     bench = json.loads((out / "bench.json").read_text())
     policies = bench["policies"]
-    assert set(policies) == {"reactive", "predictive", "static", "oracle"}
+    assert set(policies) == set(REPLAY_POLICIES)
     assert policies["oracle"]["gpu_hours_vs_oracle"] == 1.0
-    for name in ("reactive", "predictive", "static"):
-        row = policies[name]
-        assert set(row) >= {"knob_value", "gpu_hours", "node_hours", "slo_attainment",
-                            "gpu_hours_vs_oracle"}
+    meeting = {name: row for name, row in policies.items()
+               if name.startswith("reactive-") and row["slo_attainment"] >= 0.99}
+    best = bench["best_reactive"]
+    assert best == min(meeting, key=lambda name: meeting[name]["gpu_hours"])
+    assert policies[best]["gpu_hours_vs_best_reactive"] == 1.0
+    for name, row in policies.items():
+        assert set(row) >= {"knob", "knob_value", "knob_at_edge", "gpu_hours", "node_hours",
+                            "slo_attainment", "gpu_hours_vs_oracle", "node_hours_vs_oracle",
+                            "gpu_hours_vs_best_reactive", "node_hours_vs_best_reactive"}
+        assert row["gpu_hours_vs_best_reactive"] == round(
+            row["gpu_hours"] / policies[best]["gpu_hours"], 3)
         if row["slo_attainment"] >= 0.99:
-            assert row["gpu_hours_vs_oracle"] >= 1.0
-    assert (out / "bench.md").exists()
+            assert row["gpu_hours_vs_oracle"] >= 1.0, name
+    assert policies["reactive-rate"]["knob"] == "requestsPerSecondPerReplica"
+    text = (out / "bench.md").read_text()
+    for name, row in policies.items():
+        if name != "oracle" or row["knob_value"] is not None:
+            assert f"| {name} | {row['knob']}=" in text
+    printed = capsys.readouterr()
+    assert "run 1 of " in printed.err
+    assert "1 exact-zero window(s) inside read as collection holes" in printed.out
+    assert f"best reactive: {best}" in printed.out
+
+
+def test_bench_takes_the_former_reactive_name_as_reactive_kv(tmp_path):
+    out = tmp_path / "bench"
+    assert main(["bench", "--trace", str(trace_file(tmp_path)), "--out", str(out),
+                 "--policy", "reactive", "--policy", "reactive-kv"]) == 0
+    assert list(json.loads((out / "bench.json").read_text())["policies"]) == ["reactive-kv"]
 
 
 # --------------------------------------------------------------------------- replica bounds
@@ -160,26 +183,27 @@ def test_a_run_below_target_says_so_with_its_likely_cause(tmp_path, capsys):
     assert main(["replay", "--trace", str(trace_file(tmp_path)), "--policy", "reactive",
                  "--out", str(out), "--max-replicas", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1].startswith("BELOW the 99% SLO target (")
-    assert "likely the replica cap (1) reached" in lines[1]
+    headline = next(i for i, line in enumerate(lines) if line.startswith("reactive-kv (knob"))
+    assert lines[headline + 1].startswith("BELOW the 99% SLO target (")
+    assert "likely the replica cap (1) reached" in lines[headline + 1]
     report = (out / "report.md").read_text()
     assert "**BELOW the 99% SLO target (" in report
     assert "likely the replica cap (1) reached" in report
 
 
-def test_counts_are_whole_and_the_oracle_has_no_knob(tmp_path, capsys):
+def test_counts_are_whole_and_the_oracles_knob_is_its_miss_share(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["replay", "--trace", str(trace_file(tmp_path)), "--policy", "oracle",
                  "--out", str(out), "--rate-scale", "0.3713"]) == 0
     printed = capsys.readouterr().out
     assert "None" not in printed and "nan" not in printed
-    assert "oracle (knob -) on" in printed
+    assert "oracle (knob miss_share=0.01) on" in printed
     assert "replica bounds not used by oracle" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert not float(summary["requests"]).is_integer()  # the fluid model's expected count
     report = (out / "report.md").read_text()
     assert f"| {round(summary['requests'])} |" in report
-    assert "| knob | - |" in report and "| knob_value | - |" in report
+    assert "| knob | miss_share |" in report and "| knob_value | 0.01 |" in report
     assert "nan" not in report and "None" not in report
 
 

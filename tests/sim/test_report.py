@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scaler.sim.comparison import write_comparison
 from scaler.sim.report import (
     CSV_COLUMNS,
     plot_report,
     read_decisions,
     trace_name,
-    write_comparison,
     write_outputs,
 )
 from scaler.sim.report_plot import (
@@ -250,9 +250,9 @@ def test_comparison_table_with_the_oracle_ratio(tmp_path: Path) -> None:
     write_comparison(runs, md, png)
     lines = md.read_text().splitlines()
     assert lines[0] == "# Policies compared on azure_code"
-    assert lines[2].startswith("| policy | requests | SLO attainment |")
+    assert lines[2].startswith("| policy | knob | requests | SLO attainment |")
     assert lines[2].endswith("| scale events | GPU-hours / oracle |")
-    assert lines[4] == ("| oracle | 123456 | 98.77 % | 0.410 | 1.234 | n/a | 1000.00 | 160.25 "
+    assert lines[4] == ("| oracle | - | 123456 | 98.77 % | 0.410 | 1.234 | n/a | 1000.00 | 160.25 "
                         "| 321 | 1.000 |")
     assert lines[5].endswith("| 1500.00 | 160.25 | 321 | 1.500 |")
     assert lines[6].endswith("| 1234.50 | 160.25 | 321 | 1.234 |")
@@ -261,13 +261,28 @@ def test_comparison_table_with_the_oracle_ratio(tmp_path: Path) -> None:
     assert png.stat().st_size > 10_000
 
 
+def test_comparison_lists_each_knob_and_the_ratio_to_the_best_reactive(tmp_path: Path) -> None:
+    kv, rate = result(policy="reactive-kv", gpu_hours=3000.0), result(policy="reactive-rate")
+    kv.parameters.update(knob="targetKvCacheUsage", knob_value=0.003, knob_at_edge=True)
+    rate.parameters.update(knob="requestsPerSecondPerReplica", knob_value=12.5)
+    md = tmp_path / "bench.md"
+    write_comparison([kv, rate], md, None, best_reactive="reactive-rate")
+    lines = md.read_text().splitlines()
+    assert lines[2].endswith("| GPU-hours / best reactive | node-hours / best reactive |")
+    assert lines[4].startswith("| reactive-kv | targetKvCacheUsage=0.003 (grid edge) | 123456 |")
+    assert lines[4].endswith("| 2.430 | 1.000 |")
+    assert lines[5].startswith("| reactive-rate | requestsPerSecondPerReplica=12.5 |")
+    assert "Best reactive policy meeting the SLO: reactive-rate." in lines
+
+
 def test_comparison_without_oracle_or_figure(tmp_path: Path) -> None:
     md = tmp_path / "bench.md"
     write_comparison([result(policy="reactive")], md, None)
     text = md.read_text()
     assert "oracle" not in text
     assert "png" not in text
-    assert "| reactive | 123456 |" in text
+    assert "| reactive | - | 123456 |" in text
+    assert "Best reactive policy meeting the SLO: none." in text
 
 
 def test_comparison_needs_results(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from scaler.sim.traces import (
     RateTrace,
     RequestTrace,
     TraceError,
+    describe,
     read_trace,
     scale,
 )
@@ -58,13 +59,30 @@ def test_servegen_traces_load_with_filled_tokens(name: str, zero_windows: int) -
     assert trace.step_s == 600.0
     assert trace.duration_s == 14 * 86400
     assert np.all(np.diff(trace.start_s) == 600.0)
-    assert int(np.sum(trace.rate == 0)) == zero_windows
+    # Every exact-zero window lies inside the trace: a collection hole, interpolated.
+    assert trace.gap_windows == zero_windows
+    assert int(np.sum(trace.rate == 0)) == 0
     assert not np.isnan(trace.mean_prompt).any()
     assert not np.isnan(trace.mean_output).any()
-    # Empty cells (the zero-rate windows here) get the rate-weighted mean of the others.
-    filled = trace.rate == 0
-    weighted = np.average(trace.mean_prompt[~filled], weights=trace.rate[~filled])
-    assert np.allclose(trace.mean_prompt[filled], weighted)
+    assert f"{zero_windows} exact-zero window(s) inside read as collection holes" in describe(trace)
+
+
+def test_zero_windows_inside_a_rate_trace_are_holes_filled_from_their_neighbours(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "timestamp_s,requests_per_s,mean_input_tokens,"
+                 "mean_output_tokens\n0,0,,\n60,4,100,10\n120,0,,\n180,0,,\n240,10,400,40\n"
+                 "300,0,,\n")
+    trace = read_trace(path)
+    assert isinstance(trace, RateTrace)
+    # Leading and trailing zeros stay (the service may not have started, or stopped).
+    assert trace.rate.tolist() == [0.0, 4.0, 6.0, 8.0, 10.0, 0.0]
+    assert trace.mean_prompt[1:5].tolist() == [100.0, 200.0, 300.0, 400.0]
+    assert trace.mean_output[1:5].tolist() == [10.0, 20.0, 30.0, 40.0]
+    assert trace.gap_windows == 2
+    assert scale(trace, 2.0).gap_windows == 2  # type: ignore[union-attr]
+    assert "2 exact-zero window(s) inside read as collection holes" in describe(trace)
+    steady = read_trace(write(tmp_path, "s.csv", "timestamp_s,requests_per_s\n0,1\n60,2\n"))
+    assert "hole" not in describe(steady)
 
 
 # --------------------------------------------------------------------------- formats

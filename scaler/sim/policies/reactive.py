@@ -1,4 +1,7 @@
-"""KEDA + HPA on vLLM queue and KV-cache per replica: today's common reactive setup.
+"""KEDA + HPA on vLLM queue and KV-cache per replica: the scaler's own reactive policy.
+
+``reactive-kv`` in the replay (``reactive`` stays an alias): the knob is the KV-cache target,
+the queue target stays at the trigger metadata's default.
 
 It runs the service's own decision code (``scaler.model.reactive.decide``) through the same
 numbers KEDA gets (``scaler.keda.metrics``), then the emulated HPA with its default behaviour.
@@ -16,7 +19,7 @@ from scaler.sim.policies.view import TARGETS, ClusterView, PolicyDecision
 class ReactivePolicy:
     """KEDA + HPA on vLLM queue and KV-cache per replica, as the service decides today."""
 
-    name = "reactive"
+    name = "reactive-kv"
     knob = "targetKvCacheUsage"
 
     def __init__(self, *, knob_value: float = TARGETS.target_kv_cache_usage,
