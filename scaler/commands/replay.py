@@ -64,7 +64,9 @@ def load_replay_inputs(args: argparse.Namespace
                               slo_ttft_s=args.slo_ttft, slo_target=args.slo_target,
                               gpus_per_replica=args.gpus_per_replica,
                               gpus_per_node=args.gpus_per_node,
-                              scale_down_window_s=args.scale_down_window)
+                              scale_down_window_s=args.scale_down_window,
+                              fleet_speed=args.fleet_speed,
+                              gpu_metrics=not args.no_gpu_metrics)
     return trace, settings, profile
 
 

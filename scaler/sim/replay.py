@@ -28,9 +28,11 @@ from scaler.model.queueing import FluidFleet, ReplicaLoad
 from scaler.model.reactive import PodLoad
 from scaler.model.specs import NodeShape, PlanSettings
 from scaler.sim.cluster import Cluster
+from scaler.sim.pages import FluidPages, PodPage
 from scaler.sim.policies import ClusterAutoscaler, ClusterView, OraclePolicy, Policy
 from scaler.sim.request_fleet import RequestFleet
 from scaler.sim.results import DecisionRow, ReplayResult
+from scaler.sim.speed import at_speed
 from scaler.sim.traces import RateTrace, RequestTrace
 
 Progress = Callable[[float], None]  # fraction done, 0-1
@@ -55,6 +57,8 @@ class ReplaySettings:
     oracle_bin_s: float = 5.0  # time bins of the oracle's need (request traces: bursts of seconds)
     drain_s: float = 600.0  # request traces: keep serving this long after the last arrival
     scale_down_window_s: float = _PLAN.scale_down_window_s  # the predictive plan's
+    fleet_speed: float = 1.0  # the pods serve this many times as fast as the given profile
+    gpu_metrics: bool = True  # False: the pods' pages come without dcgm data
 
 
 def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,
@@ -115,13 +119,18 @@ class _Run:
         self.rows: list[DecisionRow] = []
         self.scale_events = 0
 
-    def decide(self, now_s: float, loads: dict[str, ReplicaLoad], rate: float,
-               prompt: float, output: float) -> None:
+    def decide(self, now_s: float, pages: dict[str, PodPage], rate: float,
+               prompt: float, output: float, loads: dict[str, ReplicaLoad] | None = None
+               ) -> None:
+        """``loads``: what the reactive policies read, if not the pages' gauges."""
         counts = self.cluster.counts(now_s)
-        pods = {k: PodLoad(v.waiting, v.running, v.kv_cache_usage) for k, v in loads.items()}
+        if not self.settings.gpu_metrics:
+            pages = {k: v.without_gpu() for k, v in pages.items()}
+        gauges = pages if loads is None else loads
+        pods = {k: PodLoad(v.waiting, v.running, v.kv_cache_usage) for k, v in gauges.items()}
         view = ClusterView(now_s, pods, counts.replicas, counts.ready_replicas,
                            counts.starting_replicas, counts.pending_replicas, counts.nodes,
-                           counts.ready_nodes, rate, prompt, output)
+                           counts.ready_nodes, rate, prompt, output, pages)
         decision = self.policy.decide(view)
         if decision.replicas != counts.replicas:
             self.scale_events += 1
@@ -149,22 +158,26 @@ class _Run:
 def replay(trace: RequestTrace | RateTrace, policy: Policy, *,
            settings: ReplaySettings | None = None, profile: ReplicaProfile | None = None,
            progress: Progress | None = None) -> ReplayResult:
+    """``profile``: what the scaler starts from; the pods serve ``settings.fleet_speed``
+    times as fast (``scaler.sim.speed``)."""
     settings = settings or ReplaySettings()
     profile = profile or default_profile()
-    start = initial_replicas(trace, settings, profile)
+    pods = at_speed(profile, settings.fleet_speed)
+    start = initial_replicas(trace, settings, pods)
     run = _Run(policy, settings, start)
     parameters: dict[str, object] = {
         "trace": trace.name, "profile": profile.name, "knob": policy.knob,
         "knob_value": policy.knob_value, "initial_replicas": start, **asdict(settings)}
     if isinstance(trace, RateTrace):
-        return _replay_rates(trace, run, profile, parameters, progress)
-    return _replay_requests(trace, run, profile, parameters, progress)
+        return _replay_rates(trace, run, pods, parameters, progress)
+    return _replay_requests(trace, run, pods, parameters, progress)
 
 
 def make_oracle(trace: RequestTrace | RateTrace, *, settings: ReplaySettings | None = None,
                 profile: ReplicaProfile | None = None) -> OraclePolicy:
+    """The oracle plans with the pods' true speed (``settings.fleet_speed``)."""
     settings = settings or ReplaySettings()
-    profile = profile or default_profile()
+    profile = at_speed(profile or default_profile(), settings.fleet_speed)
     times, needs = oracle_needs(trace, settings, profile)
     return OraclePolicy(need_times_s=times, need_replicas=needs,
                         pod_lead_s=settings.pod_startup_s, node_lead_s=settings.node_startup_s,
@@ -183,6 +196,7 @@ def _replay_rates(trace: RateTrace, run: _Run, profile: ReplicaProfile,
                         len(trace.rate) - 1)
     arrived = missed = 0.0
     load = ReplicaLoad(0.0, 0.0, 0.0)
+    pages = FluidPages()
     for i in range(ticks):
         now = i * s.fluid_tick_s
         w = int(window[i])
@@ -191,15 +205,18 @@ def _replay_rates(trace: RateTrace, run: _Run, profile: ReplicaProfile,
         if i % per_decision == 0:
             if run.rows:
                 _set_misses(run, -1, missed)
-            ready = run.cluster.counts(now).ready_replicas
-            loads = {f"pod-{k}": load for k in range(ready)}
-            run.decide(now, loads, arrived / s.decision_interval_s if i else rate, prompt, output)
+            ready_ids = run.cluster.ready_ids(now)
+            run.decide(now, pages.pages(ready_ids), arrived / s.decision_interval_s if i else
+                       rate, prompt, output, dict.fromkeys(ready_ids, load))
             arrived = missed = 0.0
             if progress and i % (per_decision * 400) == 0:
                 progress(i / ticks)
         run.cluster.advance(now, s.fluid_tick_s)
+        ready = run.cluster.counts(now).ready_replicas
         tick = fleet.step(rate=rate, mean_prompt=prompt, mean_output=output,
-                          ready_replicas=run.cluster.counts(now).ready_replicas)
+                          ready_replicas=ready)
+        pages.served(tick, ready=ready, mean_prompt=prompt, mean_output=output,
+                     tick_s=s.fluid_tick_s)
         load = tick.load
         arrived += tick.arrivals
         missed += tick.arrivals * (1.0 - tick.slo_fraction)
@@ -236,7 +253,7 @@ def _replay_requests(trace: RequestTrace, run: _Run, profile: ReplicaProfile,
             rate = count / s.decision_interval_s
             prompt = float(trace.prompt_tokens[first:lo].mean()) if count else 0.0
             output = float(trace.output_tokens[first:lo].mean()) if count else 0.0
-            run.decide(t, fleet.loads(), rate, prompt, output)
+            run.decide(t, fleet.pages(), rate, prompt, output)
             if progress and i % (per_decision * 20) == 0:
                 progress(t / end)
         run.cluster.advance(t, step)
