@@ -9,8 +9,10 @@ Pure (no I/O, no asyncio; time is passed in). In order, each step the rules of
 2. **Observation**: the fresh, healthy pods' loads, as the reactive rule reads them.
 3. **The decision** (``scaler.model.decision.decide_workload``): for a predictive workload its
    plan, made only once there is something to decide, after
-4. **capacity learning** from the saturated pods' measured throughput (each pod's
-   ``taught_s`` set to the newest page of the window it taught), and
+4. **capacity learning** from the saturated pods' measured throughput, and from the other
+   healthy pods' requests in flight against their completions (``scaler.model.little``:
+   a pod faster than its profile is never saturated, yet shows it); each pod's ``taught_s``
+   is set to the newest page of the window it taught; and
 5. **what the planner sees** (``fleet_state``): arrivals through ready pods only, so demand is
    unseen (NaN) while replicas start and none serves, and zero at zero; the saturated pods'
    throughput is the plan's floor. The plan is kept in the fleet (``fleet.plan``).
@@ -104,8 +106,11 @@ def decide_fleet(fleet: DecidingFleet, planner: PredictivePlanner | None, worklo
 
     def make_plan() -> Plan:
         assert planner is not None
-        for pod in observe.learn_capacity(planner.capacity, saturated,
-                                          rate_window_s=fleet.rate_window_s):
+        below = [fleet.pods[url] for url, h in health.items() if h in ("ok", "warming")]
+        for pod in [*observe.learn_capacity(planner.capacity, saturated,
+                                            rate_window_s=fleet.rate_window_s),
+                    *observe.learn_from_load(planner.capacity, below,
+                                             rate_window_s=fleet.rate_window_s)]:
             pod.taught_s = pod.window.newest_s
         fleet.plan = planner.plan(observe.fleet_state(fleet, now_s, stale_after_s, saturated))
         return fleet.plan

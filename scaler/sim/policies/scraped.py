@@ -27,6 +27,24 @@ _SCRAPE = ScrapeSettings()
 RATE_WINDOW_S, STALE_AFTER_S = _SCRAPE.rate_window_s, _SCRAPE.stale_after_s  # the service's
 
 
+class _Window(PodWindow):
+    """A rate window that remembers its rates until the next page (the decision asks for
+    each several times per page; a 14-day replay asks millions of times)."""
+
+    def __init__(self, window_s: float) -> None:
+        super().__init__(window_s)
+        self._rates: dict[str, float | None] = {}
+
+    def add(self, t_s: float, snap: VllmSnapshot) -> None:
+        self._rates.clear()
+        super().add(t_s, snap)
+
+    def rate(self, counter: str) -> float | None:
+        if counter not in self._rates:
+            self._rates[counter] = super().rate(counter)
+        return self._rates[counter]
+
+
 @dataclass
 class ScrapedPod:
     """One pod's pages so far (``scaler.model.fleet_decision.DecidingPod``)."""
@@ -79,7 +97,7 @@ class ScrapedFleet:
         for name, page in view.pages.items():
             url = f"http://{name}:8000/metrics"
             pod = self.pods.get(url) or ScrapedPod(Endpoint(name, url),
-                                                   PodWindow(self.rate_window_s))
+                                                   _Window(self.rate_window_s))
             gpu = pod.read(view.now_s, page, self.rate_window_s)
             if gpu is not None:
                 gpus[name] = gpu
