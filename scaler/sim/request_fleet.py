@@ -190,7 +190,8 @@ class RequestFleet:
                     self._now = t_s
                     break
                 if head >= end:
-                    skip = math.floor((head - self._now) / self.tick_s) * self.tick_s
+                    # head >= end: at least one tick, whatever the division rounds to
+                    skip = max(1, math.floor((head - self._now) / self.tick_s)) * self.tick_s
                     self._now = min(t_s, self._now + skip)
                     continue
             self._tick(self._now, end)
