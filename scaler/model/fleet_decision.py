@@ -11,7 +11,8 @@ Pure (no I/O, no asyncio; time is passed in). In order, each step the rules of
    plan, made only once there is something to decide, after
 4. **capacity learning** from the saturated pods' measured throughput, and from the other
    healthy pods' requests in flight against their completions (``scaler.model.little``:
-   a pod faster than its profile is never saturated, yet shows it); each pod's ``taught_s``
+   a pod faster than its profile is never saturated, yet shows it; not a pod whose GPU
+   reads idle, which serves below its speed); each pod's ``taught_s``
    is set to the newest page of the window it taught; and
 5. **what the planner sees** (``fleet_state``): arrivals through ready pods only, so demand is
    unseen (NaN) while replicas start and none serves, and zero at zero; the saturated pods'
@@ -106,7 +107,8 @@ def decide_fleet(fleet: DecidingFleet, planner: PredictivePlanner | None, worklo
 
     def make_plan() -> Plan:
         assert planner is not None
-        below = [fleet.pods[url] for url, h in health.items() if h in ("ok", "warming")]
+        below = [pod for url, h in health.items() if h in ("ok", "warming")
+                 and observe.gpu_busy(observe.gpu_of(fleet, pod := fleet.pods[url])) is not False]
         for pod in [*observe.learn_capacity(planner.capacity, saturated,
                                             rate_window_s=fleet.rate_window_s),
                     *observe.learn_from_load(planner.capacity, below,

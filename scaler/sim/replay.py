@@ -30,7 +30,7 @@ from scaler.model.specs import NodeShape, PlanSettings
 from scaler.sim.cluster import Cluster
 from scaler.sim.pages import FluidPages, PodPage
 from scaler.sim.policies import ClusterAutoscaler, ClusterView, OraclePolicy, Policy
-from scaler.sim.request_fleet import RequestFleet
+from scaler.sim.request_fleet import RequestFleet, fleet_pages
 from scaler.sim.results import DecisionRow, ReplayResult
 from scaler.sim.speed import at_speed
 from scaler.sim.traces import RateTrace, RequestTrace
@@ -253,7 +253,7 @@ def _replay_requests(trace: RequestTrace, run: _Run, profile: ReplicaProfile,
             rate = count / s.decision_interval_s
             prompt = float(trace.prompt_tokens[first:lo].mean()) if count else 0.0
             output = float(trace.output_tokens[first:lo].mean()) if count else 0.0
-            run.decide(t, fleet.pages(), rate, prompt, output)
+            run.decide(t, fleet_pages(fleet), rate, prompt, output)
             if progress and i % (per_decision * 20) == 0:
                 progress(t / end)
         run.cluster.advance(t, step)

@@ -54,7 +54,7 @@ from scaler.sim.pages import PodPage
 from scaler.sim.request_table import RequestResults, RequestTable
 from scaler.sim.traces import RequestTrace
 
-__all__ = ["RequestFleet", "ServedTokens"]
+__all__ = ["RequestFleet", "ServedTokens", "fleet_pages"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -100,7 +100,7 @@ class RequestFleet:
         self._served_generation = 0.0
         self._finished = 0
         # Per ready replica, since it joined: completions, prompt and generated tokens, GPU
-        # busy seconds (what its /metrics and dcgm pages count; ``pages``).
+        # busy seconds (what its /metrics and dcgm pages count; ``fleet_pages``).
         self._counted = np.zeros((0, 4))
 
     # ----------------------------------------------------------------- inputs
@@ -335,13 +335,6 @@ class RequestFleet:
         return {rid: ReplicaLoad(waiting, float(running[j]), min(1.0, float(usage[j])))
                 for j, rid in enumerate(self._ids)}
 
-    def pages(self) -> dict[str, PodPage]:
-        """Per ready replica, what its /metrics and dcgm pages read (``scaler.sim.pages``):
-        ``loads`` plus its counters since it joined."""
-        return {rid: PodPage(load.waiting, load.running, load.kv_cache_usage,
-                             *(float(v) for v in self._counted[j]))
-                for j, (rid, load) in enumerate(self.loads().items())}
-
     def results(self) -> RequestResults:
         """Every added request so far, in arrival order."""
         t = self._table
@@ -358,6 +351,14 @@ class RequestFleet:
         return RequestResults(res.arrival_s[keep], res.prompt_tokens[keep],
                               res.output_tokens[keep], res.queue_s[keep], res.ttft_s[keep],
                               res.finish_s[keep])
+
+
+def fleet_pages(fleet: RequestFleet) -> dict[str, PodPage]:
+    """Per ready replica, what its /metrics and dcgm pages read (``scaler.sim.pages``): its
+    ``loads`` plus its counters since it joined."""
+    return {rid: PodPage(load.waiting, load.running, load.kv_cache_usage,
+                         *(float(v) for v in fleet._counted[j]))
+            for j, (rid, load) in enumerate(fleet.loads().items())}
 
 
 def _remap(values: npt.NDArray[_T], ids: list[str], old_index: dict[str, int]) -> npt.NDArray[_T]:

@@ -17,7 +17,7 @@ from scaler.model.queueing import FluidFleet
 from scaler.sim.pages import FluidPages
 from scaler.sim.policy_catalog import make_policy
 from scaler.sim.replay import ReplaySettings, make_oracle, replay
-from scaler.sim.request_fleet import RequestFleet
+from scaler.sim.request_fleet import RequestFleet, fleet_pages
 from scaler.sim.speed import at_speed
 from scaler.sim.traces import RateTrace
 
@@ -69,7 +69,7 @@ def test_a_request_fleet_pod_counts_what_it_completed_and_its_busy_time() -> Non
     fleet = RequestFleet(PROFILE, tick_s=0.1)
     fleet.set_replicas(["a", "b"])
     fleet.advance(30.0, np.linspace(0.0, 9.0, 10), np.full(10, 100), np.full(10, 20))
-    pages = fleet.pages()
+    pages = fleet_pages(fleet)
     assert sum(p.completed for p in pages.values()) == 10
     assert sum(p.generation_tokens for p in pages.values()) == pytest.approx(200)
     assert sum(p.prompt_tokens for p in pages.values()) == pytest.approx(1000)
