@@ -98,6 +98,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser, *, bench: bool) -> Non
                                  "replica, reactive-capacity and predictive: headroom, static: "
                                  "replicas, oracle: planned miss share)")
     add_replica_bound_arguments(parser)
+    _add_fleet_arguments(parser)
     parser.set_defaults(check=functools.partial(check_replay_flags, parser))
 
 
@@ -150,4 +151,20 @@ def add_replica_bound_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-replicas", type=_REPLICAS, default=None,
                         metavar="N", help="most replicas the autoscaling policies ask for "
                                           "(default: 2x the oracle's peak on the trace)")
+
+
+
+# -- the simulated pods against the profile the scaler starts from (issue 15, item 3) ----------
+
+
+_FLEET_SPEED = positive(float, "a number (1: the profile's speed)")
+
+
+def _add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fleet-speed", type=_FLEET_SPEED, default=1.0, metavar="X",
+                        help="the simulated pods serve X times as fast as the profile the "
+                             "scaler starts from (> 0; default 1); the oracle plans with "
+                             "their true speed")
+    parser.add_argument("--no-gpu-metrics", action="store_true",
+                        help="the scaler sees no dcgm-exporter data from the simulated pods")
 

@@ -80,7 +80,9 @@ def load_replay_inputs(args: argparse.Namespace
                               gpus_per_replica=args.gpus_per_replica,
                               gpus_per_node=args.gpus_per_node,
                               scale_down_window_s=args.scale_down_window,
-                              min_replicas=args.min_replicas, max_replicas=args.max_replicas)
+                              min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+                              fleet_speed=args.fleet_speed,
+                              gpu_metrics=not args.no_gpu_metrics)
     return _with_replica_cap(trace, settings, profile)
 
 

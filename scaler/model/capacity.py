@@ -114,7 +114,7 @@ class CapacityModel:
         self._samples.append(math.log(min(max(ratio, low), high)))
         votes = [*self._samples, *[0.0] * (_QUORUM - len(self._samples))]
         self.correction = math.exp(statistics.median(votes))
-        self._corrected = _scaled(self.profile, self.correction)
+        self._corrected = scaled(self.profile, self.correction)
 
 
 def _lengths(mean_prompt: float, mean_output: float) -> tuple[float, float]:
@@ -122,7 +122,7 @@ def _lengths(mean_prompt: float, mean_output: float) -> tuple[float, float]:
     return max(mean_prompt, 1.0), max(mean_output, 1.0)
 
 
-def _scaled(profile: ReplicaProfile, factor: float) -> ReplicaProfile:
+def scaled(profile: ReplicaProfile, factor: float) -> ReplicaProfile:
     """The profile ``factor`` times as fast: every time shrinks, every rate grows."""
     return dataclasses.replace(
         profile,

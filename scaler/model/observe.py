@@ -23,6 +23,7 @@ from adapters.formats.window import PodWindow, merged_quantile
 from scaler.model import saturation
 from scaler.model.capacity import CapacityModel
 from scaler.model.decision import shape_nodes_for
+from scaler.model.little import speed_from_in_flight
 from scaler.model.predictive import FleetState, Plan
 from scaler.model.reactive import Decision, FleetObservation, PodLoad
 from scaler.model.saturation import QueueStreak
@@ -157,6 +158,37 @@ def learn_capacity(capacity: CapacityModel, saturated: Iterable[Pod], *,
         prompt, output = window.rate("prompt_tokens"), window.rate("generation_tokens")
         if served and prompt is not None and output is not None:
             capacity.observe_saturated(served, prompt / served, output / served)
+            taught.append(pod)
+    return taught
+
+
+def learn_from_load(capacity: CapacityModel, pods: Iterable[Pod], *,
+                    rate_window_s: float) -> list[Pod]:
+    """Correct the capacity model from pods below capacity: their requests in flight over
+    their completions against the profile's time in the engine (``scaler.model.little``);
+    returns the pods that taught it (the caller sets their ``taught_s``, as for
+    ``learn_capacity``). Pass healthy pods that are not saturated: a full pod's batch says
+    nothing of its speed (its throughput does), a stuck one nothing at all.
+
+    Same sampling as ``learn_capacity``: one sample per pod per full rate window.
+    """
+    taught = []
+    for pod in pods:
+        window, last, snap = pod.window, pod.taught_s, pod.snapshot
+        newest = window.newest_s
+        if snap is None or newest is None or window.span_s < 0.9 * rate_window_s:
+            continue
+        if last is not None and newest - window.span_s < last:
+            continue
+        served = window.rate("request_success")
+        prompt, output = window.rate("prompt_tokens"), window.rate("generation_tokens")
+        if not served or prompt is None or output is None:
+            continue
+        speed = speed_from_in_flight(capacity.profile, served, snap.running,
+                                     prompt / served, output / served)
+        if speed is not None:
+            base = capacity.profile.saturated_request_rate(prompt / served, output / served)
+            capacity.observe_saturated(speed * base, prompt / served, output / served)
             taught.append(pod)
     return taught
 

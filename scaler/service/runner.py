@@ -26,13 +26,12 @@ from adapters.kubernetes.pods import WorkloadTarget
 from adapters.sources.scrape import ScrapeError
 from scaler.keda.metadata import WorkloadSpec
 from scaler.model import observe
-from scaler.model.decision import decide_workload
-from scaler.model.predictive import Plan
-from scaler.model.reactive import NoData
+from scaler.model.fleet_decision import FleetDecision, decide_fleet
+from scaler.model.fleet_decision import Workload as FleetWorkload
 from scaler.model.specs import Endpoint
 from scaler.service.forecasting import RefitState
 from scaler.service.supervise import DONE, supervise
-from scaler.service.workloads import READ_HISTOGRAMS, PodState, Workload
+from scaler.service.workloads import READ_HISTOGRAMS, Workload
 
 if TYPE_CHECKING:
     from scaler.service.service import ScalerService
@@ -224,32 +223,30 @@ class WorkloadRunner:
     # -- the decision ------------------------------------------------------------------------
 
     def decide(self) -> None:
+        """The workload's whole decision (``scaler.model.fleet_decision``, as the replay runs
+        it); here only what it amounts to: the answer kept, changes logged, listeners told."""
         service, workload = self.service, self.workload
         now = service.clock.monotonic()
-        stale_after = service.config.scrape.stale_after_s
-        saturated = self._check_health(now)
-        observation = observe.observation(workload, now, stale_after)
         previous = workload.decision
-        try:
-            spec = workload.spec
-            workload.decision = decide_workload(
-                observation,
-                None if workload.planner is None else lambda: self._plan(now, saturated),
-                targets=spec.targets, bounds=spec.bounds, nodes=spec.nodes,
-                replicas=workload.replica_counts()[0], pods_listed=_pods_listed(workload))
-            if observe.seen_only_while_serving(workload.spec,
-                                               discovered=workload.discovery is not None):
-                workload.decision = observe.never_zero(workload.decision, workload.spec.nodes)
-            if workload.decision.desired_nodes is not None:
-                workload.asked_nodes = workload.decision.desired_nodes
-            workload.no_decision_reason = None
-        except NoData as exc:
-            workload.decision = None
+        spec = workload.spec
+        keep_one = observe.seen_only_while_serving(spec,
+                                                   discovered=workload.discovery is not None)
+        result = decide_fleet(workload, workload.planner,
+                              FleetWorkload(spec.targets, spec.bounds, spec.nodes, keep_one),
+                              now_s=now, stale_after_s=service.config.scrape.stale_after_s,
+                              pods_listed=_pods_listed(workload))
+        self._log_health(result)
+        workload.decision = result.decision
+        if result.decision is None:
             discovery = workload.discovery
-            workload.no_decision_reason = str(exc) + observe.why_no_data(
+            workload.no_decision_reason = str(result.no_data) + observe.why_no_data(
                 workload.pods.values(), prometheus_outage=service.prometheus_outage(workload),
                 discovery_error=None if discovery is None else discovery.last_error,
-                prometheus_selector=workload.spec.prometheus_selector)
+                prometheus_selector=spec.prometheus_selector)
+        else:
+            if result.decision.desired_nodes is not None:
+                workload.asked_nodes = result.decision.desired_nodes
+            workload.no_decision_reason = None
         workload.decided_s = now
         workload.scrapes_completed += 1
         if workload.decision and (previous is None or
@@ -260,38 +257,16 @@ class WorkloadRunner:
         for listener in service.decision_listeners:
             listener(workload)
 
-    def _plan(self, now_s: float, saturated: list[PodState]) -> Plan:
+    def _log_health(self, result: FleetDecision) -> None:
+        """One line per pod turning stuck, and one when it is healthy again."""
         workload = self.workload
-        assert workload.planner is not None
-        for pod in observe.learn_capacity(workload.planner.capacity, saturated,
-                                          rate_window_s=workload.rate_window_s):
-            pod.taught_s = pod.window.newest_s
-        workload.plan = workload.planner.plan(observe.fleet_state(
-            workload, now_s, self.service.config.scrape.stale_after_s, saturated))
-        return workload.plan
-
-    def _check_health(self, now_s: float) -> list[PodState]:
-        """Mark stuck pods unhealthy (logged once per change); return the ones at capacity
-        (their throughput is capacity, and what a saturated fleet needs at least)."""
-        workload = self.workload
-        saturated = []
-        health_of = observe.check_health(workload, now_s,
-                                         self.service.config.scrape.stale_after_s)
-        for url, health in health_of.items():
-            pod = workload.pods[url]
-            if (health == "unhealthy") != pod.unhealthy:
-                pod.unhealthy = health == "unhealthy"
-                if pod.unhealthy:
-                    log.warning("workload %s: pod %s is unhealthy: requests wait while its "
-                                "GPU idles or none completes; not counted as demand (check "
-                                "the engine and GPU)",
-                                workload.key, pod.endpoint.pod)
-                else:
-                    log.info("workload %s: pod %s is healthy again", workload.key,
-                             pod.endpoint.pod)
-            if health == "saturated":
-                saturated.append(pod)
-        return saturated
+        for url in result.turned_unhealthy:
+            log.warning("workload %s: pod %s is unhealthy: requests wait while its GPU idles "
+                        "or none completes; not counted as demand (check the engine and GPU)",
+                        workload.key, workload.pods[url].endpoint.pod)
+        for url in result.recovered:
+            log.info("workload %s: pod %s is healthy again", workload.key,
+                     workload.pods[url].endpoint.pod)
 
 
 def _pods_listed(workload: Workload) -> bool:

@@ -28,9 +28,11 @@ from scaler.model.queueing import FluidFleet, ReplicaLoad
 from scaler.model.reactive import PodLoad
 from scaler.model.specs import NodeShape, PlanSettings
 from scaler.sim.cluster import Cluster
+from scaler.sim.pages import FluidPages, PodPage
 from scaler.sim.policies import ClusterAutoscaler, ClusterView, OraclePolicy, Policy
-from scaler.sim.request_fleet import RequestFleet
+from scaler.sim.request_fleet import RequestFleet, fleet_pages
 from scaler.sim.results import DecisionRow, ReplayResult
+from scaler.sim.speed import at_speed
 from scaler.sim.traces import RateTrace, RequestTrace
 
 Progress = Callable[[float], None]  # fraction done, 0-1
@@ -57,6 +59,8 @@ class ReplaySettings:
     scale_down_window_s: float = _PLAN.scale_down_window_s  # the predictive plan's
     min_replicas: int = 1  # the autoscaling policies' bounds (reactive, predictive)
     max_replicas: int | None = None  # None: twice the oracle's peak (policy_catalog)
+    fleet_speed: float = 1.0  # the pods serve this many times as fast as the given profile
+    gpu_metrics: bool = True  # False: the pods' pages come without dcgm data
 
 
 def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,
@@ -175,13 +179,18 @@ class _Run:
         self.rows: list[DecisionRow] = []
         self.scale_events = 0
 
-    def decide(self, now_s: float, loads: dict[str, ReplicaLoad], rate: float,
-               prompt: float, output: float) -> None:
+    def decide(self, now_s: float, pages: dict[str, PodPage], rate: float,
+               prompt: float, output: float, loads: dict[str, ReplicaLoad] | None = None
+               ) -> None:
+        """``loads``: what the reactive policies read, if not the pages' gauges."""
         counts = self.cluster.counts(now_s)
-        pods = {k: PodLoad(v.waiting, v.running, v.kv_cache_usage) for k, v in loads.items()}
+        if not self.settings.gpu_metrics:
+            pages = {k: v.without_gpu() for k, v in pages.items()}
+        gauges = pages if loads is None else loads
+        pods = {k: PodLoad(v.waiting, v.running, v.kv_cache_usage) for k, v in gauges.items()}
         view = ClusterView(now_s, pods, counts.replicas, counts.ready_replicas,
                            counts.starting_replicas, counts.pending_replicas, counts.nodes,
-                           counts.ready_nodes, rate, prompt, output)
+                           counts.ready_nodes, rate, prompt, output, pages)
         decision = self.policy.decide(view)
         if decision.replicas != counts.replicas:
             self.scale_events += 1
@@ -209,24 +218,28 @@ class _Run:
 def replay(trace: RequestTrace | RateTrace, policy: Policy, *,
            settings: ReplaySettings | None = None, profile: ReplicaProfile | None = None,
            progress: Progress | None = None) -> ReplayResult:
+    """``profile``: what the scaler starts from; the pods serve ``settings.fleet_speed``
+    times as fast (``scaler.sim.speed``)."""
     settings = settings or ReplaySettings()
     profile = profile or default_profile()
-    start = initial_replicas(trace, settings, profile)
+    pods = at_speed(profile, settings.fleet_speed)
+    start = initial_replicas(trace, settings, pods)
     run = _Run(policy, settings, start)
     parameters: dict[str, object] = {
         "trace": trace.name, "profile": profile.name, "knob": policy.knob,
         "knob_value": policy.knob_value, "initial_replicas": start, **asdict(settings)}
     if isinstance(trace, RateTrace):
-        return _replay_rates(trace, run, profile, parameters, progress)
-    return _replay_requests(trace, run, profile, parameters, progress)
+        return _replay_rates(trace, run, pods, parameters, progress)
+    return _replay_requests(trace, run, pods, parameters, progress)
 
 
 def make_oracle(trace: RequestTrace | RateTrace, *, settings: ReplaySettings | None = None,
                 profile: ReplicaProfile | None = None,
                 miss_share: float | None = None) -> OraclePolicy:
-    """The oracle planning ``miss_share`` of requests missed (default: the SLO's budget)."""
+    """The oracle planning ``miss_share`` of requests missed (default: the SLO's budget),
+    with the pods' true speed (``settings.fleet_speed``)."""
     settings = settings or ReplaySettings()
-    profile = profile or default_profile()
+    profile = at_speed(profile or default_profile(), settings.fleet_speed)
     share = round(1.0 - settings.slo_target, 9) if miss_share is None else miss_share
     times, needs = oracle_needs(trace, settings, profile, miss_share=share)
     return OraclePolicy(need_times_s=times, need_replicas=needs, miss_share=share,
@@ -246,6 +259,7 @@ def _replay_rates(trace: RateTrace, run: _Run, profile: ReplicaProfile,
                         len(trace.rate) - 1)
     arrived = missed = 0.0
     load = ReplicaLoad(0.0, 0.0, 0.0)
+    pages = FluidPages()
     for i in range(ticks):
         now = i * s.fluid_tick_s
         w = int(window[i])
@@ -254,15 +268,18 @@ def _replay_rates(trace: RateTrace, run: _Run, profile: ReplicaProfile,
         if i % per_decision == 0:
             if run.rows:
                 _set_misses(run, -1, missed)
-            ready = run.cluster.counts(now).ready_replicas
-            loads = {f"pod-{k}": load for k in range(ready)}
-            run.decide(now, loads, arrived / s.decision_interval_s if i else rate, prompt, output)
+            ready_ids = run.cluster.ready_ids(now)
+            run.decide(now, pages.pages(ready_ids), arrived / s.decision_interval_s if i else
+                       rate, prompt, output, dict.fromkeys(ready_ids, load))
             arrived = missed = 0.0
             if progress and i % (per_decision * 400) == 0:
                 progress(i / ticks)
         run.cluster.advance(now, s.fluid_tick_s)
+        ready = run.cluster.counts(now).ready_replicas
         tick = fleet.step(rate=rate, mean_prompt=prompt, mean_output=output,
-                          ready_replicas=run.cluster.counts(now).ready_replicas)
+                          ready_replicas=ready)
+        pages.served(tick, ready=ready, mean_prompt=prompt, mean_output=output,
+                     tick_s=s.fluid_tick_s)
         load = tick.load
         arrived += tick.arrivals
         missed += tick.arrivals * (1.0 - tick.slo_fraction)
@@ -299,7 +316,7 @@ def _replay_requests(trace: RequestTrace, run: _Run, profile: ReplicaProfile,
             rate = count / s.decision_interval_s
             prompt = float(trace.prompt_tokens[first:lo].mean()) if count else 0.0
             output = float(trace.output_tokens[first:lo].mean()) if count else 0.0
-            run.decide(t, fleet.loads(), rate, prompt, output)
+            run.decide(t, fleet_pages(fleet), rate, prompt, output)
             if progress and i % (per_decision * 20) == 0:
                 progress(t / end)
         run.cluster.advance(t, step)

@@ -50,10 +50,11 @@ import numpy.typing as npt
 from scaler.model.profile import ReplicaProfile
 from scaler.model.queueing import ReplicaLoad
 from scaler.sim.batching import EPS, InFlight, record_times, tick_phases
+from scaler.sim.pages import PodPage
 from scaler.sim.request_table import RequestResults, RequestTable
 from scaler.sim.traces import RequestTrace
 
-__all__ = ["RequestFleet", "ServedTokens"]
+__all__ = ["RequestFleet", "ServedTokens", "fleet_pages"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -98,6 +99,9 @@ class RequestFleet:
         self._served_prompt = 0.0
         self._served_generation = 0.0
         self._finished = 0
+        # Per ready replica, since it joined: completions, prompt and generated tokens, GPU
+        # busy seconds (what its /metrics and dcgm pages count; ``fleet_pages``).
+        self._counted = np.zeros((0, 4))
 
     # ----------------------------------------------------------------- inputs
 
@@ -151,6 +155,7 @@ class RequestFleet:
         self._pf_done = _remap(self._pf_done, ids, old_index)
         self._kv_reserved = _remap(self._kv_reserved, ids, old_index)
         self._seqs = _remap(self._seqs, ids, old_index)
+        self._counted = _remap(self._counted, ids, old_index)
         self._ids = ids
 
     def _requeue(self, leaving: npt.NDArray[np.bool_]) -> None:
@@ -185,7 +190,8 @@ class RequestFleet:
                     self._now = t_s
                     break
                 if head >= end:
-                    skip = math.floor((head - self._now) / self.tick_s) * self.tick_s
+                    # head >= end: at least one tick, whatever the division rounds to
+                    skip = max(1, math.floor((head - self._now) / self.tick_s)) * self.tick_s
                     self._now = min(t_s, self._now + skip)
                     continue
             self._tick(self._now, end)
@@ -273,6 +279,9 @@ class RequestFleet:
         record_times(self._table, start, phases, step_start, gen, fl)
         self._served_prompt += float(np.sum(pf_after - self._pf_done))
         self._served_generation += float(np.sum(gen - fl.gen))
+        self._counted[:, 1] += pf_after - self._pf_done
+        self._counted[:, 2] += np.bincount(fl.rep, weights=gen - fl.gen, minlength=k)
+        self._counted[:, 3] += (np.bincount(fl.rep, minlength=k) > 0) * (end - start)
         self._pf_done = pf_after
         fl.gen = gen
         self._retire(fl.output - gen <= EPS, k)
@@ -286,6 +295,7 @@ class RequestFleet:
         self._kv_reserved = self._kv_reserved - np.bincount(
             rep, weights=fl.prompt[done] + fl.output[done], minlength=k)
         self._seqs = self._seqs - np.bincount(rep, minlength=k)
+        self._counted[:, 0] += np.bincount(rep, minlength=k)
         self._finished += int(rep.size)
         self._flight = fl.select(~done)
 
@@ -343,9 +353,17 @@ class RequestFleet:
                               res.finish_s[keep])
 
 
+def fleet_pages(fleet: RequestFleet) -> dict[str, PodPage]:
+    """Per ready replica, what its /metrics and dcgm pages read (``scaler.sim.pages``): its
+    ``loads`` plus its counters since it joined."""
+    return {rid: PodPage(load.waiting, load.running, load.kv_cache_usage,
+                         *(float(v) for v in fleet._counted[j]))
+            for j, (rid, load) in enumerate(fleet.loads().items())}
+
+
 def _remap(values: npt.NDArray[_T], ids: list[str], old_index: dict[str, int]) -> npt.NDArray[_T]:
-    """Per-replica values re-indexed for the new replica list (zero for a newcomer)."""
-    out = np.zeros(len(ids), dtype=values.dtype)
+    """Per-replica values (rows) re-indexed for the new replica list (zero for a newcomer)."""
+    out = np.zeros((len(ids), *values.shape[1:]), dtype=values.dtype)
     for j, rid in enumerate(ids):
         if rid in old_index:
             out[j] = values[old_index[rid]]

@@ -63,7 +63,8 @@ async def test_an_idle_pod_goes_after_the_workloads_scale_down_window(
 
 async def test_forecast_and_plan_are_exposed_as_metrics(service, pods):
     pod = await pods()
-    pod.engines = [EngineState(running=10, kv_cache_usage=0.1)]
+    # A full batch at 50 req/s, as the profile has it (its time in the engine says no more).
+    pod.engines = [EngineState(running=500, kv_cache_usage=0.1)]
     workload = service.resolve("ns", "so", {"endpoints": pod.url, "gpusPerNode": "4"})
     await service.scrape(workload)
     for _ in range(70):  # 700 s: the 300 s forecaster steps get fed

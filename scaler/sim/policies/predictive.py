@@ -1,16 +1,26 @@
-"""The forecast-driven planner (``scaler.model.predictive``), as the service runs it."""
+"""The forecast-driven planner (``scaler.model.predictive``), as the service runs it.
+
+Each decision is the service's whole decision (``scaler.model.fleet_decision.decide_fleet``)
+on the pods' pages as the service would have scraped them (``scraped``): pod health,
+capacity learning from saturated pods, demand seen only through ready pods, the plan. Its
+replica count reaches the Deployment as deployed: as KEDA's metric (``scaler.keda.metrics``)
+through the emulated HPA with its default behaviour; its node count goes to the cluster
+directly (the scaler drives its node pools itself).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 
+from scaler.keda import metrics
 from scaler.model.capacity import CapacityModel
-from scaler.model.decision import decide_workload
+from scaler.model.fleet_decision import Workload, decide_fleet
 from scaler.model.forecast.forecaster import DemandForecaster
-from scaler.model.predictive import FleetState, Plan, PlannerSettings, PredictivePlanner
-from scaler.model.reactive import FleetObservation
+from scaler.model.predictive import Plan, PlannerSettings, PredictivePlanner
 from scaler.model.specs import ReactiveTargets
+from scaler.sim.hpa import HorizontalPodAutoscaler
+from scaler.sim.policies.scraped import STALE_AFTER_S, ScrapedFleet
 from scaler.sim.policies.view import PLAN, ClusterView, PolicyDecision
 
 
@@ -26,35 +36,26 @@ class PredictivePolicy:
         self.settings = dataclasses.replace(
             settings, plan=dataclasses.replace(settings.plan, headroom=knob_value))
         self.planner = PredictivePlanner(self.settings, capacity, forecaster)
-        self.plan: Plan | None = None
+        self.fleet = ScrapedFleet()
+        self.workload = Workload(ReactiveTargets(), self.settings.bounds, self.settings.nodes)
+        bounds = self.settings.bounds
+        self.hpa = HorizontalPodAutoscaler(min_replicas=max(1, bounds.min_replicas),
+                                           max_replicas=bounds.max_replicas)
+
+    @property
+    def plan(self) -> Plan | None:
+        """The last plan made."""
+        return self.fleet.plan
 
     def decide(self, view: ClusterView) -> PolicyDecision:
-        starting = view.starting_replicas + view.pending_replicas
-        state = FleetState(
-            now_s=view.now_s, replicas=view.replicas, starting_replicas=starting,
-            nodes=view.nodes, ready_nodes=view.ready_nodes,
-            pending_replicas=view.pending_replicas, observed_rate=_seen_rate(view, starting),
-            backlog=sum(p.waiting for p in view.pods.values()),
-            running=sum(p.running for p in view.pods.values()),
-            mean_prompt_tokens=view.mean_prompt_tokens,
-            mean_output_tokens=view.mean_output_tokens)
-
-        def make_plan() -> Plan:
-            self.plan = self.planner.plan(state)
-            return self.plan
-
-        # Every ready replica of the replay has data, and its list is complete: no NoData.
-        decision = decide_workload(FleetObservation(dict(view.pods)), make_plan,
-                                   targets=ReactiveTargets(), bounds=self.settings.bounds,
-                                   nodes=self.settings.nodes, replicas=view.replicas,
-                                   pods_listed=True)
+        self.fleet.read(view)
+        # The replay's pod list is complete (every ready replica has a page): never NoData.
+        result = decide_fleet(self.fleet, self.planner, self.workload, now_s=view.now_s,
+                              stale_after_s=STALE_AFTER_S, pods_listed=True)
+        assert result.decision is not None, result.no_data
+        _, value = metrics.metric_value(result.decision.desired_replicas)
+        _, target = metrics.target_size()
+        replicas = self.hpa.desired(view.now_s, current_replicas=max(view.replicas, 1),
+                                    metric_value=value, target_value=target)
         forecast = self.plan.forecast_mean if self.plan is not None else math.nan
-        return PolicyDecision(decision.desired_replicas, decision.desired_nodes, forecast)
-
-
-def _seen_rate(view: ClusterView, starting: int) -> float:
-    """Arrivals as the service sees them: only through ready pods (unseen while replicas
-    start, none at zero), so the replay's planner knows no more than the service's."""
-    if view.pods:
-        return view.observed_rate
-    return 0.0 if view.replicas == 0 and starting == 0 else math.nan
+        return PolicyDecision(replicas, result.decision.desired_nodes, forecast)

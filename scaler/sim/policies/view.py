@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from scaler.model.reactive import PodLoad
 from scaler.model.specs import PlanSettings, ReactiveTargets
+from scaler.sim.pages import PodPage
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class ClusterView:
     observed_rate: float  # arrivals over the last decision interval, requests/s
     mean_prompt_tokens: float
     mean_output_tokens: float
+    # What each ready pod's /metrics (and dcgm) page reads; ``pods`` is its gauges.
+    pages: Mapping[str, PodPage] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
