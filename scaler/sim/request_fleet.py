@@ -216,7 +216,10 @@ class RequestFleet:
         if not k or self._head_arrival() >= end:
             return offsets
         table, prof = self._table, self.profile
-        credit = self._top_up_credit(end).tolist()
+        self._credit = _topped_up(self._credit, prof.max_requests_per_s, self.tick_s,
+                                  end - self._credit_s)
+        self._credit_s = end
+        credit = self._credit.tolist()
         free = (prof.kv_cache_tokens - self._kv_reserved).tolist()
         seqs = self._seqs.tolist()
         pf_admitted = self._pf_admitted.tolist()
@@ -260,17 +263,6 @@ class RequestFleet:
             self._pf_admitted = np.asarray(pf_admitted)
             self._flight = self._flight.extend(rids, reps, prompts, outputs, ends)
         return offsets
-
-    def _top_up_credit(self, end: float) -> FloatArray:
-        """Each replica's admissions left by ``end``: ``max_requests_per_s`` per second since
-        the last top-up, banked up to one tick's worth plus one (so a fractional remainder
-        carries over and the long-run rate is the ceiling, not its floor per tick)."""
-        rate = self.profile.max_requests_per_s
-        cap = rate * self.tick_s + 1.0
-        earned = rate * max(0.0, end - self._credit_s)
-        self._credit = np.minimum(cap, self._credit + earned)
-        self._credit_s = end
-        return self._credit
 
     def _tick(self, start: float, end: float) -> None:
         offsets = self._admit(start, end)
@@ -360,6 +352,13 @@ class RequestFleet:
         return RequestResults(res.arrival_s[keep], res.prompt_tokens[keep],
                               res.output_tokens[keep], res.queue_s[keep], res.ttft_s[keep],
                               res.finish_s[keep])
+
+
+def _topped_up(credit: FloatArray, rate: float, tick_s: float, elapsed_s: float) -> FloatArray:
+    """Each replica's admissions left after ``elapsed_s`` more seconds at ``rate`` per second,
+    banked up to one tick's worth plus one (so a fractional remainder carries over and the
+    long-run rate is the ceiling, not its floor per tick)."""
+    return np.minimum(rate * tick_s + 1.0, credit + rate * max(0.0, elapsed_s))
 
 
 def _remap(values: npt.NDArray[_T], ids: list[str], old_index: dict[str, int]) -> npt.NDArray[_T]:

@@ -111,8 +111,8 @@ def test_predictive_beats_reactive_on_the_builtin_synthetic_workload():
 
     trace = synthetic_workload()
     # Each at the cheapest knob that meets the 99% SLO (from `scaler bench`).
-    reactive = replay(trace, make_policy("reactive", 0.08, trace, SETTINGS, PROFILE))
-    predictive = replay(trace, make_policy("predictive", 1.15, trace, SETTINGS, PROFILE))
+    reactive = replay(trace, make_policy("reactive", 0.05, trace, SETTINGS, PROFILE))
+    predictive = replay(trace, make_policy("predictive", 1.35, trace, SETTINGS, PROFILE))
     assert reactive.slo_attainment >= 0.99
     assert predictive.slo_attainment >= 0.99
     assert predictive.gpu_hours <= 0.8 * reactive.gpu_hours
