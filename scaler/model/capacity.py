@@ -26,7 +26,6 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 from collections import deque
@@ -114,20 +113,9 @@ class CapacityModel:
         self._samples.append(math.log(min(max(ratio, low), high)))
         votes = [*self._samples, *[0.0] * (_QUORUM - len(self._samples))]
         self.correction = math.exp(statistics.median(votes))
-        self._corrected = scaled(self.profile, self.correction)
+        self._corrected = self.profile.scaled(self.correction)
 
 
 def _lengths(mean_prompt: float, mean_output: float) -> tuple[float, float]:
     """Lengths a profile can use (a window without requests has no mean: one token each)."""
     return max(mean_prompt, 1.0), max(mean_output, 1.0)
-
-
-def scaled(profile: ReplicaProfile, factor: float) -> ReplicaProfile:
-    """The profile ``factor`` times as fast: every time shrinks, every rate grows."""
-    return dataclasses.replace(
-        profile,
-        prefill_tokens_per_s=profile.prefill_tokens_per_s * factor,
-        decode_step_base_s=profile.decode_step_base_s / factor,
-        decode_step_per_seq_s=profile.decode_step_per_seq_s / factor,
-        decode_step_per_cached_token_s=profile.decode_step_per_cached_token_s / factor,
-    )

@@ -42,7 +42,7 @@ def speed_from_in_flight(profile: ReplicaProfile, served: float, running: float,
         return None
     pf = profile.prefill_s(p)
     a0 = profile.decode_step_base_s
-    a1 = profile.decode_step_per_seq_s + profile.decode_step_per_cached_token_s * (p + o / 2.0)
+    a1 = profile.step_per_seq_s + profile.decode_step_per_cached_token_s * (p + o / 2.0)
     c, d = pf + o * a1, o * a0
     # running (1 - y c) = y d + y pf (1 - y c), i.e.
     # pf c y^2 - (running c + d + pf) y + running = 0

@@ -10,7 +10,8 @@ The request-level counterpart for request traces is :mod:`scaler.sim.request_fle
 FluidFleet (rate series)
 ------------------------
 Requests are a fluid. Each replica serves at most ``mu`` requests/s, its saturated rate for
-the tick's mean lengths (``ReplicaProfile.saturated_request_rate``); with ``N`` ready
+the tick's mean lengths (``ReplicaProfile.saturated_request_rate``: the engine's rate, capped
+at the API server's ``max_requests_per_s``); with ``N`` ready
 replicas the capacity is ``C = N * mu``. Work not served in a tick is carried as a backlog
 (FIFO), and surplus capacity drains it. A request arriving ``u`` seconds into the tick waits
 in two parts:
@@ -266,7 +267,7 @@ class FluidFleet:
         """Decoding batch at ``per_replica`` req/s (Little's law) and its decode step time."""
         prof = self.profile
         a0 = prof.decode_step_base_s
-        a1 = prof.decode_step_per_seq_s + prof.decode_step_per_cached_token_s * (p + o / 2.0)
+        a1 = prof.step_per_seq_s + prof.decode_step_per_cached_token_s * (p + o / 2.0)
         b_max = prof.max_batch(p, o)
         denom = 1.0 - per_replica * prof.prefill_s(p) - per_replica * o * a1
         batch = b_max if denom <= 0 else min(b_max, per_replica * o * a0 / denom)

@@ -99,7 +99,7 @@ def tick_phases(profile: ReplicaProfile, dt: float, offsets: FloatArray, fl: InF
     prof = profile
     running0 = np.bincount(fl.rep, weights=decoding0, minlength=k)
     cached0 = np.bincount(fl.rep, weights=prefilled + fl.gen, minlength=k)
-    d0 = (prof.decode_step_base_s + prof.decode_step_per_seq_s * running0
+    d0 = (prof.decode_step_base_s + prof.step_per_seq_s * running0
           + prof.decode_step_per_cached_token_s * cached0)
     pending = pf_admitted - pf_done
     has_prefill = pending > EPS
@@ -118,7 +118,7 @@ def tick_phases(profile: ReplicaProfile, dt: float, offsets: FloatArray, fl: InF
     decoding_new = ~decoding0 & (fl.pf_end <= pf_after[fl.rep] + EPS)
     new_decodes = np.bincount(fl.rep, weights=decoding_new, minlength=k)
     cached1 = cached0 + (pf_after - pf_done) + running0 * g1
-    d1 = (prof.decode_step_base_s + prof.decode_step_per_seq_s * (running0 + new_decodes)
+    d1 = (prof.decode_step_base_s + prof.step_per_seq_s * (running0 + new_decodes)
           + prof.decode_step_per_cached_token_s * cached1)
     g_end = g1 + np.maximum(room - t1, 0.0) / d1
     phases = Phases(off, t1, d0, step1, d1, chunk, g_off, g1, g_end)
@@ -131,8 +131,14 @@ def record_times(table: RequestTable, start: float, phases: Phases, step_start: 
     first = np.flatnonzero((fl.gen < 1.0 - EPS) & (gen >= 1.0 - EPS))
     if first.size:
         steps = step_start[first] + (1.0 - fl.gen[first])
-        table.first[fl.rid[first]] = start + phases.time_of(steps, fl.rep[first])
+        rid = fl.rid[first]
+        # Requests sharing a tick's prefill start from the first one's arrival (see
+        # request_fleet): a later, short one must still not see its token before it arrived.
+        table.first[rid] = np.maximum(start + phases.time_of(steps, fl.rep[first]),
+                                      table.admit[rid])
     done = np.flatnonzero(fl.output - gen <= EPS)
     if done.size:
         steps = step_start[done] + (fl.output[done] - fl.gen[done])
-        table.finish[fl.rid[done]] = start + phases.time_of(steps, fl.rep[done])
+        rid = fl.rid[done]
+        table.finish[rid] = np.maximum(start + phases.time_of(steps, fl.rep[done]),
+                                       table.first[rid])

@@ -10,9 +10,11 @@ head of the queue is admitted to the ready replica with the most free KV-cache t
 long as that replica has room for the whole ``prompt + output`` (reserved at admission,
 released at finish: a conservative stand-in for vLLM's on-demand blocks, since preemption is
 not modelled) and a free sequence slot (``max_num_seqs``); a head that fits nowhere blocks
-the queue (FCFS, as vLLM). A request whose ``prompt + output`` exceeds the KV cache can never
-run: ``add_arrivals`` counts it in ``rejected`` and drops it (vLLM rejects it at
-``max_model_len``).
+the queue (FCFS, as vLLM). A replica also admits at most ``max_requests_per_s`` requests per
+second (its API server's ceiling, ``ReplicaProfile``): each earns that many admissions per
+second of simulated time, banked up to one tick's worth plus one. A request whose
+``prompt + output`` exceeds the KV cache can never run: ``add_arrivals`` counts it in
+``rejected`` and drops it (vLLM rejects it at ``max_model_len``).
 
 Each replica runs continuous batching with chunked prefill, evaluated per tick in closed form
 (:mod:`scaler.sim.batching`); per-request stage times are kept in a
@@ -95,6 +97,8 @@ class RequestFleet:
         self._pf_done = np.zeros(0)
         self._kv_reserved = np.zeros(0)
         self._seqs = np.zeros(0, dtype=np.int64)
+        self._credit = np.zeros(0)  # admissions each replica's API server may still take
+        self._credit_s = 0.0  # when the credit was last topped up
         self._flight = InFlight.empty()
         self._served_prompt = 0.0
         self._served_generation = 0.0
@@ -156,6 +160,7 @@ class RequestFleet:
         self._kv_reserved = _remap(self._kv_reserved, ids, old_index)
         self._seqs = _remap(self._seqs, ids, old_index)
         self._counted = _remap(self._counted, ids, old_index)
+        self._credit = _remap(self._credit, ids, old_index)
         self._ids = ids
 
     def _requeue(self, leaving: npt.NDArray[np.bool_]) -> None:
@@ -217,6 +222,10 @@ class RequestFleet:
         if not k or self._head_arrival() >= end:
             return offsets
         table, prof = self._table, self.profile
+        self._credit = _topped_up(self._credit, prof.max_requests_per_s, self.tick_s,
+                                  end - self._credit_s)
+        self._credit_s = end
+        credit = self._credit.tolist()
         free = (prof.kv_cache_tokens - self._kv_reserved).tolist()
         seqs = self._seqs.tolist()
         pf_admitted = self._pf_admitted.tolist()
@@ -234,8 +243,8 @@ class RequestFleet:
             prompt, output = float(table.prompt[rid]), float(table.output[rid])
             best, best_free = -1, -1.0
             for j in range(k):
-                if seqs[j] < prof.max_num_seqs and free[j] >= prompt + output > 0 \
-                        and free[j] > best_free:
+                if seqs[j] < prof.max_num_seqs and credit[j] >= 1.0 \
+                        and free[j] >= prompt + output > 0 and free[j] > best_free:
                     best, best_free = j, free[j]
             if best < 0:
                 break
@@ -245,6 +254,7 @@ class RequestFleet:
                 idle[best] = False
             free[best] -= prompt + output
             seqs[best] += 1
+            credit[best] -= 1.0
             pf_admitted[best] += prompt
             table.admit[rid] = max(arrival, start)
             rids.append(rid)
@@ -252,6 +262,7 @@ class RequestFleet:
             prompts.append(prompt)
             outputs.append(output)
             ends.append(pf_admitted[best])
+        self._credit = np.asarray(credit)
         if rids:
             self._kv_reserved = prof.kv_cache_tokens - np.asarray(free)
             self._seqs = np.asarray(seqs, dtype=np.int64)
@@ -359,6 +370,13 @@ def fleet_pages(fleet: RequestFleet) -> dict[str, PodPage]:
     return {rid: PodPage(load.waiting, load.running, load.kv_cache_usage,
                          *(float(v) for v in fleet._counted[j]))
             for j, (rid, load) in enumerate(fleet.loads().items())}
+
+
+def _topped_up(credit: FloatArray, rate: float, tick_s: float, elapsed_s: float) -> FloatArray:
+    """Each replica's admissions left after ``elapsed_s`` more seconds at ``rate`` per second,
+    banked up to one tick's worth plus one (so a fractional remainder carries over and the
+    long-run rate is the ceiling, not its floor per tick)."""
+    return np.minimum(rate * tick_s + 1.0, credit + rate * max(0.0, elapsed_s))
 
 
 def _remap(values: npt.NDArray[_T], ids: list[str], old_index: dict[str, int]) -> npt.NDArray[_T]:

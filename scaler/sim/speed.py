@@ -5,7 +5,7 @@ Real fleets rarely run at their profile (another model, longer prompts, another 
 version), so the replay can serve with pods faster or slower than the profile the
 predictive policy's capacity model starts from; what it learns from their pages is then
 what closes the gap. The oracle plans with the pods' true speed. The scaling is the capacity
-model's own correction (``scaler.model.capacity.scaled``), so a capacity model corrected by
+model's own correction (``ReplicaProfile.scaled``), so a capacity model corrected by
 exactly ``speed`` predicts what these pods serve.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-from scaler.model.capacity import scaled
 from scaler.model.profile import ReplicaProfile
 
 
@@ -21,4 +20,4 @@ def at_speed(profile: ReplicaProfile, speed: float) -> ReplicaProfile:
     """``profile`` with every time divided and every rate multiplied by ``speed`` (> 0)."""
     if not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"fleet speed must be a finite number > 0, got {speed!r}")
-    return profile if speed == 1.0 else scaled(profile, speed)
+    return profile if speed == 1.0 else profile.scaled(speed)

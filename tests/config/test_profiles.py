@@ -24,6 +24,9 @@ def test_shipped_profiles_are_listed_by_name() -> None:
 def test_good_file_round_trips(tmp_path: Path) -> None:
     prof = load_profile(write(tmp_path, GOOD))
     assert prof == ReplicaProfile("test", 1, 28000.0, 0.0065, 1.5e-5, 4.5e-8, 440000, 1024, 8192)
+    text = GOOD + "decode_step_cpu_per_seq_s: 7.5e-05\nmax_requests_per_s: 150\n"
+    assert load_profile(write(tmp_path, text)) == ReplicaProfile(
+        "test", 1, 28000.0, 0.0065, 1.5e-5, 4.5e-8, 440000, 1024, 8192, 7.5e-5, 150.0)
 
 
 def test_missing_key_names_file_and_key(tmp_path: Path) -> None:
@@ -37,7 +40,7 @@ def test_each_bad_key_is_listed(tmp_path: Path) -> None:
     text = (GOOD.replace("gpus: 1", "gpus: two")
             .replace("max_num_seqs: 1024", "max_num_seqs: 10.5")
             .replace("decode_step_base_s: 0.0065", "decode_step_base_s: -1")
-            + "colour: blue\n")
+            + "max_requests_per_s: 0\ndecode_step_cpu_per_seq_s: -1e-6\ncolour: blue\n")
     with pytest.raises(ValueError) as info:
         load_profile(write(tmp_path, text, "bad.yaml"))
     message = str(info.value)
@@ -45,6 +48,8 @@ def test_each_bad_key_is_listed(tmp_path: Path) -> None:
     for part in ("key 'gpus': expected a positive integer, got 'two'",
                  "key 'max_num_seqs': expected a positive integer, got 10.5",
                  "key 'decode_step_base_s': expected a finite number > 0, got -1",
+                 "key 'max_requests_per_s': expected a finite number > 0, got 0",
+                 "key 'decode_step_cpu_per_seq_s': expected a finite number >= 0, got '-1e-6'",
                  "unknown key 'colour'"):
         assert part in message
 

@@ -126,11 +126,11 @@ def test_no_scale_down_while_replicas_are_starting():
 def test_past_the_window_replicas_starting_still_hold_the_count(starting: int,
                                                                 expected: int) -> None:
     """Past the scale-down window only starting replicas keep the count; none, and it drops."""
-    p = planner(np.full(2 * 288, 40.0))  # a steady 40 req/s: 2 replicas
-    assert CAPACITY.replicas_for(40, 600, 200) == 2
+    p = planner(np.full(2 * 288, 25.0))  # a steady 25 req/s: 2 replicas
+    assert CAPACITY.replicas_for(25, 600, 200) == 2
     now = 2 * DAY
-    assert p.plan(state(now, rate=40, replicas=10)).replicas == 10  # the fresh-planner hold
-    plan = p.plan(state(now + 315, rate=40, replicas=10, starting=starting))
+    assert p.plan(state(now, rate=25, replicas=10)).replicas == 10  # the fresh-planner hold
+    plan = p.plan(state(now + 315, rate=25, replicas=10, starting=starting))
     assert plan.replicas == expected
     assert ("still starting" in plan.reason) == (starting > 0)
 
@@ -154,7 +154,7 @@ def test_scale_down_waits_for_the_window_then_keeps_the_slo():
     assert plan.replicas >= CAPACITY.replicas_for(low, 600, 200)
 
 
-@pytest.mark.parametrize("rate", [29.0, 59.0, 89.0])
+@pytest.mark.parametrize("rate", [20.0, 41.0, 62.0])
 def test_scale_down_stops_at_the_fewest_replicas_meeting_the_slo(rate: float) -> None:
     """Past the window the count drops to the SLO's need, not to throughput's (one fewer)."""
     per_replica = CAPACITY.per_replica_rate(600, 200)
@@ -199,11 +199,11 @@ def test_nodes_never_shrink_while_pods_are_pending_or_nodes_joining():
 def test_past_the_node_window_pending_pods_or_joining_nodes_hold_the_nodes(
         pending: int, ready_nodes: int, expected: int) -> None:
     """Past the node scale-down window only the pending/joining guard keeps the node count."""
-    p = planner(np.full(2 * 288, 20.0))  # a steady 20 req/s: 1 replica, 1 node
+    p = planner(np.full(2 * 288, 10.0))  # a steady 10 req/s: 1 replica, 1 node
     now = 2 * DAY
-    assert p.plan(state(now, rate=20, replicas=1, nodes=3, ready_nodes=3)).nodes == 3
+    assert p.plan(state(now, rate=10, replicas=1, nodes=3, ready_nodes=3)).nodes == 3
     later = now + PlannerSettings().node_scale_down_window_s + 15
-    plan = p.plan(state(later, rate=20, replicas=1, nodes=3, ready_nodes=ready_nodes,
+    plan = p.plan(state(later, rate=10, replicas=1, nodes=3, ready_nodes=ready_nodes,
                         pending=pending))
     assert plan.nodes == expected
 

@@ -30,7 +30,7 @@ def rates(*values: float, step_s: float = 600.0, prompt: float = 600.0,
 def conversation() -> RequestTrace:
     """10 minutes of a few long-prompt requests a second: one replica serves it all, but
     5-second bins of Poisson arrivals each sized for 99% asked for a second one."""
-    return synthetic_requests(rates(3, 6, step_s=300, prompt=1500, output=250), seed=3)
+    return synthetic_requests(rates(2, 4, step_s=300, prompt=1500, output=250), seed=3)
 
 
 def test_the_budget_goes_where_a_replica_costs_the_fewest_misses() -> None:

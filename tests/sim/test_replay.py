@@ -74,7 +74,7 @@ def test_oracle_needs_are_the_fewest_replicas_meeting_the_slo():
 
 
 def test_the_oracle_meets_the_slo_and_a_cheaper_static_fleet_does_not():
-    trace = rates(40, 180, 420, 90, 0, 300)
+    trace = rates(28, 124, 290, 62, 0, 207)
     oracle = replay(trace, make_oracle(trace))
     assert oracle.slo_attainment >= SETTINGS.slo_target
     peak = max(r.desired_replicas for r in oracle.decisions)
@@ -98,7 +98,7 @@ def test_request_level_replay_counts_every_request():
 
 
 def test_an_overloaded_fleet_misses_and_says_where():
-    trace = rates(30, 30, 200, 30, step_s=600)
+    trace = rates(20, 20, 140, 20, step_s=600)
     result = replay(trace, StaticPolicy(knob_value=2, gpus_per_replica=1, gpus_per_node=8))
     assert result.slo_attainment < 0.9
     misses_at = [r.time_s for r in result.decisions if r.slo_misses > 0]
@@ -111,11 +111,13 @@ def test_predictive_beats_reactive_on_the_builtin_synthetic_workload():
 
     trace = synthetic_workload()
     # Each at the cheapest knob that meets the 99% SLO (from `scaler bench`).
-    reactive = replay(trace, make_policy("reactive", 0.08, trace, SETTINGS, PROFILE))
-    predictive = replay(trace, make_policy("predictive", 1.15, trace, SETTINGS, PROFILE))
+    reactive = replay(trace, make_policy("reactive", 0.05, trace, SETTINGS, PROFILE))
+    predictive = replay(trace, make_policy("predictive", 1.35, trace, SETTINGS, PROFILE))
     assert reactive.slo_attainment >= 0.99
     assert predictive.slo_attainment >= 0.99
-    assert predictive.gpu_hours <= 0.8 * reactive.gpu_hours
+    # 0.80x before predictive went through the emulated HPA and learnt capacity from pages
+    # (issue 15, item 3); against the best reactive setup see BENCHMARKS.md.
+    assert predictive.gpu_hours <= 0.85 * reactive.gpu_hours
     assert predictive.node_hours <= reactive.node_hours
 
 
