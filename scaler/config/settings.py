@@ -119,7 +119,7 @@ class ScrapeSettings:
         shorter ``stale_after_s`` makes healthy pods missing (at 30/10, always UNAVAILABLE)."""
         if self.stale_after_s > self.interval_s + self.timeout_s:
             return []
-        return [f"scrape.stale_after_s ({show(self.stale_after_s)}) must be greater than "
+        return [f"scrape.stale_after_s: {show(self.stale_after_s)} must be greater than "
                 f"scrape.interval_s + scrape.timeout_s ({show(self.interval_s)} + "
                 f"{show(self.timeout_s)}): a page is that old when the next one arrives, so "
                 "healthy pods would count as missing and workloads answer UNAVAILABLE"]
@@ -303,7 +303,7 @@ class ServiceConfig:
         floor = max(interval, KEDA_DEFAULT_POLLING_S)
         if idle > floor:
             return []
-        return [f"workloads.idle_timeout_s ({show(idle)}) must be greater than scrape.interval_s"
+        return [f"workloads.idle_timeout_s: {show(idle)} must be greater than scrape.interval_s"
                 f" ({show(interval)}) and KEDA's pollingInterval (default "
                 f"{show(KEDA_DEFAULT_POLLING_S)} s): a workload is dropped between two polls "
                 "and answers UNAVAILABLE again until it is scraped anew"]

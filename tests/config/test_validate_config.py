@@ -64,13 +64,13 @@ def test_a_repeated_key_is_refused_where_it_repeats():
 
 @pytest.mark.parametrize(("text", "rule"), [
     ("scrape:\n  interval_s: 30\n  stale_after_s: 10\n",
-     "scrape.stale_after_s (10) must be greater than scrape.interval_s + scrape.timeout_s "
+     "scrape.stale_after_s: 10 must be greater than scrape.interval_s + scrape.timeout_s "
      "(30 + 2)"),
     ("workloads:\n  idle_timeout_s: 5\n",
-     "workloads.idle_timeout_s (5) must be greater than scrape.interval_s (5) and KEDA's "
+     "workloads.idle_timeout_s: 5 must be greater than scrape.interval_s (5) and KEDA's "
      "pollingInterval (default 30 s)"),
     ("scrape:\n  interval_s: 40\n  stale_after_s: 100\nworkloads:\n  idle_timeout_s: 35\n",
-     "workloads.idle_timeout_s (35) must be greater than scrape.interval_s (40)"),
+     "workloads.idle_timeout_s: 35 must be greater than scrape.interval_s (40)"),
     ("prometheus:\n  url: not a url\n",
      "prometheus.url: 'not a url' is not an http(s) URL such as"),
     ("prometheus:\n  url: ftp://prometheus:9090\n", "prometheus.url: 'ftp://prometheus:9090'"),
