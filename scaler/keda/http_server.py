@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from scaler.config.api_token import ApiToken
 from scaler.config.settings import ServerSettings
 from scaler.keda.metadata import MetadataError
+from scaler.service.first_scrape import first_round
 from scaler.service.service import LimitExceeded, ScalerService, Unavailable, resolve_naming_hosts
 from scaler.service.telemetry import fleet_signals
 
@@ -93,6 +94,7 @@ async def decision(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     try:
         workload = await resolve_naming_hosts(service, namespace, name, dict(request.query))
+        await first_round(service, workload.key)  # a new workload: its first scrape, bounded
         answer = service.answer(workload)
     except MetadataError as exc:
         return _error(service, 400, "invalid_metadata", str(exc), problems=exc.problems)

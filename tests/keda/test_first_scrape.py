@@ -1,5 +1,6 @@
 """A new workload's first call waits for its first scrape round (at most ``scrape.timeout_s``),
-through the generated client against emulated vLLM pods, in one process and in the front.
+through the generated client against emulated vLLM pods, in one process and in the front, and
+on the metrics-api route.
 
 Here the service runs its own scrape loops (``background``), as in production: KEDA's first
 call registers the workload and its first round starts at once. Answered before that round,
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 
@@ -26,12 +29,18 @@ TIMEOUT_S = 0.5
 StartApp = Callable[[bool], Awaitable[RunningApp]]
 
 
+TOKEN = "5b1e0c9a7d3f4e2a8c6b0d1f3e5a7c9b"
+
+
 @pytest.fixture
-async def start() -> AsyncIterator[StartApp]:
+async def start(tmp_path: Path) -> AsyncIterator[StartApp]:
     started: list[RunningApp] = []
+    token_file = tmp_path / "api-token"
+    token_file.write_text(TOKEN)
 
     async def make(front: bool) -> RunningApp:
-        config = make_config({"front_process": front}, timeout_s=TIMEOUT_S)
+        config = make_config({"front_process": front, "http_api_token_file": str(token_file)},
+                             timeout_s=TIMEOUT_S)
         started.append(await start_app(config, ScalerService(config)))  # scrape loops run
         return started[-1]
 
@@ -56,6 +65,20 @@ async def test_the_first_call_is_answered_from_the_first_scrape(start: StartApp,
             scaledObjectRef=request, metricName="desired-replicas"))).metricValues[0]
         assert value.metricValue == 4  # 20 waiting / 5 per replica
         assert (await keda.IsActive(request)).result is True
+
+
+async def test_the_metrics_api_route_answers_from_the_first_scrape(start: StartApp,
+                                                                    pods) -> None:
+    app = await start(False)
+    pod = await pods()
+    pod.engines = [EngineState(waiting=15, running=40, kv_cache_usage=0.5)]
+    url = (f"http://127.0.0.1:{app.http_port}/api/v1/namespaces/llm/scaledobjects/llama"
+           f"?endpoints={pod.url}&policy=reactive")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    # KEDA's metrics-api trigger's very first poll: the first round's decision, not a 503.
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["desiredReplicas"] == 3  # 15 waiting / 5 per replica
 
 
 @pytest.mark.parametrize("front", [False, True], ids=["one process", "front process"])
