@@ -100,6 +100,17 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="CSV", help="trace file to write")
     export.set_defaults(run=_export_trace)
 
+    from scaler.commands.emulate_flags import add_emulate_arguments
+
+    emulate = commands.add_parser(
+        "emulate", help="emulated vLLM pods under a chosen load, for a real Prometheus or KEDA",
+        description="Start emulated vLLM pods (real HTTP servers serving real-format vLLM "
+                    "/metrics pages) that serve a steady load, a named level or a trace as "
+                    "time passes, until Ctrl-C or SIGTERM; point a Prometheus, `scaler serve` "
+                    "or KEDA at them.")
+    add_emulate_arguments(emulate)
+    emulate.set_defaults(run=_emulate)
+
     check_scaledobject.add_parser(commands)
     settings.add_parser(commands)
     return parser
@@ -143,6 +154,13 @@ def _try(args: argparse.Namespace) -> int:
     from scaler.commands.tryout import run_tryout
 
     return asyncio.run(run_tryout())
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    from scaler.commands.emulate import run
+
+    return run(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

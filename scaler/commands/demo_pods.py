@@ -11,16 +11,15 @@ every signal the service reads is live.
 from __future__ import annotations
 
 import asyncio
-import math
 
 from scaler.model.profile import ReplicaProfile
 from scaler.model.queueing import FluidTick
+from scaler.sim.emulation.live_fleet import ttft_samples
 from scaler.sim.emulation.pod_server import EmulatedVllmPod
 
 __all__ = ["VLLM_VERSION", "Pods"]
 
 VLLM_VERSION = "0.12"
-TTFT_LEVELS = tuple((i + 0.5) / 10 for i in range(10))  # observations per pod and step
 
 
 
@@ -69,7 +68,7 @@ class Pods:
         if not self.by_id:
             return
         served = tick.served / len(self.by_id)
-        ttfts = _ttft_samples(tick) if served > 0 else []
+        ttfts = ttft_samples(tick) if served > 0 else []
         decode_s = self.profile.decode_step_s(tick.load.running,
                                               tick.load.running * (prompt + output / 2))
         prefill_s = self.profile.prefill_s(prompt)
@@ -92,20 +91,4 @@ class Pods:
         self.leaving += self.by_id.values()
         self.by_id = {}
         await self.retire()
-
-
-def _ttft_samples(tick: FluidTick) -> list[float]:
-    """TTFTs at ``TTFT_LEVELS``: p50 below the median, linear between p50, p95 and p99."""
-    p50, p95, p99 = tick.ttft_p50_s, tick.ttft_p95_s, tick.ttft_p99_s
-    samples = []
-    for q in TTFT_LEVELS:
-        if q <= 0.5:
-            value = p50
-        elif q <= 0.95:
-            value = p50 + (p95 - p50) * (q - 0.5) / 0.45
-        else:
-            value = p95 + (p99 - p95) * (q - 0.95) / 0.04
-        samples.append(value)
-    return [v for v in samples if math.isfinite(v)]
-
 

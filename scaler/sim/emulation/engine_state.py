@@ -81,33 +81,35 @@ class EngineState:
 
     def record_request(self, *, prompt_tokens: int, generation_tokens: int, queue_s: float,
                        ttft_s: float, e2e_s: float, finished_reason: str = "stop",
-                       max_tokens: int | None = None) -> None:
-        """One finished request: success counter and the per-request histograms.
+                       max_tokens: int | None = None, n: int = 1) -> None:
+        """``n`` finished requests alike: success counter and the per-request histograms.
 
         ``ttft_s`` and ``e2e_s`` count from arrival, so prefill = ttft - queue and
         decode = e2e - ttft; inter-token latency is spread evenly over the decode.
         """
-        self.request_success[finished_reason] = self.request_success.get(finished_reason, 0) + 1
+        if n <= 0:
+            return
+        self.request_success[finished_reason] = self.request_success.get(finished_reason, 0) + n
         decode_s = max(e2e_s - ttft_s, 0.0)
-        self.e2e.observe(e2e_s)
-        self.queue_time.observe(queue_s)
-        self.ttft.observe(ttft_s)
-        self.prefill_time.observe(max(ttft_s - queue_s, 0.0))
-        self.decode_time.observe(decode_s)
-        self.inference_time.observe(max(e2e_s - queue_s, 0.0))
+        self.e2e.observe(e2e_s, n)
+        self.queue_time.observe(queue_s, n)
+        self.ttft.observe(ttft_s, n)
+        self.prefill_time.observe(max(ttft_s - queue_s, 0.0), n)
+        self.decode_time.observe(decode_s, n)
+        self.inference_time.observe(max(e2e_s - queue_s, 0.0), n)
         if generation_tokens > 1:
             per_token = decode_s / (generation_tokens - 1)
-            self.itl.observe(per_token, generation_tokens - 1)
-            self.request_tpot.observe(per_token)
-        self.request_prompt_tokens.observe(prompt_tokens)
-        self.request_generation_tokens.observe(generation_tokens)
-        self.request_max_generation_tokens.observe(max_tokens or generation_tokens)
-        self.params_n.observe(1)
+            self.itl.observe(per_token, n * (generation_tokens - 1))
+            self.request_tpot.observe(per_token, n)
+        self.request_prompt_tokens.observe(prompt_tokens, n)
+        self.request_generation_tokens.observe(generation_tokens, n)
+        self.request_max_generation_tokens.observe(max_tokens or generation_tokens, n)
+        self.params_n.observe(1, n)
         if max_tokens is not None:
-            self.params_max_tokens.observe(max_tokens)
-        self.model_forward_ms.observe(1000.0 * decode_s / max(generation_tokens, 1))
-        self.model_execute_ms.observe(1000.0 * decode_s / max(generation_tokens, 1))
-
+            self.params_max_tokens.observe(max_tokens, n)
+        per_step_ms = 1000.0 * decode_s / max(generation_tokens, 1)
+        self.model_forward_ms.observe(per_step_ms, n)
+        self.model_execute_ms.observe(per_step_ms, n)
 
 def merge_engines(engines: Sequence[EngineState]) -> EngineState:
     """One engine standing for several (pages before 0.8.3 have no engine label)."""

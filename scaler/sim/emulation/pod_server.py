@@ -14,13 +14,15 @@ time:
 - ``"hang"``: no answer until the pod is stopped (clients must time out).
 
 "Down" is simply ``stop()``; ``start()`` again re-binds the same port, like a restarted pod.
-Only ever binds loopback.
+Binds loopback only, unless ``loopback_only=False`` (``scaler emulate --host``, for a
+Prometheus in a container or on another machine). ``refresh``, when set, is called before
+each page is rendered, so state that follows a clock is brought up to date at each scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Literal, Self
 
@@ -45,8 +47,8 @@ class EmulatedVllmPod:
 
     def __init__(self, engines: Sequence[EngineState] | None = None, *, version: str = "0.12",
                  model_name: str = DEFAULT_MODEL, port: int = 0,
-                 host: str = "127.0.0.1") -> None:
-        if not host.startswith("127."):
+                 host: str = "127.0.0.1", loopback_only: bool = True) -> None:
+        if loopback_only and not host.startswith("127."):
             raise ValueError(f"host {host!r}: an emulated pod listens on loopback (127.x) only")
         self.host = host
         self.engines: list[EngineState] = list(engines) if engines else [EngineState()]
@@ -56,6 +58,7 @@ class EmulatedVllmPod:
         self.slow_s = 1.0
         self.requests_served = 0
         self.last_accept: str | None = None
+        self.refresh: Callable[[], None] | None = None
         self._port = port
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
@@ -111,6 +114,8 @@ class EmulatedVllmPod:
 
     def page(self) -> str:
         """The page the pod would serve now without a fault."""
+        if self.refresh is not None:
+            self.refresh()
         return render_page(self.engines, version=self.version, model_name=self.model_name)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
