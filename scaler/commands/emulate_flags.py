@@ -106,7 +106,7 @@ def demand_of(args: argparse.Namespace) -> tuple[Demand, str]:
         played = TraceDemand(trace, speed=args.speed or 1.0)
         return played, (f"trace {args.trace} ({len(played.trace)} windows of "
                         f"{played.trace.step_s:g} s, peak {played.peak_rate:.1f} req/s), at "
-                        f"{played.speed:g}x, looping every {played.loop_s:g} s")
+                        f"{played.speed:g}x, looping every {played.loop_s:.4g} s")
     prompt = float(args.prompt_tokens or DEFAULT_MEAN_PROMPT)
     output = float(args.output_tokens or DEFAULT_MEAN_OUTPUT)
     per_pod = profile.saturated_request_rate(prompt, output)

@@ -11,7 +11,9 @@ and output tokens of those requests, read at a number of seconds since the start
   the 30% they cannot serve, without end);
 - :class:`TraceDemand`: a trace as ``scaler replay --trace`` reads it, played from its first
   window at ``speed`` trace seconds per second and looped: after its last window the first
-  comes again. A request trace is first counted into windows (``REQUEST_WINDOW_S``).
+  comes again. A request trace is first counted into windows (``REQUEST_WINDOW_S``). The
+  rates are the trace's own (requests/s): ``speed`` plays the trace's ups and downs faster,
+  it does not multiply the demand; a span covering several windows gets their mean.
 
 Pure: no clock, no I/O; the caller says how many seconds have passed.
 """
@@ -36,8 +38,9 @@ REQUEST_WINDOW_S = 10.0  # a request trace's arrivals are counted per window of 
 
 
 class Demand(Protocol):
-    def at(self, elapsed_s: float) -> tuple[float, float, float]:
-        """(requests/s over the fleet, mean prompt tokens, mean output tokens) at ``elapsed_s``."""
+    def between(self, start_s: float, end_s: float) -> tuple[float, float, float]:
+        """(requests/s over the fleet, mean prompt tokens, mean output tokens) on average
+        from ``start_s`` to ``end_s`` seconds after the start."""
         ...
 
 
@@ -49,7 +52,7 @@ class SteadyDemand:
     prompt_tokens: float
     output_tokens: float
 
-    def at(self, elapsed_s: float) -> tuple[float, float, float]:
+    def between(self, start_s: float, end_s: float) -> tuple[float, float, float]:
         return self.rate, self.prompt_tokens, self.output_tokens
 
 
@@ -85,15 +88,24 @@ class TraceDemand:
         """Seconds (on the caller's clock) before the trace starts again."""
         return len(self.trace) * self.trace.step_s / self.speed
 
-    def window(self, elapsed_s: float) -> int:
-        """The trace's window playing ``elapsed_s`` after the start."""
-        position = (max(elapsed_s, 0.0) * self.speed) % (len(self.trace) * self.trace.step_s)
-        return min(int(position // self.trace.step_s), len(self.trace) - 1)
-
-    def at(self, elapsed_s: float) -> tuple[float, float, float]:
-        w = self.window(elapsed_s)
-        trace = self.trace
-        return float(trace.rate[w]), float(trace.mean_prompt[w]), float(trace.mean_output[w])
+    def between(self, start_s: float, end_s: float) -> tuple[float, float, float]:
+        """The mean rate of the windows played in that span (each by its share of it), and
+        their lengths weighted by arrivals: a fast replay skips no burst."""
+        trace, step = self.trace, self.trace.step_s
+        start = max(start_s, 0.0) * self.speed
+        end = min(max(end_s * self.speed, start), start + len(trace) * step)  # <= one loop
+        arrivals = prompt = output = 0.0
+        for w in range(int(start // step), math.ceil(end / step)):
+            i = w % len(trace)
+            count = float(trace.rate[i]) * (min(end, (w + 1) * step) - max(start, w * step))
+            arrivals += max(count, 0.0)
+            prompt += max(count, 0.0) * float(trace.mean_prompt[i])
+            output += max(count, 0.0) * float(trace.mean_output[i])
+        if arrivals <= 0:  # nothing arrives (or an instant): the lengths of its window
+            i = int(start // step) % len(trace)
+            rate = float(trace.rate[i]) if end <= start else 0.0
+            return rate, float(trace.mean_prompt[i]), float(trace.mean_output[i])
+        return arrivals / (end - start), prompt / arrivals, output / arrivals
 
     @property
     def peak_rate(self) -> float:

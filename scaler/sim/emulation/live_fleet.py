@@ -85,7 +85,8 @@ class LiveFleet:
                            tick.ttft_p50_s if tick is not None else math.nan)
 
     def _step(self) -> None:
-        rate, prompt, output = self.demand.at(self.elapsed_s)
+        start = self.elapsed_s
+        rate, prompt, output = self.demand.between(start, start + self.tick_s)
         prompt, output = max(prompt, 1.0), max(output, 1.0)
         pods = len(self.engines)
         tick = self.fleet.step(rate=rate, mean_prompt=prompt, mean_output=output,
