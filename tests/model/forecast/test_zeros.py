@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -105,21 +106,21 @@ def test_a_day_of_zeros_starts_over() -> None:
 # -- zeros that are demand --------------------------------------------------------------
 
 
-def one_request_in_three_steps(seed: int, per_request: float = 1.0):  # type: ignore[no-untyped-def]
+def rare_requests(seed: int, per_request: float = 1.0) -> Callable[[float], float]:
     """A low-traffic rate: one request (``per_request`` units) in 30 % of the steps."""
     rng = random.Random(seed)
     return lambda t: per_request * float(rng.random() < 0.3) / STEP
 
 
 def test_zeros_of_a_low_traffic_series_are_real() -> None:
-    f = fed(one_request_in_three_steps(7), 3 * STEPS_PER_DAY)  # 0.3 requests a step
+    f = fed(rare_requests(7), 3 * STEPS_PER_DAY)  # 0.3 requests a step
     assert f.forecast(STEP).mean < 0.6 / STEP
 
 
 def test_a_token_rate_counts_its_arrivals_by_arrivals_per_unit() -> None:
     tokens = 2000.0  # per request
-    counted = fed(one_request_in_three_steps(8, tokens), 3 * STEPS_PER_DAY,
+    counted = fed(rare_requests(8, tokens), 3 * STEPS_PER_DAY,
                   DemandForecaster(STEP, arrivals_per_unit=1 / tokens))
     assert counted.forecast(STEP).mean < 0.6 * tokens / STEP
-    as_requests = fed(one_request_in_three_steps(8, tokens), 3 * STEPS_PER_DAY)
+    as_requests = fed(rare_requests(8, tokens), 3 * STEPS_PER_DAY)
     assert as_requests.forecast(STEP).mean > 0.9 * tokens / STEP  # 2,000 "requests" a step
