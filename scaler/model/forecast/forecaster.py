@@ -10,14 +10,24 @@ Missing data
 ------------
 * ``NaN``, infinities and negative readings are missing; a gap of several steps is walked
   through as missing steps (the level follows its damped trend, nothing is learnt).
-* Exact zeros are suspect when the model expects clearly more (one-step forecast above
-  ``ZERO_SIGMAS`` slow scale units): a sudden run of them is a collection hole, not demand,
-  and is treated as missing for ``zero_trust_s`` (default 1 h). Past that the outage is
-  believed: the mean forecast is 0 at once, while the upper bound keeps what demand would be
-  if it came back now (it does, at its old level, after every hole in the traces, and that is
-  what would break the SLO); the state stays frozen, so when data returns the forecast is
-  right at once. After ``zero_forget_s`` (default 1 day) of zeros the model starts over. In a
-  low-traffic series, where zeros are within the expected spread, zeros are plain data.
+* An exact zero is a collection hole, not demand, when zero arrivals are improbable. The
+  readings are rates of arrivals (requests/s; ``arrivals_per_unit`` converts another unit,
+  e.g. 1 / mean tokens per request for a token rate), so the one-step forecast times
+  ``step_s`` is the count of arrivals expected in the step, and Poisson arrivals at that
+  rate give none with probability ``exp(-count)``: under ``ZERO_PROBABILITY`` (more than
+  about 7 arrivals expected) the zero is suspect. The forecast's spread is no test: after
+  bursts of hundreds of requests a minute an exact zero lies within it, yet no lull of real
+  traffic at that level empties a whole step; and a low-traffic series can look steady
+  (one request a step) while its zeros are real. Real traffic is burstier than Poisson, so
+  some real zeros are taken for holes: the safe error, as the forecast then holds its level
+  (no scale-down) for at most ``zero_trust_s``.
+* A suspect zero and the zeros that follow it are missing (nothing is learnt) for
+  ``zero_trust_s`` (default 1 h). Past that the outage is believed: traffic stopped. The mean
+  forecast is 0 at once, while the upper bound keeps what demand would be if it came back now
+  (it does, at its old level, after every hole in the traces, and that is what would break
+  the SLO); the state stays frozen, so when data returns the forecast is right at once. After
+  ``zero_forget_s`` (default 1 day) of zeros the model starts over. In a low-traffic series
+  (a few arrivals expected a step) zeros are plain data.
 * Readings are placed on the step grid ``round(t_s / step_s)``; a second reading in a step
   already observed (or an older one) is ignored.
 """
@@ -35,7 +45,6 @@ from scaler.model.forecast.guard import NaiveGuard
 from scaler.model.forecast.smoother import (
     KERNEL_S,
     MAX_KERNEL_TAPS,
-    SCALE_FLOOR,
     Smoother,
     SmoothingParams,
     clip,
@@ -43,8 +52,10 @@ from scaler.model.forecast.smoother import (
 )
 from scaler.model.forecast.state import forecaster_from_dict, forecaster_to_dict
 
-ZERO_SIGMAS = 3.0
-"""An exact zero is suspect when the one-step forecast exceeds this many scale units."""
+ZERO_PROBABILITY = 1e-3
+"""An exact zero is suspect when Poisson arrivals at the forecast rate give none in a step
+with a probability under this (more than ``ZERO_COUNT`` arrivals expected)."""
+ZERO_COUNT = -math.log(ZERO_PROBABILITY)
 MAX_VALUE = 1e12
 """Readings above this (requests/s) are clipped: no fleet serves that, and it keeps the
 arithmetic finite whatever a broken exporter sends."""
@@ -71,7 +82,10 @@ class DemandForecaster:
     See the package docstring for the parts. ``step_s``: the observation interval (seconds);
     ``seasons_s``: seasonal periods, each a whole number of steps (default daily and weekly);
     ``quantile``: the level of ``Forecast.upper``; ``guard``: blend the mean with the last
-    value per horizon (``guard.py``; off only to measure what it does).
+    value per horizon (``guard.py``; off only to measure what it does); ``arrivals_per_unit``:
+    the arrivals per second one unit of the reading stands for (1 for a request rate, what the
+    service and the replay feed; 1 / mean tokens per request for a token rate), which tells an
+    exact zero that cannot be traffic from one that can (module docstring).
 
     Memory per workload at 5-minute steps, measured with tracemalloc after 15 days: about
     760 KiB, flat from then on (the week of kept readings, the refit's checkpoints and the
@@ -82,8 +96,9 @@ class DemandForecaster:
                  quantile: float = 0.95, *, max_horizon_s: float = 7200.0,
                  zero_trust_s: float = 3600.0, zero_forget_s: float = 86400.0,
                  history_s: float = 7 * 86400.0, refit_every_s: float = 86400.0,
-                 fit_horizon_s: float = 1800.0, guard: bool = True) -> None:
-        _check_config(step_s, seasons_s, quantile, max_horizon_s)
+                 fit_horizon_s: float = 1800.0, guard: bool = True,
+                 arrivals_per_unit: float = 1.0) -> None:
+        _check_config(step_s, seasons_s, quantile, max_horizon_s, arrivals_per_unit)
         self.step_s = float(step_s)
         self.seasons_s = tuple(float(s) for s in seasons_s)
         self.quantile = float(quantile)
@@ -94,6 +109,7 @@ class DemandForecaster:
         self.refit_every_s = float(refit_every_s)
         self.fit_horizon_s = float(fit_horizon_s)
         self.guard = bool(guard)
+        self.arrivals_per_unit = float(arrivals_per_unit)
         self._periods = tuple(round(s / self.step_s) for s in self.seasons_s)
         taps = min(MAX_KERNEL_TAPS, round(KERNEL_S / self.step_s))
         self._kernels = tuple(kernel(min(taps, p // 4)) for p in self._periods)
@@ -217,7 +233,7 @@ class DemandForecaster:
         self._last_k += n
 
     def _screen(self, x: float | None) -> float | None:
-        """Exact zeros where clearly more is expected are suspect (see module docstring)."""
+        """Exact zeros where zero arrivals are improbable are suspect (module docstring)."""
         if x is None:
             return None
         if x != 0.0 or not self._zero_is_suspect():
@@ -235,8 +251,8 @@ class DemandForecaster:
         core = self._core
         if core.level is None or self._last_k is None:
             return False
-        expected = core.predict(self._last_k, 1)
-        return expected > ZERO_SIGMAS * max(core.scale_slow, SCALE_FLOOR)
+        count = core.predict(self._last_k, 1) * self.step_s * self.arrivals_per_unit
+        return count > ZERO_COUNT
 
     def _forget(self) -> None:
         """A day of zeros: start over (the parameters are kept)."""
@@ -292,7 +308,7 @@ def _safe_forecast(mean: float, upper: float) -> Forecast:
 
 
 def _check_config(step_s: float, seasons_s: Sequence[float], quantile: float,
-                  max_horizon_s: float) -> None:
+                  max_horizon_s: float, arrivals_per_unit: float) -> None:
     if not (math.isfinite(step_s) and step_s > 0):
         raise ValueError(f"step_s has value {step_s!r}. Must be a positive number of seconds.")
     for s in seasons_s:
@@ -304,3 +320,6 @@ def _check_config(step_s: float, seasons_s: Sequence[float], quantile: float,
         raise ValueError(f"quantile has value {quantile!r}. Must be in [0.5, 1).")
     if not (math.isfinite(max_horizon_s) and max_horizon_s > 0):
         raise ValueError(f"max_horizon_s has value {max_horizon_s!r}. Must be positive.")
+    if not (math.isfinite(arrivals_per_unit) and arrivals_per_unit > 0):
+        raise ValueError(f"arrivals_per_unit has value {arrivals_per_unit!r}. Must be a positive "
+                         "number (arrivals per second one unit of the reading stands for).")

@@ -24,8 +24,12 @@ from scaler.model.forecast.smoother import Smoother, SmoothingParams
 if TYPE_CHECKING:
     from scaler.model.forecast.forecaster import DemandForecaster
 
-_FormatVersion = 2
-"""2: the naive guard, the last usable reading and the weekly season's gathered first week."""
+_FormatVersion = 3
+"""2: the naive guard, the last usable reading and the weekly season's gathered first week.
+3: ``arrivals_per_unit`` in the config. A version-2 state is read as 3 with it at 1 (every
+version-2 forecaster counted its readings as requests/s); older ones are refused."""
+_READ_AS_CURRENT = {2: {"arrivals_per_unit": 1.0}}
+"""Versions still read, and the config they lack."""
 
 
 def forecaster_to_dict(f: DemandForecaster) -> dict[str, Any]:
@@ -53,15 +57,17 @@ def _config_dict(f: DemandForecaster) -> dict[str, Any]:
             "quantile": f.quantile, "max_horizon_s": f.max_horizon_s,
             "zero_trust_s": f.zero_trust_s, "zero_forget_s": f.zero_forget_s,
             "history_s": f.history_s, "refit_every_s": f.refit_every_s,
-            "fit_horizon_s": f.fit_horizon_s, "guard": f.guard}
+            "fit_horizon_s": f.fit_horizon_s, "guard": f.guard,
+            "arrivals_per_unit": f.arrivals_per_unit}
 
 
 def forecaster_from_dict(cls: type[DemandForecaster], d: dict[str, Any]) -> DemandForecaster:
     """Rebuild a forecaster saved by ``to_dict``."""
-    if d.get("version") != _FormatVersion:
-        raise ValueError(f"forecaster state has version {d.get('version')!r}. "
+    version = d.get("version")
+    if version != _FormatVersion and version not in _READ_AS_CURRENT:
+        raise ValueError(f"forecaster state has version {version!r}. "
                          f"Expected {_FormatVersion}.")
-    f = _from_config(cls, d["config"])
+    f = _from_config(cls, _READ_AS_CURRENT.get(version, {}) | d["config"])
     p = d["params"]
     f._params = SmoothingParams(p["alpha"], p["beta"], p["phi"], tuple(p["gammas"]))
     f._core = _core_from_dict(d["core"], f._periods, f._kernels, f._params)
@@ -83,7 +89,7 @@ def _from_config(cls: type[DemandForecaster], cfg: dict[str, Any]) -> DemandFore
                max_horizon_s=cfg["max_horizon_s"], zero_trust_s=cfg["zero_trust_s"],
                zero_forget_s=cfg["zero_forget_s"], history_s=cfg["history_s"],
                refit_every_s=cfg["refit_every_s"], fit_horizon_s=cfg["fit_horizon_s"],
-               guard=bool(cfg["guard"]))
+               guard=bool(cfg["guard"]), arrivals_per_unit=cfg["arrivals_per_unit"])
 
 
 def _load_bound(bound: ConformalBound, windows: list[list[float]],

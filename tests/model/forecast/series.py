@@ -35,3 +35,10 @@ def noisy_level(level: float, sd: float, seed: int = 0) -> Callable[[float], flo
 def noisy_sine(seed: int = 0) -> Callable[[float], float]:
     rng = random.Random(seed)
     return lambda t: max(0.0, sine(t) + rng.gauss(0.0, 20.0))
+
+
+def bursty(seed: int = 0, median: float = 2.0) -> Callable[[float], float]:
+    """Requests/s swinging tenfold from one reading to the next (log-normal around
+    ``median``), like a coding assistant's minutes: hundreds of requests a minute, never none."""
+    rng = random.Random(seed)
+    return lambda t: median * math.exp(rng.gauss(0.0, 1.0))

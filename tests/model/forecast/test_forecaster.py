@@ -1,18 +1,17 @@
-"""DemandForecaster (scaler/model/forecast/forecaster.py): missing data, gaps and zeros, warm
-starts, its settings, and forecasts that are never negative or NaN."""
+"""DemandForecaster (scaler/model/forecast/forecaster.py): missing data and gaps, warm starts,
+its settings, and forecasts that are never negative or NaN (zeros: test_zeros.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaler.model.forecast.forecaster import DemandForecaster, Forecast
-from tests.model.forecast.series import DAY, STEP, STEPS_PER_DAY, fed, noisy_level, noisy_sine, sine
+from tests.model.forecast.series import DAY, STEP, STEPS_PER_DAY, fed, noisy_sine, sine
 
 # -- missing data and gaps --------------------------------------------------------------
 
@@ -53,50 +52,6 @@ def test_repeated_or_older_step_is_ignored() -> None:
     assert f.to_dict() == before
 
 
-# -- zeros ------------------------------------------------------------------------------
-
-
-def test_half_hour_zero_hole_does_not_drop_the_forecast() -> None:
-    series = noisy_level(1000.0, 20.0, seed=4)
-    n = 2 * STEPS_PER_DAY
-    f = fed(series, n)
-    for i in range(n, n + 3):  # 30 minutes of exact zeros
-        f.observe(i * STEP, 0.0)
-        assert f.forecast(STEP).mean > 900.0
-    f = fed(series, 1, f, start=n + 3)
-    assert f.forecast(STEP).mean == pytest.approx(1000.0, rel=0.05)
-
-
-def test_long_zero_run_is_believed_and_recovered_from_at_once() -> None:
-    series = noisy_level(1000.0, 20.0, seed=5)
-    n = 2 * STEPS_PER_DAY
-    f = fed(series, n)
-    for i in range(n, n + 6):  # one hour: still suspect
-        f.observe(i * STEP, 0.0)
-    assert f.forecast(STEP).mean > 900.0
-    f.observe((n + 6) * STEP, 0.0)  # past one hour: believed
-    outage = f.forecast(STEP)
-    assert outage.mean == 0.0
-    assert outage.upper > 900.0  # demand coming back is what would break the SLO
-    f.observe((n + 7) * STEP, 1000.0)
-    assert f.forecast(STEP).mean == pytest.approx(1000.0, rel=0.05)
-
-
-def test_a_day_of_zeros_starts_over() -> None:
-    n = 2 * STEPS_PER_DAY
-    f = fed(noisy_level(1000.0, 20.0, seed=6), n)
-    f = fed(lambda t: 0.0, STEPS_PER_DAY + 2, f, start=n)
-    fc = f.forecast(STEP)
-    assert fc.mean == 0.0
-    assert fc.upper == pytest.approx(0.0, abs=1e-6)
-
-
-def test_zeros_of_a_low_traffic_series_are_real() -> None:
-    rng = random.Random(7)
-    f = fed(lambda t: float(rng.random() < 0.3), 3 * STEPS_PER_DAY)  # mean 0.3, mostly zeros
-    assert f.forecast(STEP).mean < 0.6
-
-
 # -- warm start -------------------------------------------------------------------------
 
 
@@ -121,6 +76,8 @@ def test_warm_start_equals_observing_one_by_one() -> None:
     ({"step_s": 600.0, "seasons_s": (1000.0,)}, "seasons_s has value 1000.0"),
     ({"step_s": 600.0, "quantile": 1.0}, "quantile has value 1.0"),
     ({"step_s": 600.0, "max_horizon_s": -1.0}, "max_horizon_s has value -1.0"),
+    ({"step_s": 600.0, "arrivals_per_unit": 0.0}, "arrivals_per_unit has value 0.0"),
+    ({"step_s": 600.0, "arrivals_per_unit": math.nan}, "arrivals_per_unit has value nan"),
 ])
 def test_bad_settings_are_named(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

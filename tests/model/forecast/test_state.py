@@ -42,3 +42,19 @@ def test_warm_start_takes_numpy_arrays_and_stays_json_safe() -> None:
     f.warm_start(np.arange(300) * STEP, np.linspace(10.0, 20.0, 300))
     state = json.loads(json.dumps(f.to_dict(), allow_nan=False))
     assert DemandForecaster.from_dict(state).forecast(STEP) == f.forecast(STEP)
+
+
+def test_arrivals_per_unit_is_kept() -> None:
+    f = DemandForecaster(STEP, arrivals_per_unit=1 / 2000)
+    assert DemandForecaster.from_dict(f.to_dict()).arrivals_per_unit == 1 / 2000
+
+
+def test_a_version_2_state_is_read_as_counting_requests() -> None:
+    series = noisy_sine(12)
+    f = DemandForecaster(STEP)
+    for i in range(2 * STEPS_PER_DAY):
+        f.observe(i * STEP, series(i * STEP))
+    state = f.to_dict()
+    state["version"] = 2
+    del state["config"]["arrivals_per_unit"]  # what version 2 saved
+    assert DemandForecaster.from_dict(state).to_dict() == f.to_dict()
