@@ -172,16 +172,19 @@ class ExternalScaler(pb_grpc.ExternalScalerServicer):
 
 async def until_set(items: AsyncIterator[T], event: asyncio.Event) -> AsyncIterator[T]:
     """``items`` until they end or ``event`` is set, whichever comes first (then the source is
-    closed: a stream's wait for the next decision is cancelled, nothing else)."""
+    closed: a stream's wait for the next decision is cancelled, nothing else).
+
+    The same holds when the caller is cancelled (KEDA cancels the RPC, e.g. when it restarts a
+    ScaledObject's scalers): the wait for the next item is cancelled and finished before the
+    source is closed, since a generator cannot be closed while it is still running.
+    """
     stopped = asyncio.ensure_future(event.wait())
+    following: asyncio.Future[T] | None = None
     try:
         while not event.is_set():
             following = asyncio.ensure_future(anext(items))
             await asyncio.wait((following, stopped), return_when=asyncio.FIRST_COMPLETED)
             if not following.done():
-                following.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await following
                 return
             try:
                 item = following.result()
@@ -190,6 +193,10 @@ async def until_set(items: AsyncIterator[T], event: asyncio.Event) -> AsyncItera
             yield item
     finally:
         stopped.cancel()
+        if following is not None and not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await following
         await _close(items)
 
 
