@@ -13,7 +13,8 @@ No cluster, no GPU. Everything runs in one event loop on 127.0.0.1:
 - **Two ScaledObjects**: ``default/predictive`` (the default policy: forecast one pod and one
   node lead time ahead) and ``default/reactive`` (the HPA-style rule on queue and KV-cache
   per replica, the usual way LLM serving is autoscaled). Each has its own emulated pods,
-  cluster, KEDA client and HPA (:mod:`scaler.commands.demo_loop`).
+  cluster, KEDA client and HPA (:mod:`scaler.commands.demo_loop`); the reactive side's HPA
+  has a 60 s scale-up stabilization window (``REACTIVE_BEHAVIOR``).
 
 At the end: a ``ReplayResult`` per side written like a replay (``predictive/``,
 ``reactive/``), ``report.png`` comparing both against the demand and the forecast band, and
@@ -43,6 +44,7 @@ from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.prometheus import EmulatedPrometheus
+from scaler.sim.hpa import DEFAULT_BEHAVIOR, DEFAULT_SCALE_UP, HpaBehavior, ScalingRules
 
 __all__ = ["DemoRun", "run_demo"]
 
@@ -52,10 +54,16 @@ WARM_START_WAIT_S = 30.0  # wall seconds the warm start may take before the demo
 WARM_START_POLL_S = 0.02
 PREDICTIVE = {"policy": "predictive", "podStartupSeconds": str(loop.POD_STARTUP_S),
               "nodeStartupSeconds": str(loop.NODE_STARTUP_S)}
-# One replica of the default profile runs ~70 requests at 20 req/s and ~500 saturated at 30: a
-# concurrency target well inside the unsaturated range, as a team would set it.
-REACTIVE = {"policy": "reactive", "targetRunningPerReplica": "60",
+# A reactive setup a team would run: running requests per replica (what Knative's KPA and
+# AIBrix scale on), 25 per replica keeping each at about 10 req/s, off the knee where the count
+# swings with every minute's noise (at 15 req/s a replica runs 48-79), the queue and KV-cache
+# rules as a safety net; and, in the HPA, a 60 s scale-up stabilization window so that one
+# noisy poll does not start pods. With the HPA's defaults and 60 running per replica it moved
+# 4 -> 5 -> 4 -> 6 on flat demand.
+REACTIVE = {"policy": "reactive", "targetRunningPerReplica": "25",
             "targetQueuePerReplica": "5", "targetKvCacheUsage": "0.8"}
+REACTIVE_BEHAVIOR = HpaBehavior(scale_up=ScalingRules(
+    stabilization_s=60.0, policies=DEFAULT_SCALE_UP.policies))
 SHARED = {"minReplicas": str(loop.MIN_REPLICAS), "maxReplicas": str(loop.MAX_REPLICAS),
           "gpusPerReplica": str(loop.GPUS_PER_REPLICA), "gpusPerNode": str(loop.GPUS_PER_NODE)}
 
@@ -126,9 +134,10 @@ async def _play(plan: loop.Plan, day: DemoDay, echo: Callable[[str], None],
             grpc.aio.insecure_channel(f"{HOST}:{app.grpc_port}"))
         stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
         sides = []
-        for name, metadata in (("predictive", PREDICTIVE), ("reactive", REACTIVE)):
+        for name, metadata, behavior in (("predictive", PREDICTIVE, DEFAULT_BEHAVIOR),
+                                         ("reactive", REACTIVE, REACTIVE_BEHAVIOR)):
             side = loop.make_side(name, {**metadata, **SHARED}, Keda(stub), day.played,
-                                  profile, plan)
+                                  profile, plan, behavior)
             stack.push_async_callback(side.keda.close)
             stack.push_async_callback(side.pods.stop_all)
             sides.append(side)

@@ -47,7 +47,7 @@ from scaler.model.queueing import FluidFleet
 from scaler.service.service import ScalerService
 from scaler.service.workloads import Workload, WorkloadKey
 from scaler.sim.cluster import Cluster, ClusterCounts
-from scaler.sim.hpa import HorizontalPodAutoscaler
+from scaler.sim.hpa import DEFAULT_BEHAVIOR, HorizontalPodAutoscaler, HpaBehavior
 from scaler.sim.policies import ClusterAutoscaler
 from scaler.sim.replay import ReplaySettings, initial_replicas
 from scaler.sim.results import DecisionRow
@@ -168,7 +168,8 @@ class Side:
 
 
 def make_side(name: str, metadata: dict[str, str], keda: Keda, trace: RateTrace,
-              profile: ReplicaProfile, plan: Plan) -> Side:
+              profile: ReplicaProfile, plan: Plan,
+              behavior: HpaBehavior = DEFAULT_BEHAVIOR) -> Side:
     """A side started warm with the replicas the first ``WARM_S`` need at their busiest.
 
     A fleet that has served the flat morning is sized for its noise, not for one quiet
@@ -183,7 +184,8 @@ def make_side(name: str, metadata: dict[str, str], keda: Keda, trace: RateTrace,
         float(trace.rate[first].max()), float(trace.mean_prompt[0]), float(trace.mean_output[0]))
     cluster.start_warm(replicas=max(busiest, initial_replicas(trace, demo, profile)), nodes=0)
     return Side(name, metadata, Pods(profile), keda, cluster,
-                HorizontalPodAutoscaler(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS),
+                HorizontalPodAutoscaler(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS,
+                                        behavior=behavior),
                 FluidFleet(profile, tick_s=plan.sim_step_s, slo_ttft_s=demo.slo_ttft_s))
 
 

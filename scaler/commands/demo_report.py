@@ -43,8 +43,8 @@ def opening(plan: loop.Plan, day: DemoDay, log: loop.DemoLog, sides: list[loop.S
         f"{loop.KEDA_INTERVAL_S:g} s (all simulated)",
         "  predictive: forecasts demand one pod (and one node) lead time ahead, from a week of "
         "history read from Prometheus",
-        "  reactive:   HPA-style: 60 running requests per replica (one replica runs ~70 at 2/3 "
-        "of its capacity), 5 waiting or 80% KV cache, whichever asks for most",
+        "  reactive:   HPA-style: 25 running requests per replica (about 10 req/s each), 5 "
+        "waiting or 80% KV cache, whichever asks for most; scale-up stabilized over 60 s",
         "  time      demand         side      ready+coming  nodes ready+booting  SLO so far",
     ])
 

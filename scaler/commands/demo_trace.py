@@ -9,7 +9,11 @@ them ready), and a burst no history announces (nobody sees it coming; both can o
 Every day is the same: ``BASE_RATE`` req/s until the ramp, up to ``PEAK_RATE`` over
 ``RAMP_S``, back down in the evening; each minute has its own lognormal noise (``NOISE``). The
 played hour begins at ``START_S`` (08:25) of the last day; ``BURST`` multiplies a few minutes
-of that hour only. The history is what Prometheus would hold of the days before: their rate,
+of that hour only, in the flat stretch before the ramp: there the fleet's node has room for
+the replicas it needs, so the burst shows how each side reacts. On the plateau the same burst
+needs another node, which takes longer than the burst lasts: which side weathers it then
+depends on how many spare GPUs it happened to hold, not on forecasting (measured in
+BENCHMARKS, "The demo"). The history is what Prometheus would hold of the days before: their rate,
 one point per forecaster step (5 minutes).
 """
 
@@ -34,7 +38,7 @@ RAMP_AT_S = 8 * 3600.0 + 45 * 60.0  # every day's ramp starts at 08:45 ...
 RAMP_S = 30 * 60.0  # ... and is at the peak 30 minutes later
 EVENING_AT_S = 18 * 3600.0
 NOISE = 0.05  # sigma of the per-minute lognormal noise
-BURST = (9 * 3600.0 + 17 * 60.0, 3 * 60.0, 1.4)  # 09:17, 3 minutes, x1.4: this day only
+BURST = (8 * 3600.0 + 33 * 60.0, 3 * 60.0, 1.4)  # 08:33, 3 minutes, x1.4: this day only
 HISTORY_DAYS = 14
 PROMPT_TOKENS = 600.0
 OUTPUT_TOKENS = 200.0

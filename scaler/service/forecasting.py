@@ -154,13 +154,15 @@ class Forecasting:
 
     @staticmethod
     async def refit_forecast(workload: Workload) -> None:
-        """Refit the forecaster's parameters on a copy, in a thread, off the event loop."""
+        """Refit the forecaster's parameters on a copy, in a thread, off the event loop; then
+        its daily shape, on the loop (milliseconds, and it must see the live readings)."""
         planner = workload.planner
         if planner is None or not planner.forecaster.needs_refit:
             return
         copy = DemandForecaster.from_dict(planner.forecaster.to_dict())
         params = await asyncio.to_thread(copy.fit_params)
         planner.forecaster.set_params(params)
+        planner.forecaster.reshape_daily()
 
 
 def _capacity_matches(planner: PredictivePlanner, spec: WorkloadSpec) -> bool:

@@ -18,11 +18,12 @@ from scaler.commands.demo_trace import (
 def test_the_hour_has_flat_demand_a_ramp_and_a_burst():
     day = demo_day(0, 3600.0)
     rate, minutes = day.played.rate, day.played.start_s / 60
-    before = rate[minutes < (RAMP_AT_S - START_S) / 60]
+    before = rate[minutes < (RAMP_AT_S - START_S) / 60]  # the burst is 3 of these 20 minutes
     assert abs(float(np.median(before)) - BASE_RATE) < 0.1 * BASE_RATE
     burst_at = (BURST[0] - START_S) / 60
     in_burst = rate[(minutes >= burst_at) & (minutes < burst_at + BURST[1] / 60)]
-    assert float(in_burst.min()) > PEAK_RATE * 1.2  # on top of the ramp
+    assert burst_at + BURST[1] / 60 < (RAMP_AT_S - START_S) / 60  # in the flat stretch
+    assert float(in_burst.min()) > BASE_RATE * 1.2  # on top of it
     assert float(rate[-1]) > 0.8 * PEAK_RATE
 
 
