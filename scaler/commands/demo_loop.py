@@ -170,23 +170,45 @@ class Side:
 def make_side(name: str, metadata: dict[str, str], keda: Keda, trace: RateTrace,
               profile: ReplicaProfile, plan: Plan,
               behavior: HpaBehavior = DEFAULT_BEHAVIOR) -> Side:
-    """A side started warm with the replicas the first ``WARM_S`` need at their busiest.
+    """A side started warm, where its own rule holds the busiest minute of the first ``WARM_S``.
 
     A fleet that has served the flat morning is sized for its noise, not for one quiet
     minute: started at the edge of saturation, the first busy minute builds a backlog that
-    has nothing to do with the policies the demo compares.
+    has nothing to do with the policies the demo compares. The hour is a slice of a day each
+    policy has been running, so each side starts at the count its rule settles at: at least
+    what the SLO needs, and for a running-requests target, the count that keeps each replica
+    under it (started lower, the HPA's first syncs would overshoot from a saturated fleet).
     """
     demo = settings()
     cluster = Cluster(pod_startup_s=POD_STARTUP_S, node_startup_s=NODE_STARTUP_S,
                       gpus_per_replica=GPUS_PER_REPLICA, gpus_per_node=GPUS_PER_NODE)
     first = slice(0, max(1, round(WARM_S / trace.step_s)))
-    busiest = CapacityModel(profile, slo_ttft_s=demo.slo_ttft_s).replicas_for(
-        float(trace.rate[first].max()), float(trace.mean_prompt[0]), float(trace.mean_output[0]))
-    cluster.start_warm(replicas=max(busiest, initial_replicas(trace, demo, profile)), nodes=0)
+    rate, prompt, output = (float(trace.rate[first].max()), float(trace.mean_prompt[0]),
+                            float(trace.mean_output[0]))
+    busiest = CapacityModel(profile, slo_ttft_s=demo.slo_ttft_s).replicas_for(rate, prompt,
+                                                                             output)
+    warm = max(busiest, initial_replicas(trace, demo, profile))
+    target = float(metadata.get("targetRunningPerReplica", 0))
+    if target > 0:
+        warm = max(warm, replicas_under_running_target(profile, rate, prompt, output, target))
+    cluster.start_warm(replicas=warm, nodes=0)
     return Side(name, metadata, Pods(profile), keda, cluster,
                 HorizontalPodAutoscaler(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS,
                                         behavior=behavior),
                 FluidFleet(profile, tick_s=plan.sim_step_s, slo_ttft_s=demo.slo_ttft_s))
+
+
+def replicas_under_running_target(profile: ReplicaProfile, rate: float, mean_prompt: float,
+                                  mean_output: float, target: float) -> int:
+    """The fewest replicas (up to ``MAX_REPLICAS``) whose steady load at ``rate`` runs at
+    most ``target`` requests per replica, by the fleet model the demo's pods serve from."""
+    for replicas in range(1, MAX_REPLICAS):
+        fleet = FluidFleet(profile)
+        tick = fleet.step(rate=rate, mean_prompt=mean_prompt, mean_output=mean_output,
+                          ready_replicas=replicas)
+        if tick.load.running <= target:
+            return replicas
+    return MAX_REPLICAS
 
 
 class DemoLoop:
