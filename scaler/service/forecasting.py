@@ -161,8 +161,7 @@ class Forecasting:
             return
         copy = DemandForecaster.from_dict(planner.forecaster.to_dict())
         params = await asyncio.to_thread(copy.fit_params)
-        planner.forecaster.set_params(params)
-        planner.forecaster.reshape_daily()
+        planner.forecaster.refit(params)
 
 
 def _capacity_matches(planner: PredictivePlanner, spec: WorkloadSpec) -> bool:

@@ -11,7 +11,8 @@ asked directly:
 1. Each kept day with at least ``MIN_DAY_COVERAGE`` of its phases observed is one sample of
    the shape: its readings less the other seasons' indices, less that day's own mean.
 2. The half-width is chosen by leave-one-day-out cross-validation over ``HALF_WIDTHS_S``: the
-   mean of the other days, smoothed, predicts the day left out; the lowest mean absolute error
+   mean of the other days, smoothed (the smoother's triangular kernel), predicts the day left
+   out; the lowest mean absolute error
    wins. Identical days choose a narrow kernel, noisy days a wide one.
 3. The new shape replaces the live indices only if, built without the last kept day, it
    predicts that day better than the live indices do by ``MIN_GAIN``, although the live ones
@@ -26,8 +27,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-
-from scaler.model.forecast.smoother import kernel
 
 __all__ = ["HALF_WIDTHS_S", "MIN_DAYS", "daily_shape"]
 
@@ -81,8 +80,10 @@ def _shape(days: np.ndarray, half_width: int) -> np.ndarray:
         mean = np.nanmean(days, axis=0) if len(days) else np.zeros(days.shape[1])
     mean = np.where(np.isnan(mean), 0.0, mean)
     smooth: np.ndarray = np.zeros_like(mean)
-    for offset, weight in kernel(half_width):
-        smooth += weight * np.roll(mean, -offset)
+    offsets = np.arange(-half_width, half_width + 1)
+    weights = (half_width + 1 - np.abs(offsets)) / (half_width + 1) ** 2  # triangular, sum 1
+    for offset, weight in zip(offsets, weights, strict=True):
+        smooth += weight * np.roll(mean, -int(offset))
     centred: np.ndarray = smooth - smooth.mean()
     return centred
 

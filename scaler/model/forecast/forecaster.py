@@ -35,13 +35,11 @@ Missing data
 from __future__ import annotations
 
 import math
-from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from scaler.model.forecast.conformal import ConformalBound, bucket_steps
-from scaler.model.forecast.daily_shape import daily_shape
 from scaler.model.forecast.fit import Replay, ReplayHistory, best_params, fit_steps, fittable
 from scaler.model.forecast.guard import NaiveGuard
 from scaler.model.forecast.smoother import (
@@ -209,28 +207,14 @@ class DemandForecaster:
         self._core.params = params
         self._last_refit_k = self._last_k
 
-    def refit(self) -> None:
-        """Refit the smoothing parameters on the kept history, then the daily shape."""
-        self.set_params(self.fit_params())
-        self.reshape_daily()
-
-    def reshape_daily(self) -> bool:
-        """Re-estimate the first season's shape from the kept readings when they show a
-        better one (``daily_shape.py``); True if it changed. The level moves so that the
-        fitted value of the last step stays where it was."""
-        core = self._core
-        if not core.ready or not core.seasons or self._last_k is None:
-            return False
-        first, later = core.seasons[0], [s for s in core.seasons[1:] if s.learning]
-        readings = [(k, x - sum(s.values[k % s.period] for s in later))
-                    for k, x in list(self._replay.readings)]
-        shape = daily_shape(readings, first.period, self.step_s, first.values)
-        if shape is None or core.level is None:
-            return False
-        phase = self._last_k % first.period
-        core.level += first.values[phase] - float(shape[phase])
-        first.values = array("d", shape.tolist())
-        return True
+    def refit(self, params: SmoothingParams | None = None) -> None:
+        """Refit: the smoothing parameters (``params`` when fitted elsewhere, e.g. by
+        ``fit_params`` on a copy in a thread), then the daily shape from the kept readings
+        (``daily_shape.py``; on the live state, a few milliseconds)."""
+        self.set_params(self.fit_params() if params is None else params)
+        if self._last_k is not None:
+            self._core.reshape_first_season(list(self._replay.readings), self.step_s,
+                                            self._last_k)
 
     # -- observation path -----------------------------------------------------------------
 

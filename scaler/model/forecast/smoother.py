@@ -47,6 +47,8 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from scaler.model.forecast.daily_shape import daily_shape
+
 HUBER_K = 3.0
 """Innovations are clipped at this many error-scale units before they update the state."""
 SHIFT_RUN = 2
@@ -265,6 +267,23 @@ class Smoother:
         self._update_scales(e)
         self.last_resid = x - self.level - seasonal
         self._start_learning(k)
+
+    def reshape_first_season(self, readings: Sequence[tuple[int, float]], step_s: float,
+                             k: int) -> bool:
+        """Replace the first season's indices by the shape the kept ``readings`` show, when
+        they show a better one (``daily_shape.py``); True if it changed. The level moves so
+        that the fitted value at step ``k`` stays where it was."""
+        if not self.ready or not self.seasons or self.level is None:
+            return False
+        first, later = self.seasons[0], [s for s in self.seasons[1:] if s.learning]
+        net = [(j, x - sum(s.values[j % s.period] for s in later)) for j, x in readings]
+        shape = daily_shape(net, first.period, step_s, first.values)
+        if shape is None:
+            return False
+        phase = k % first.period
+        self.level += first.values[phase] - float(shape[phase])
+        first.values = array("d", shape.tolist())
+        return True
 
     def _is_shift(self, e: float, limit: float) -> bool:
         if e > limit:
