@@ -2,7 +2,9 @@
 
 Each decision is the service's whole decision (``scaler.model.fleet_decision.decide_fleet``)
 on the pods' pages as the service would have scraped them (``scraped``): pod health,
-capacity learning from saturated pods, demand seen only through ready pods, the plan. Its
+capacity learning from saturated pods, demand seen only through ready pods, the plan; and the
+forecaster is refitted when it is due (daily: its parameters and its daily shape), as the
+service does after a decision (there in a thread, here at once). Its
 replica count reaches the Deployment as deployed: as KEDA's metric (``scaler.keda.metrics``)
 through the emulated HPA with its default behaviour; its node count goes to the cluster
 directly (the scaler drives its node pools itself).
@@ -53,6 +55,8 @@ class PredictivePolicy:
         result = decide_fleet(self.fleet, self.planner, self.workload, now_s=view.now_s,
                               stale_after_s=STALE_AFTER_S, pods_listed=True)
         assert result.decision is not None, result.no_data
+        if self.planner.forecaster.needs_refit:
+            self.planner.forecaster.refit()
         _, value = metrics.metric_value(result.decision.desired_replicas)
         _, target = metrics.target_size()
         replicas = self.hpa.desired(view.now_s, current_replicas=max(view.replicas, 1),
