@@ -12,8 +12,8 @@ asked directly:
    the shape: its readings less the other seasons' indices, less that day's own mean.
 2. The half-width is chosen by leave-one-day-out cross-validation over ``HALF_WIDTHS_S``: the
    mean of the other days, smoothed (the smoother's triangular kernel), predicts the day left
-   out; the lowest mean absolute error
-   wins. Identical days choose a narrow kernel, noisy days a wide one.
+   out; the lowest mean absolute error wins. Identical days choose a narrow kernel, noisy
+   days a wide one.
 3. The new shape replaces the live indices only if, built without the last kept day, it
    predicts that day better than the live indices do by ``MIN_GAIN``, although the live ones
    have already learnt from that day: evidence, not preference, moves the season.
