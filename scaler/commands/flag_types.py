@@ -30,7 +30,9 @@ class DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+        default = action.default  # by identity: 0 == False, and a default of 0 is shown
+        if default is None or default is False or default is argparse.SUPPRESS \
+                or "default" in text.lower():
             return text
         return super()._get_help_string(action)
 

@@ -111,7 +111,9 @@ def test_every_command_has_a_description_and_shows_its_defaults() -> None:
         assert parser.description, name
         formatter = parser._get_formatter()
         for action in parser._actions:
-            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+            default = action.default  # by identity: a default of 0 must be shown too
+            if action.option_strings and not (default is None or default is False
+                                              or default == "==SUPPRESS=="):
                 shown = formatter._get_help_string(action) or ""  # type: ignore[attr-defined]
                 assert "default" in shown, (name, action.dest)
 
