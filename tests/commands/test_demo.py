@@ -61,7 +61,7 @@ async def test_demo_plays_both_sides_through_keda_and_never_thrashes_on_flat_dem
 
 
 async def test_the_demo_hour_shows_the_forecast_paying_ahead_of_the_ramp(tmp_path):
-    """The headline, on the demo's own hour (the ramp at +20 min, the burst at +8): the
+    """The headline, on the demo's own hour (the ramp at +20 min, the burst at +11): the
     predictive side meets the SLO as the reactive one does, for at least 15% fewer GPU-hours,
     and asks for the ramp's node before the ramp starts (the node takes 10 minutes)."""
     lines: list[str] = []

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from scaler.model.forecast.kernel import kernel
+
 __all__ = ["HALF_WIDTHS_S", "MIN_DAYS", "daily_shape"]
 
 HALF_WIDTHS_S = (0.0, 300.0, 600.0, 1200.0, 1800.0, 3000.0)
@@ -80,10 +82,8 @@ def _shape(days: np.ndarray, half_width: int) -> np.ndarray:
         mean = np.nanmean(days, axis=0) if len(days) else np.zeros(days.shape[1])
     mean = np.where(np.isnan(mean), 0.0, mean)
     smooth: np.ndarray = np.zeros_like(mean)
-    offsets = np.arange(-half_width, half_width + 1)
-    weights = (half_width + 1 - np.abs(offsets)) / (half_width + 1) ** 2  # triangular, sum 1
-    for offset, weight in zip(offsets, weights, strict=True):
-        smooth += weight * np.roll(mean, -int(offset))
+    for offset, weight in kernel(half_width):
+        smooth += weight * np.roll(mean, -offset)
     centred: np.ndarray = smooth - smooth.mean()
     return centred
 

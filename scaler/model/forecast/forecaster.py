@@ -42,13 +42,13 @@ from typing import Any
 from scaler.model.forecast.conformal import ConformalBound, bucket_steps
 from scaler.model.forecast.fit import Replay, ReplayHistory, best_params, fit_steps, fittable
 from scaler.model.forecast.guard import NaiveGuard
+from scaler.model.forecast.kernel import kernel
 from scaler.model.forecast.smoother import (
     KERNEL_S,
     MAX_KERNEL_TAPS,
     Smoother,
     SmoothingParams,
     clip,
-    kernel,
 )
 from scaler.model.forecast.state import forecaster_from_dict, forecaster_to_dict
 

@@ -91,13 +91,6 @@ def damped_sum(phi: float, m: int) -> float:
     return phi * (1.0 - phi**m) / (1.0 - phi) if phi != 1.0 else float(m)
 
 
-def kernel(half_width: int) -> tuple[tuple[int, float], ...]:
-    """Triangular weights over offsets -w..w, summing to one."""
-    raw = [(j, float(half_width + 1 - abs(j))) for j in range(-half_width, half_width + 1)]
-    total = sum(w for _, w in raw)
-    return tuple((j, w / total) for j, w in raw)
-
-
 class Season:
     """Additive seasonal indices per step of the period, learnt through a smoothing kernel.
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from scaler.model.forecast.daily_shape import daily_shape
 from scaler.model.forecast.forecaster import DemandForecaster
-from scaler.model.forecast.smoother import kernel
+from scaler.model.forecast.kernel import kernel
 
 STEP_S = 300.0
 PERIOD = 288  # 5-minute steps in a day
