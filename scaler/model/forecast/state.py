@@ -19,17 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 from scaler.model.forecast.conformal import ConformalBound, PendingCentres
 from scaler.model.forecast.guard import GuardPending, NaiveGuard
-from scaler.model.forecast.smoother import Smoother, SmoothingParams
+from scaler.model.forecast.smoother import SLOW_RATE, Smoother, SmoothingParams
 
 if TYPE_CHECKING:
     from scaler.model.forecast.forecaster import DemandForecaster
 
-_FormatVersion = 3
+_FormatVersion = 4
 """2: the naive guard, the last usable reading and the weekly season's gathered first week.
-3: ``arrivals_per_unit`` in the config. A version-2 state is read as 3 with it at 1 (every
-version-2 forecaster counted its readings as requests/s); older ones are refused."""
-_READ_AS_CURRENT = {2: {"arrivals_per_unit": 1.0}}
+3: ``arrivals_per_unit`` in the config. 4: the count of errors in the error scales
+(``scale_errors``). A version-2 state is read with ``arrivals_per_unit`` at 1 (every version-2
+forecaster counted its readings as requests/s); version 2 and 3 states with their scales
+past their warm-up (``SCALES_WARM``); older ones are refused."""
+_READ_AS_CURRENT = {2: {"arrivals_per_unit": 1.0}, 3: {}}
 """Versions still read, and the config they lack."""
+SCALES_WARM = round(1.0 / SLOW_RATE)
+"""Errors after which both error scales are exponentially weighted (the count a state older
+than version 4 is read with)."""
 
 
 def forecaster_to_dict(f: DemandForecaster) -> dict[str, Any]:
@@ -124,7 +129,8 @@ def _core_to_dict(core: Smoother) -> dict[str, Any]:
     return {
         "level": core.level, "trend": core.trend, "ready": core.ready,
         "first": [[k, x] for k, x in core.first], "first_k": core.first_k,
-        "scale_slow": core.scale_slow, "scale_fast": core.scale_fast, "run": core.run,
+        "scale_slow": core.scale_slow, "scale_fast": core.scale_fast,
+        "scale_errors": core.scale_errors, "run": core.run,
         "last_resid": core.last_resid,
         "seasons": [{"values": list(s.values), "learning": s.learning,
                      "gathered": None if s.gathered is None else [list(a) for a in s.gathered]}
@@ -141,6 +147,7 @@ def _core_from_dict(d: dict[str, Any], periods: Sequence[int],
     core.first = [(int(k), float(x)) for k, x in d["first"]]
     core.first_k = d["first_k"]
     core.scale_slow, core.scale_fast = float(d["scale_slow"]), float(d["scale_fast"])
+    core.scale_errors = int(d.get("scale_errors", SCALES_WARM))
     core.run, core.last_resid = int(d["run"]), float(d["last_resid"])
     for season, s in zip(core.seasons, d["seasons"], strict=True):
         season.values = array("d", (float(v) for v in s["values"]))

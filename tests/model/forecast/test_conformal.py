@@ -34,3 +34,17 @@ def test_upper_bound_widens_with_the_horizon() -> None:
     f = fed(noisy_sine(9), 4 * STEPS_PER_DAY)
     widths = [f.forecast(h * STEP).upper - f.forecast(h * STEP).mean for h in (1, 3, 12, 48)]
     assert widths == sorted(widths)
+
+
+def test_one_early_jump_does_not_keep_a_new_workloads_band_wide() -> None:
+    """A new workload jumps from 10 to 50 at its second reading, then wobbles by 1. The error
+    scale is the plain mean of the errors so far (40 once, then 1s), not the first error
+    decaying at 2% a step: after 12 calm steps the one-step band is 3 scale units (the prior:
+    too few errors to calibrate) of about 4 and 1, not of about 31 and 1 (width ~17)."""
+    f = DemandForecaster(STEP)
+    values = [10.0, 50.0, *(50.0 + (i % 2) for i in range(12))]
+    for i, x in enumerate(values):
+        f.observe(i * STEP, x)
+    fc = f.forecast(STEP)
+    assert fc.mean == values[-1]
+    assert 1.0 < fc.upper - fc.mean < 10.0

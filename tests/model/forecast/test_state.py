@@ -58,3 +58,22 @@ def test_a_version_2_state_is_read_as_counting_requests() -> None:
     state["version"] = 2
     del state["config"]["arrivals_per_unit"]  # what version 2 saved
     assert DemandForecaster.from_dict(state).to_dict() == f.to_dict()
+
+
+def test_a_version_3_state_is_read_with_its_scales_past_their_warm_up() -> None:
+    """Version 3 kept no count of the errors in its scales: they are read as exponentially
+    weighted already, so the forecasts go on exactly as from a version-4 copy."""
+    series = noisy_sine(13)
+    f = DemandForecaster(STEP)
+    for i in range(2 * STEPS_PER_DAY):
+        f.observe(i * STEP, series(i * STEP))
+    state = f.to_dict()
+    state["version"] = 3
+    for core in [state["core"], *(c for _, c in state["checkpoints"])]:
+        del core["scale_errors"]  # what version 3 saved
+    old, new = DemandForecaster.from_dict(state), DemandForecaster.from_dict(f.to_dict())
+    for i in range(2 * STEPS_PER_DAY, 2 * STEPS_PER_DAY + 50):
+        x = series(i * STEP)
+        old.observe(i * STEP, x)
+        new.observe(i * STEP, x)
+        assert old.forecast(3 * STEP) == new.forecast(3 * STEP)
