@@ -49,7 +49,7 @@ class DemoDay:
     """The played slice (times from 0) and the history before it (times end at 0)."""
 
     played: RateTrace
-    history_times_s: tuple[float, ...]  # seconds relative to the start of the played slice
+    history_times_s: tuple[float, ...]  # the end of each step, seconds from the played slice
     history_rates: tuple[float, ...]  # req/s, one per forecaster step
 
 
@@ -83,7 +83,8 @@ def demo_day(seed: int, duration_s: float, *, flat: bool = False,
                       for t in start])
     rate = shape * np.exp(rng.normal(0.0, NOISE, n))
     history_rates = _steps(rate[: int(begin // STEP_S)], round(history_step_s / STEP_S))
-    history_times = tuple(-begin + k * history_step_s for k in range(len(history_rates)))
+    # as Prometheus labels rate(x[5m]): each step's rate at the end of the step
+    history_times = tuple(-begin + (k + 1) * history_step_s for k in range(len(history_rates)))
     first = int(begin // STEP_S)
     played = rate[first:].copy()
     at, length, factor = BURST

@@ -287,6 +287,17 @@ class PredictivePlanner:
             history.popleft()
 
 
+def history_step_starts(times_s: list[float], step_s: float = FORECAST_STEP_S) -> list[float]:
+    """The planner's step times of a Prometheus history: one step earlier than its timestamps.
+
+    Prometheus labels a range function's value with the end of its window (``rate(x[5m])``
+    at T is the rate over the 5 minutes before T), while the planner labels each step's mean
+    with its start. Read as they come, the history's days sit one step late against the live
+    readings: the daily season learnt 5 minutes late, and the first live step averaging the
+    two steps after the history."""
+    return [t - step_s for t in times_s]
+
+
 def _usable(state: FleetState) -> FleetState:
     """Readings the plan can use: an impossible rate (inf, negative) is missing (NaN, which the
     forecaster skips), an impossible backlog or running count is none."""

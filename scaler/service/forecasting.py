@@ -27,7 +27,12 @@ from scaler.config.settings import ServiceConfig
 from scaler.keda.metadata import WorkloadSpec
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast.forecaster import DemandForecaster
-from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings, PredictivePlanner
+from scaler.model.predictive import (
+    FORECAST_STEP_S,
+    PlannerSettings,
+    PredictivePlanner,
+    history_step_starts,
+)
 from scaler.service.telemetry import Telemetry
 from scaler.service.workloads import Workload
 
@@ -114,7 +119,7 @@ class Forecasting:
             self._telemetry.warm_starts.labels("skipped").inc()
             return
         offset = self._clock.monotonic() - now_wall  # history is in wall time, state monotonic
-        times = [t + offset for t in series.times_s]
+        times = history_step_starts([t + offset for t in series.times_s], FORECAST_STEP_S)
         warmed = DemandForecaster.from_dict(planner.forecaster.to_dict())
         async with self._heavy_work:  # ~50 ms of CPU for two weeks: in a thread, in turn
             await asyncio.to_thread(warmed.warm_start, times, series.values)

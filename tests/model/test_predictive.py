@@ -11,7 +11,12 @@ import pytest
 from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
 from scaler.model.forecast.forecaster import DemandForecaster
-from scaler.model.predictive import FleetState, PlannerSettings, PredictivePlanner
+from scaler.model.predictive import (
+    FleetState,
+    PlannerSettings,
+    PredictivePlanner,
+    history_step_starts,
+)
 
 STEP = 300.0
 DAY = 86400.0
@@ -67,6 +72,24 @@ def test_a_predicted_ramp_is_met_one_lead_time_early():
     assert plan.need_ahead >= plan.need_now + 2  # more replicas before the load shows
     assert plan.replicas == plan.need_ahead
     assert plan.reason.startswith("forecast")
+
+
+def test_prometheus_history_teaches_what_the_same_steps_fed_live_would():
+    """Prometheus labels ``rate(x[5m])`` at T with the 5 minutes before T; the planner labels
+    each step's mean with its start. Read through ``history_step_starts``, the history as
+    Prometheus holds it gives the plans, decision by decision through the morning ramp, of
+    the same steps labelled by their start. Read as it comes, each plan is the one due 5
+    minutes later (the season learnt one step late)."""
+    history = office_hours(7 + 8.5 / 24, low=20, high=300)  # to 08:30 of day 8
+    by_start = planner(history)
+    forecaster = DemandForecaster(step_s=STEP)
+    from_prometheus = PredictivePlanner(with_settings(), CAPACITY, forecaster)
+    times = history_step_starts([(k + 1) * STEP for k in range(len(history))], STEP)
+    forecaster.warm_start(times, history)
+    from_prometheus.warm_started(times[-1])
+    for now in np.arange(7 * DAY + 8.5 * 3600, 7 * DAY + 9.5 * 3600, 15.0):
+        live = state(float(now), rate=20 if now < 7 * DAY + 9 * 3600 else 300, replicas=4)
+        assert from_prometheus.plan(live) == by_start.plan(live)
 
 
 def test_need_ahead_is_the_peak_within_the_lead_time_not_its_end():
