@@ -171,7 +171,8 @@ class PrometheusSettings:
     history_query: str = setting(
         "", doc="PromQL giving a workload's request rate (req/s), with {namespace} and "
                 "{scaledobject} placeholders (filled in escaped, as inside a PromQL string), used "
-                "when the trigger has no historyQuery. For vLLM"
+                "when the trigger has no historyQuery; each point is read as the rate over the "
+                "5 minutes before its timestamp, as rate(...[5m]) gives it. For vLLM"
                 " pods named after their ScaledObject: "
                 "sum(rate(vllm:request_success_total{namespace=\"{namespace}\",pod=~\"{scaledobject}-.*\"}[5m])).")
     history_s: float = setting(
