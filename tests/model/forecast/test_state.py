@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -49,31 +51,46 @@ def test_arrivals_per_unit_is_kept() -> None:
     assert DemandForecaster.from_dict(f.to_dict()).arrivals_per_unit == 1 / 2000
 
 
-def test_a_version_2_state_is_read_as_counting_requests() -> None:
-    series = noisy_sine(12)
+def two_days_of(series: Callable[[float], float]) -> DemandForecaster:
     f = DemandForecaster(STEP)
     for i in range(2 * STEPS_PER_DAY):
         f.observe(i * STEP, series(i * STEP))
+    return f
+
+
+def saved_as(f: DemandForecaster, version: int) -> dict[str, Any]:
+    """``f``'s state as that version saved it: version 2 had no ``arrivals_per_unit``,
+    versions 2 and 3 no count of the errors in the error scales."""
     state = f.to_dict()
-    state["version"] = 2
-    del state["config"]["arrivals_per_unit"]  # what version 2 saved
-    assert DemandForecaster.from_dict(state).to_dict() == f.to_dict()
+    state["version"] = version
+    if version == 2:
+        del state["config"]["arrivals_per_unit"]
+    for core in [state["core"], *(c for _, c in state["checkpoints"])]:
+        del core["scale_errors"]
+    return state
+
+
+def goes_on_as(old: DemandForecaster, new: DemandForecaster,
+               series: Callable[[float], float]) -> None:
+    for i in range(2 * STEPS_PER_DAY, 2 * STEPS_PER_DAY + 50):
+        x = series(i * STEP)
+        old.observe(i * STEP, x)
+        new.observe(i * STEP, x)
+        assert old.forecast(3 * STEP) == new.forecast(3 * STEP)
+
+
+def test_a_version_2_state_is_read_as_counting_requests() -> None:
+    series = noisy_sine(12)
+    f = two_days_of(series)
+    old = DemandForecaster.from_dict(saved_as(f, 2))
+    assert old.arrivals_per_unit == 1.0
+    goes_on_as(old, DemandForecaster.from_dict(f.to_dict()), series)
 
 
 def test_a_version_3_state_is_read_with_its_scales_past_their_warm_up() -> None:
     """Version 3 kept no count of the errors in its scales: they are read as exponentially
     weighted already, so the forecasts go on exactly as from a version-4 copy."""
     series = noisy_sine(13)
-    f = DemandForecaster(STEP)
-    for i in range(2 * STEPS_PER_DAY):
-        f.observe(i * STEP, series(i * STEP))
-    state = f.to_dict()
-    state["version"] = 3
-    for core in [state["core"], *(c for _, c in state["checkpoints"])]:
-        del core["scale_errors"]  # what version 3 saved
-    old, new = DemandForecaster.from_dict(state), DemandForecaster.from_dict(f.to_dict())
-    for i in range(2 * STEPS_PER_DAY, 2 * STEPS_PER_DAY + 50):
-        x = series(i * STEP)
-        old.observe(i * STEP, x)
-        new.observe(i * STEP, x)
-        assert old.forecast(3 * STEP) == new.forecast(3 * STEP)
+    f = two_days_of(series)
+    goes_on_as(DemandForecaster.from_dict(saved_as(f, 3)),
+               DemandForecaster.from_dict(f.to_dict()), series)
