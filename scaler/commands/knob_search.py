@@ -2,8 +2,10 @@
 
 Each grid runs from the cheapest-looking setting to the most generous, and SLO attainment
 grows (nearly) monotonically along it, so a bisection finds the first setting meeting the
-target in log2(len) runs instead of len; every run made is a candidate. A choice at the
-grid's cheap edge, or a grid where nothing meets the target, says the grid is too narrow:
+target in log2(len) runs instead of len; every run made is a candidate. The grid's cheap
+edge meeting the target (whether or not it is the cheapest run: cost need not fall along the
+grid, and on the Azure hour at x10 predictive headroom 0.6 cost 8.1 GPU-hours, 0.65 8.0 and
+0.55, past the edge, 7.5), or a grid where nothing meets it, says the grid is too narrow:
 it is extended geometrically past that edge (within the knob's meaningful range,
 ``KNOB_RANGES``; static fleets down to 1 replica) and searched again, and a choice still at
 an edge the range would let it pass is flagged (``parameters["knob_at_edge"]``) rather than
@@ -69,8 +71,8 @@ def cheapest_meeting_slo(name: str, runner: Runner, *, peak: int) -> ReplayResul
         meeting = [r for r in runs if r.slo_attainment >= target]
         best = (min(meeting, key=lambda r: (r.gpu_hours, grid.index(_knob(r)))) if meeting
                 else max(runs, key=lambda r: (r.slo_attainment, -r.gpu_hours)))
-        value = _knob(best)
-        at_edge = value == grid[0] if meeting else value == grid[-1]
+        at_edge = (any(_knob(r) == grid[0] for r in meeting) if meeting
+                   else _knob(best) == grid[-1])
         wider = _extend(name, grid, cheap=bool(meeting)) if at_edge else grid
         if wider == grid:  # not at an edge, or at the end of the knob's meaningful range
             best.parameters["knob_at_edge"] = False

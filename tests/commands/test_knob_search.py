@@ -10,6 +10,7 @@ from scaler.commands.knob_search import Runner, cheapest_meeting_slo
 from scaler.config.profiles import default_profile
 from scaler.sim import policy_catalog
 from scaler.sim.replay import ReplaySettings
+from scaler.sim.results import ReplayResult
 from scaler.sim.traces import RateTrace
 
 TRACE = RateTrace("steps", 600.0, np.arange(6) * 600.0,
@@ -45,6 +46,29 @@ def test_a_choice_still_at_an_edge_is_flagged(monkeypatch: pytest.MonkeyPatch) -
     best = cheapest_meeting_slo("reactive-rate", runner(), peak=1)
     assert best.parameters["knob_value"] == pytest.approx(1.25 ** 4, rel=1e-4)
     assert best.parameters["knob_at_edge"] is True
+
+
+class MeasuredRuns(Runner):
+    """Answers with the SLO attainment and GPU-hours the Azure hour at x10 measured for
+    predictive (session 9): 99.16-99.19 % from headroom 0.5 up, and costs that do not fall
+    along the grid (0.6: 8.1 GPU-hours, 0.65: 8.0, below 0.6: 7.5)."""
+
+    def run(self, name: str, knob: float) -> ReplayResult:
+        self.done += 1
+        gpu = 7.5 if knob < 0.6 else {0.6: 8.1, 0.65: 8.0}.get(knob, 8.2)
+        return ReplayResult(name, {"knob_value": knob}, 1.0, 0.9916 if knob >= 0.5 else 0.988,
+                            0.1, 1.0, 1.8, gpu, 1.1, 10)
+
+
+def test_a_cheap_edge_meeting_the_slo_extends_the_grid_even_when_it_costs_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grid's cheapest setting meets the SLO but the next one costs less: the search has
+    not found where the SLO fails, and past the edge the cheapest run is cheaper still."""
+    monkeypatch.setitem(policy_catalog.SWEEPS, "predictive", (0.6, 0.65, 0.7, 0.75))
+    best = cheapest_meeting_slo("predictive", MeasuredRuns(TRACE, ReplaySettings(),
+                                                           default_profile(), []), peak=1)
+    assert best.gpu_hours == 7.5
+    assert best.parameters["knob_value"] < 0.6
 
 
 def test_the_runner_counts_its_runs_and_runs_each_setting_once(
