@@ -56,10 +56,12 @@ MIN_ERRORS = 20
 class NaiveBandForecaster:
     """Last value, upper bound = last value + the empirical 95% quantile of its past errors.
 
-    Speaks the part of ``DemandForecaster`` the planner uses (``step_s``, ``ready``,
-    ``observe``, ``forecast``). Until ``MIN_ERRORS`` errors are known at a horizon the bound is
-    the mean.
+    Speaks the part of ``DemandForecaster`` the planner and the replay's policy use
+    (``step_s``, ``ready``, ``observe``, ``forecast``, ``needs_refit``). Until ``MIN_ERRORS``
+    errors are known at a horizon the bound is the mean.
     """
+
+    needs_refit = False  # nothing to refit: the band is rolled at each step
 
     def __init__(self, step_s: float, quantile: float = 0.95) -> None:
         self.step_s = step_s
