@@ -30,10 +30,11 @@ def test_the_hour_has_flat_demand_a_ramp_and_a_burst():
 def test_the_history_ends_where_the_hour_begins_and_holds_every_day_s_ramp():
     day = demo_day(0, 3600.0)
     times, rates = np.array(day.history_times_s), np.array(day.history_rates)
-    assert times[-1] == -300.0 and np.all(np.diff(times) == 300.0)
+    # each step labelled by its end, as Prometheus labels rate(x[5m])
+    assert times[-1] == 0.0 and np.all(np.diff(times) == 300.0)
     assert len(times) == (HISTORY_DAYS * 86400 + START_S) // 300
-    # A day earlier, one hour after the hour began: the plateau.
-    plateau = rates[np.isclose(times, -86400 + 3600)]
+    # A day earlier, the step from one hour after the hour began: the plateau.
+    plateau = rates[np.isclose(times, -86400 + 3600 + 300)]
     assert float(plateau[0]) > 0.8 * PEAK_RATE
 
 
