@@ -15,11 +15,15 @@ start-up before it shows, so its cost over the oracle grows with that volatility
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scaler.sim import report
 
 DAY_S = 86400.0
 BIN_S = 600.0
@@ -28,14 +32,14 @@ Columns = dict[str, npt.NDArray[np.float64]]
 
 
 def read_decisions(folder: Path) -> Columns:
+    """A replay's decisions.csv (``scaler.sim.report.read_decisions``) as columns."""
     path = folder / "decisions.csv"
     if not path.is_file():
         raise SystemExit(f"cost_by_day: no decisions.csv in {folder} (give a `scaler replay "
                          "--out` folder)")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = report.read_decisions(path)
     names = ("time_s", "ready_replicas", "ready_nodes", "demand", "slo_misses")
-    return {n: np.array([float(r[n] or "nan") for r in rows]) for n in names}
+    return {n: np.array([float(getattr(r, n)) for r in rows]) for n in names}
 
 
 def per_day(values: npt.NDArray[np.float64], time_s: npt.NDArray[np.float64]) -> (
