@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import os
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -50,9 +49,6 @@ PHASE_TIMEOUT_S = 10.0  # wall: two scrape rounds take about 2 x interval_s
 
 
 async def run_tryout(*, interval_s: float = 0.2, echo: Callable[[str], None] = print) -> int:
-    # gRPC's C core logs connection events (e.g. "Got goaway") to stderr on its own; they
-    # say nothing to someone trying the scaler. An explicit GRPC_VERBOSITY still wins.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     with tempfile.TemporaryDirectory() as secret_dir:
         token = secrets.token_hex(16)  # what a Secret would hold; this run only
         token_file = Path(secret_dir) / "token"
