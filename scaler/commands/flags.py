@@ -158,6 +158,8 @@ def add_replica_bound_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _FLEET_SPEED = positive(float, "a number (1: the profile's speed)")
+_TOLERANCE = checked(float, lambda v: None if 0 <= v < 1 else "must be >= 0 and < 1",
+                     "a fraction in [0, 1), e.g. 0.1")
 
 
 def _add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,6 +167,10 @@ def _add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the simulated pods serve X times as fast as the profile the "
                              "scaler starts from (> 0; default 1); the oracle plans with "
                              "their true speed")
+    parser.add_argument("--hpa-tolerance", type=_TOLERANCE, default=0.0, metavar="T",
+                        help="the predictive policy's HPA tolerance, both ways (default 0, as "
+                             "the shipped ScaledObject sets it; 0.1 for a cluster without "
+                             "HPAConfigurableTolerance, which ignores the setting)")
     parser.add_argument("--no-gpu-metrics", action="store_true",
                         help="the scaler sees no dcgm-exporter data from the simulated pods")
 

@@ -82,7 +82,8 @@ def load_replay_inputs(args: argparse.Namespace
                               scale_down_window_s=args.scale_down_window,
                               min_replicas=args.min_replicas, max_replicas=args.max_replicas,
                               fleet_speed=args.fleet_speed,
-                              gpu_metrics=not args.no_gpu_metrics)
+                              gpu_metrics=not args.no_gpu_metrics,
+                              hpa_tolerance=args.hpa_tolerance)
     return _with_replica_cap(trace, settings, profile)
 
 

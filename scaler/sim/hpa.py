@@ -55,7 +55,7 @@ ScaledObject without ``advanced.horizontalPodAutoscalerConfig.behavior`` gets an
 one, and the controller's older ``normalizeDesiredReplicas`` then allows ``max(2 x current, 4)``
 per sync instead of ``+4 or x2``, e.g. 1 -> 4 rather than 1 -> 5, and keeps a downscale-window
 sample that is exactly one window old; set ``behavior`` to get what is emulated here);
-per-direction tolerances (one ``tolerance`` is used both ways); metric fetch errors;
+metric fetch errors;
 ``spec.replicas`` differing from ``status.replicas`` (one ``current_replicas`` stands for both,
 true once the ReplicaSet has created its pods, even if they are Pending). Scale to and from zero
 is not the HPA's job: it does nothing at 0 replicas
@@ -66,20 +66,26 @@ and KEDA does 0 <-> 1, emulated by :class:`KedaActivation` (KEDA's
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "DEFAULT_BEHAVIOR",
     "DEFAULT_SCALE_DOWN",
     "DEFAULT_SCALE_UP",
+    "SCALEDOBJECT_BEHAVIOR",
     "HorizontalPodAutoscaler",
     "HpaBehavior",
     "KedaActivation",
     "ScalingPolicy",
     "ScalingRules",
+    "Tolerances",
+    "behavior_from_spec",
     "external_average_value_replicas",
+    "with_tolerance",
 ]
 
 _MAX_INT32 = 2**31 - 1
@@ -111,8 +117,11 @@ class ScalingRules:
     stabilization_s: float
     policies: tuple[ScalingPolicy, ...]
     select: Literal["Max", "Min", "Disabled"] = "Max"
+    tolerance: float | None = None  # None: the cluster-wide --horizontal-pod-autoscaler-tolerance
 
     def __post_init__(self) -> None:
+        if self.tolerance is not None and not self.tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if not 0 <= self.stabilization_s <= _MAX_WINDOW_S:
             raise ValueError(
                 f"stabilization_s must be in [0, 3600], got {self.stabilization_s}")
@@ -154,8 +163,79 @@ class HpaBehavior:
         if not self.sync_period_s > 0:
             raise ValueError(f"sync_period_s must be > 0, got {self.sync_period_s}")
 
+    @property
+    def tolerances(self) -> Tolerances:
+        """Each direction's own tolerance where its rules set one, else the cluster-wide one."""
+        down, up = self.scale_down.tolerance, self.scale_up.tolerance
+        return Tolerances(self.tolerance if down is None else down,
+                          self.tolerance if up is None else up)
+
+
+class Tolerances(NamedTuple):
+    """No change while ``1 - down <= usage ratio <= 1 + up`` (``Tolerances.isWithin``)."""
+
+    down: float
+    up: float
+
 
 DEFAULT_BEHAVIOR = HpaBehavior()
+
+# What deploy/examples/scaledobject-vllm.yaml asks KEDA for (a test reads the file): the
+# scaler's answer carried out at once (no stabilization: the scaler stabilises itself) and
+# exactly (tolerance 0: a plan of 21 over 20 running is not left at 20), at most half the
+# fleet removed or the larger of doubling and 8 pods added per 15 s.
+SCALEDOBJECT_BEHAVIOR = HpaBehavior(
+    scale_up=ScalingRules(0.0, (ScalingPolicy("Percent", 100, 15.0),
+                                ScalingPolicy("Pods", 8, 15.0)), "Max", tolerance=0.0),
+    scale_down=ScalingRules(0.0, (ScalingPolicy("Percent", 50, 15.0),), "Max", tolerance=0.0),
+)
+
+
+def with_tolerance(behavior: HpaBehavior, tolerance: float) -> HpaBehavior:
+    """``behavior`` with ``tolerance`` both ways: 0.1 is what a cluster without
+    HPAConfigurableTolerance applies (it drops the rules' own for its flag's, 0.1 by default)."""
+    return dataclasses.replace(
+        behavior,
+        scale_up=dataclasses.replace(behavior.scale_up, tolerance=tolerance),
+        scale_down=dataclasses.replace(behavior.scale_down, tolerance=tolerance))
+
+
+def behavior_from_spec(spec: Mapping[str, Any]) -> HpaBehavior:
+    """``spec.behavior`` as a manifest or a ScaledObject's
+    ``advanced.horizontalPodAutoscalerConfig.behavior`` writes it, with the API's defaults
+    (``pkg/apis/autoscaling/v2/defaults.go``) for what it leaves out: a direction left out
+    gets its default rules; within one, no policies or selectPolicy means the defaults and no
+    ``stabilizationWindowSeconds`` that direction's default window (0 s up, 300 s down)."""
+    return HpaBehavior(scale_up=_rules(spec, "scaleUp", DEFAULT_SCALE_UP),
+                       scale_down=_rules(spec, "scaleDown", DEFAULT_SCALE_DOWN))
+
+
+def _rules(spec: Mapping[str, Any], key: str, default: ScalingRules) -> ScalingRules:
+    rules = spec.get(key)
+    if rules is None:
+        return default
+    if not isinstance(rules, Mapping):
+        raise ValueError(f"behavior.{key} must be a mapping, got {rules!r}")
+    policies = rules.get("policies")
+    window = rules.get("stabilizationWindowSeconds", default.stabilization_s)
+    tolerance = rules.get("tolerance")
+    return ScalingRules(
+        stabilization_s=float(window),
+        policies=default.policies if policies is None else tuple(
+            ScalingPolicy(p["type"], int(p["value"]), float(p["periodSeconds"]))
+            for p in policies),
+        select=rules.get("selectPolicy", default.select),
+        tolerance=None if tolerance is None else _quantity(tolerance, f"behavior.{key}.tolerance"))
+
+
+def _quantity(value: object, key: str) -> float:
+    """A Kubernetes quantity as ``tolerance`` takes it: a number, a decimal string, or
+    thousandths with ``m`` ('50m' = 0.05)."""
+    text = str(value).strip()
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise ValueError(f"{key} must be a quantity such as 0.05 or 50m, got {value!r}") from None
 
 
 class _Recommendation(NamedTuple):
@@ -206,7 +286,7 @@ class HorizontalPodAutoscaler:
             desired = self.min_replicas
         else:
             proposal = external_average_value_replicas(
-                current_replicas, metric_value, target_value, self.behavior.tolerance)
+                current_replicas, metric_value, target_value, self.behavior.tolerances)
             stabilized = self._stabilize(now_s, current_replicas, proposal)
             desired = self._rate_limit(now_s, current_replicas, stabilized)
         if desired != current_replicas:
@@ -277,12 +357,15 @@ def _check_inputs(current_replicas: int, metric_value: float, target_value: floa
 
 
 def external_average_value_replicas(current_replicas: int, metric_value: float,
-                                    target_value: float, tolerance: float) -> int:
-    """``GetExternalPerPodMetricReplicas`` on KEDA's milli-quantities (``current_replicas > 0``)."""
+                                    target_value: float, tolerance: float | Tolerances) -> int:
+    """``GetExternalPerPodMetricReplicas`` on KEDA's milli-quantities (``current_replicas > 0``);
+    one ``tolerance`` number stands for both directions."""
+    down, up = (tolerance if isinstance(tolerance, Tolerances)
+                else Tolerances(tolerance, tolerance))
     usage_m = float(int(metric_value * 1000))
     target_m = float(int(target_value * 1000))
     ratio = usage_m / (target_m * float(current_replicas))
-    if 1.0 - tolerance <= ratio <= 1.0 + tolerance:
+    if 1.0 - down <= ratio <= 1.0 + up:
         return current_replicas
     return min(math.ceil(usage_m / target_m), _MAX_INT32)
 

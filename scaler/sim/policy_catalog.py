@@ -14,6 +14,7 @@ from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import FORECAST_STEP_S, PlannerSettings
 from scaler.model.profile import ReplicaProfile
 from scaler.model.specs import NodeShape, PlanSettings, ReactiveTargets, ReplicaBounds
+from scaler.sim.hpa import SCALEDOBJECT_BEHAVIOR, with_tolerance
 from scaler.sim.policies import Policy, PredictivePolicy, ReactivePolicy, StaticPolicy
 from scaler.sim.policies.reactive_capacity import CapacityPolicy
 from scaler.sim.policies.reactive_signal import (
@@ -92,7 +93,8 @@ def make_policy(name: str, knob: float | None, trace: RequestTrace | RateTrace,
                 ReplicaBounds(min_replicas=settings.min_replicas, max_replicas=most),
                 NodeShape(gpus_per_replica=settings.gpus_per_replica,
                           gpus_per_node=settings.gpus_per_node),
-                decision_interval_s=settings.decision_interval_s))
+                decision_interval_s=settings.decision_interval_s),
+            behavior=with_tolerance(SCALEDOBJECT_BEHAVIOR, settings.hpa_tolerance))
     if name == "static":
         if knob is None:
             knob = float(oracle.peak_replicas)

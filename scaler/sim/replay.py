@@ -61,6 +61,7 @@ class ReplaySettings:
     max_replicas: int | None = None  # None: twice the oracle's peak (policy_catalog)
     fleet_speed: float = 1.0  # the pods serve this many times as fast as the given profile
     gpu_metrics: bool = True  # False: the pods' pages come without dcgm data
+    hpa_tolerance: float = 0.0  # the predictive policy's HPA (the shipped ScaledObject's)
 
 
 def oracle_needs(trace: RequestTrace | RateTrace, settings: ReplaySettings,

@@ -34,6 +34,7 @@ from scaler.config.node_pools import ACTUATORS, NodePool
 from scaler.config.settings import ServerSettings, ServiceConfig, TuningSettings
 from scaler.keda.http_server import DECISION_ROUTE
 from scaler.keda.metadata import MetadataError, parse_metadata
+from scaler.sim.hpa import SCALEDOBJECT_BEHAVIOR, HpaBehavior, behavior_from_spec
 from tests.deploy import manifests as m
 from tests.deploy.manifests import CONFIG_KEY, EXAMPLES, KUSTOMIZATIONS, ROOT, Obj
 
@@ -588,6 +589,27 @@ def test_every_example_says_what_it_is_for_and_what_to_change() -> None:
 def _scaled_objects() -> list[tuple[str, Obj]]:
     return [(file, obj) for file, objs in m.example_files().items() for obj in objs
             if obj["kind"] == "ScaledObject"]
+
+
+def _behavior(scaled: Obj) -> HpaBehavior:
+    advanced = scaled["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+    return behavior_from_spec(advanced.get("behavior", {}))
+
+
+def test_every_scaledobject_lets_the_hpa_carry_the_answer_out_at_once_and_exactly() -> None:
+    """No second stabilization window, and no 10% tolerance: the answer is a replica count
+    the scaler has already stabilised; a plan of 21 over 20 running must not stay at 20."""
+    for file, scaled in _scaled_objects():
+        behavior = _behavior(scaled)
+        assert behavior.tolerances == (0.0, 0.0), file
+        assert (behavior.scale_up.stabilization_s, behavior.scale_down.stabilization_s) == (
+            0.0, 0.0), file
+
+
+def test_the_replay_emulates_the_shipped_scaledobjects_hpa() -> None:
+    """``scaler replay``'s predictive policy reaches its Deployment through this HPA."""
+    scaled = m.one(m.example("scaledobject-vllm.yaml"), "ScaledObject")
+    assert _behavior(scaled) == SCALEDOBJECT_BEHAVIOR
 
 
 def _scaler_triggers(scaled: Obj) -> list[Obj]:

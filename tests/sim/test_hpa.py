@@ -14,12 +14,16 @@ import pytest
 from scaler.sim.hpa import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
+    SCALEDOBJECT_BEHAVIOR,
     HorizontalPodAutoscaler,
     HpaBehavior,
     KedaActivation,
     ScalingPolicy,
     ScalingRules,
+    Tolerances,
+    behavior_from_spec,
     external_average_value_replicas,
+    with_tolerance,
 )
 
 SYNC = 15.0
@@ -89,6 +93,54 @@ def test_proposal_is_ceil_of_total_over_target_on_milli_quantities() -> None:
 def test_custom_tolerance() -> None:
     h = hpa(behavior=HpaBehavior(tolerance=0.0))
     assert h.desired(0.0, current_replicas=10, metric_value=10.5, target_value=1.0) == 11
+
+
+def test_each_direction_has_its_own_tolerance_where_its_rules_set_one() -> None:
+    """KEP-4951: ``behavior.scaleUp.tolerance: 0`` with the cluster's 10% for scale-down."""
+    exact_up = HpaBehavior(scale_up=ScalingRules(0.0, DEFAULT_SCALE_UP.policies, tolerance=0.0),
+                           scale_down=NO_DOWN_WINDOW.scale_down)
+    assert exact_up.tolerances == Tolerances(down=0.1, up=0.0)
+    assert hpa(behavior=exact_up).desired(
+        0.0, current_replicas=20, metric_value=21.0, target_value=1.0) == 21
+    assert hpa(behavior=exact_up).desired(
+        0.0, current_replicas=20, metric_value=19.0, target_value=1.0) == 20
+    assert hpa(behavior=NO_DOWN_WINDOW).desired(
+        0.0, current_replicas=20, metric_value=21.0, target_value=1.0) == 20
+
+
+def test_the_shipped_scaledobject_carries_a_plan_out_exactly_and_at_once() -> None:
+    """20 running, the scaler answers 21, then 19: the default HPA leaves both at 20 (within
+    10%); the shipped ScaledObject's HPA sets each at the next sync."""
+    shipped, default = hpa(behavior=SCALEDOBJECT_BEHAVIOR), hpa()
+    assert shipped.desired(0.0, current_replicas=20, metric_value=21.0, target_value=1.0) == 21
+    assert shipped.desired(SYNC, current_replicas=21, metric_value=19.0, target_value=1.0) == 19
+    assert default.desired(0.0, current_replicas=20, metric_value=21.0, target_value=1.0) == 20
+    assert default.desired(SYNC, current_replicas=20, metric_value=19.0, target_value=1.0) == 20
+
+
+def test_a_cluster_without_configurable_tolerance_is_the_shipped_behaviour_at_its_flag() -> None:
+    lenient = with_tolerance(SCALEDOBJECT_BEHAVIOR, 0.1)
+    assert lenient.tolerances == Tolerances(0.1, 0.1)
+    assert (lenient.scale_up.policies, lenient.scale_down.stabilization_s) == (
+        SCALEDOBJECT_BEHAVIOR.scale_up.policies, 0.0)
+    assert hpa(behavior=lenient).desired(
+        0.0, current_replicas=20, metric_value=21.0, target_value=1.0) == 20
+
+
+def test_behavior_spec_gets_the_apis_defaults_for_what_it_leaves_out() -> None:
+    assert behavior_from_spec({}) == HpaBehavior()
+    spec = {"scaleDown": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                          "tolerance": "50m"},
+            "scaleUp": {"stabilizationWindowSeconds": 30, "selectPolicy": "Min"}}
+    behavior = behavior_from_spec(spec)
+    assert behavior.scale_down == ScalingRules(
+        300.0, (ScalingPolicy("Pods", 2, 60.0),), "Max", tolerance=0.05)
+    assert behavior.scale_up == ScalingRules(30.0, DEFAULT_SCALE_UP.policies, "Min")
+    assert behavior.tolerances == Tolerances(down=0.05, up=0.1)
+    with pytest.raises(ValueError) as err:
+        behavior_from_spec({"scaleUp": {"tolerance": "ten percent"}})
+    assert str(err.value) == ("behavior.scaleUp.tolerance must be a quantity such as 0.05 or "
+                              "50m, got 'ten percent'")
 
 
 # --------------------------------------------------------------------------- default behavior
@@ -255,6 +307,8 @@ def test_configuration_errors_name_the_value() -> None:
         (lambda: ScalingRules(0.0, DEFAULT_SCALE_UP.policies, "Any"),  # type: ignore[arg-type]
          "select must be 'Max', 'Min' or 'Disabled', got 'Any'"),
         (lambda: HpaBehavior(tolerance=-0.1), "tolerance must be >= 0, got -0.1"),
+        (lambda: ScalingRules(0.0, DEFAULT_SCALE_UP.policies, tolerance=-0.1),
+         "tolerance must be >= 0, got -0.1"),
         (lambda: HpaBehavior(sync_period_s=0.0), "sync_period_s must be > 0, got 0.0"),
     ]
     for make, message in cases:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from scaler.config.profiles import default_profile
 from scaler.model.capacity import CapacityModel
 from scaler.model.reactive import PodLoad
-from scaler.sim.policies import ClusterView, ReactivePolicy, StaticPolicy
+from scaler.sim.hpa import SCALEDOBJECT_BEHAVIOR
+from scaler.sim.policies import ClusterView, PredictivePolicy, ReactivePolicy, StaticPolicy
 from scaler.sim.policies.reactive_capacity import CapacityPolicy
 from scaler.sim.policy_catalog import make_policy
 from scaler.sim.replay import ReplaySettings
@@ -96,3 +99,17 @@ def test_reactive_is_the_kv_policys_former_name() -> None:
 def test_a_signal_policy_refuses_a_target_of_zero() -> None:
     with pytest.raises(ValueError, match="reactive-queue: waitingPerReplica must be > 0, got 0"):
         make_policy("reactive-queue", 0.0, TRACE, ReplaySettings(), default_profile())
+
+
+def test_predictive_reaches_its_deployment_through_the_shipped_scaledobjects_hpa() -> None:
+    """A plan of 21 over 20 running is carried out (the shipped ``tolerance: 0``); at a
+    cluster's default tolerance (``--hpa-tolerance 0.1``) the HPA leaves it at 20."""
+    settings = ReplaySettings(max_replicas=40)
+    shipped = make_policy("predictive", None, TRACE, settings, default_profile())
+    lenient = make_policy("predictive", None, TRACE,
+                          dataclasses.replace(settings, hpa_tolerance=0.1), default_profile())
+    assert isinstance(shipped, PredictivePolicy) and isinstance(lenient, PredictivePolicy)
+    assert shipped.hpa.behavior == SCALEDOBJECT_BEHAVIOR
+    asked = {"current_replicas": 20, "metric_value": 21.0, "target_value": 1.0}
+    assert shipped.hpa.desired(0.0, **asked) == 21  # type: ignore[arg-type]
+    assert lenient.hpa.desired(0.0, **asked) == 20  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ capacity learning from saturated pods, demand seen only through ready pods, the 
 forecaster is refitted when it is due (daily: its parameters and its daily shape), as the
 service does after a decision (there in a thread, here at once). Its
 replica count reaches the Deployment as deployed: as KEDA's metric (``scaler.keda.metrics``)
-through the emulated HPA with its default behaviour; its node count goes to the cluster
+through the emulated HPA as the shipped ScaledObject configures it (``SCALEDOBJECT_BEHAVIOR``:
+no stabilization, tolerance 0; ``behavior`` for another); its node count goes to the cluster
 directly (the scaler drives its node pools itself).
 """
 
@@ -21,7 +22,7 @@ from scaler.model.fleet_decision import Workload, decide_fleet
 from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.predictive import Plan, PlannerSettings, PredictivePlanner
 from scaler.model.specs import ReactiveTargets
-from scaler.sim.hpa import HorizontalPodAutoscaler
+from scaler.sim.hpa import SCALEDOBJECT_BEHAVIOR, HorizontalPodAutoscaler, HpaBehavior
 from scaler.sim.policies.scraped import STALE_AFTER_S, ScrapedFleet
 from scaler.sim.policies.view import PLAN, ClusterView, PolicyDecision
 
@@ -33,7 +34,8 @@ class PredictivePolicy:
     knob = "headroom"
 
     def __init__(self, *, knob_value: float = PLAN.headroom, capacity: CapacityModel,
-                 forecaster: DemandForecaster, settings: PlannerSettings) -> None:
+                 forecaster: DemandForecaster, settings: PlannerSettings,
+                 behavior: HpaBehavior = SCALEDOBJECT_BEHAVIOR) -> None:
         self.knob_value = knob_value
         self.settings = dataclasses.replace(
             settings, plan=dataclasses.replace(settings.plan, headroom=knob_value))
@@ -42,7 +44,8 @@ class PredictivePolicy:
         self.workload = Workload(ReactiveTargets(), self.settings.bounds, self.settings.nodes)
         bounds = self.settings.bounds
         self.hpa = HorizontalPodAutoscaler(min_replicas=max(1, bounds.min_replicas),
-                                           max_replicas=bounds.max_replicas)
+                                           max_replicas=bounds.max_replicas,
+                                           behavior=behavior)
 
     @property
     def plan(self) -> Plan | None:
