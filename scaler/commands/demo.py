@@ -13,9 +13,8 @@ No cluster, no GPU. Everything runs in one event loop on 127.0.0.1:
 - **Two ScaledObjects**: ``default/predictive`` (the default policy: forecast one pod and one
   node lead time ahead) and ``default/reactive`` (the HPA-style rule on queue and KV-cache
   per replica, the usual way LLM serving is autoscaled). Each has its own emulated pods,
-  cluster, KEDA client and HPA (:mod:`scaler.commands.demo_loop`); the predictive side's
-  HPA is the shipped ScaledObject's (``SCALEDOBJECT_BEHAVIOR``: no stabilization, tolerance
-  0), the reactive side's has a 60 s scale-up stabilization window (``REACTIVE_BEHAVIOR``).
+  cluster, KEDA client and HPA (:mod:`scaler.commands.demo_loop`); the reactive side's HPA
+  has a 60 s scale-up stabilization window (``REACTIVE_BEHAVIOR``).
 
 At the end: a ``ReplayResult`` per side written like a replay (``predictive/``,
 ``reactive/``), ``report.png`` comparing both against the demand and the forecast band, and
@@ -45,7 +44,7 @@ from scaler.config.settings import ServiceConfig
 from scaler.keda.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.service.service import ScalerService
 from scaler.sim.emulation.prometheus import EmulatedPrometheus
-from scaler.sim.hpa import DEFAULT_SCALE_UP, SCALEDOBJECT_BEHAVIOR, HpaBehavior, ScalingRules
+from scaler.sim.hpa import DEFAULT_BEHAVIOR, DEFAULT_SCALE_UP, HpaBehavior, ScalingRules
 
 __all__ = ["DemoRun", "run_demo"]
 
@@ -135,7 +134,7 @@ async def _play(plan: loop.Plan, day: DemoDay, echo: Callable[[str], None],
             grpc.aio.insecure_channel(f"{HOST}:{app.grpc_port}"))
         stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
         sides = []
-        for name, metadata, behavior in (("predictive", PREDICTIVE, SCALEDOBJECT_BEHAVIOR),
+        for name, metadata, behavior in (("predictive", PREDICTIVE, DEFAULT_BEHAVIOR),
                                          ("reactive", REACTIVE, REACTIVE_BEHAVIOR)):
             side = loop.make_side(name, {**metadata, **SHARED}, Keda(stub), day.played,
                                   profile, plan, behavior)
