@@ -62,12 +62,13 @@ PREDICTIVE = {"policy": "predictive", "podStartupSeconds": str(loop.POD_STARTUP_
 # 4 -> 5 -> 4 -> 6 on flat demand.
 REACTIVE = {"policy": "reactive", "targetRunningPerReplica": "25",
             "targetQueuePerReplica": "5", "targetKvCacheUsage": "0.8"}
+REACTIVE_BEHAVIOR = HpaBehavior(scale_up=ScalingRules(
+    stabilization_s=60.0, policies=DEFAULT_SCALE_UP.policies))
 # The predictive side keeps the HPA's default behavior, not the shipped ScaledObject's (no
 # window, tolerance 0): the demo's scaler reads static `endpoints` that list the serving pods
 # only, so it cannot see replicas still starting and its hold while they start never applies;
-# without the HPA's scale-down window it then flapped (21 -> 15 -> 16 ...) and met 98.5 %.
-REACTIVE_BEHAVIOR = HpaBehavior(scale_up=ScalingRules(
-    stabilization_s=60.0, policies=DEFAULT_SCALE_UP.policies))
+# without the HPA's scale-down window it flapped (21 -> 15 -> 16 ...) and met 98.5 %.
+PREDICTIVE_BEHAVIOR = DEFAULT_BEHAVIOR
 SHARED = {"minReplicas": str(loop.MIN_REPLICAS), "maxReplicas": str(loop.MAX_REPLICAS),
           "gpusPerReplica": str(loop.GPUS_PER_REPLICA), "gpusPerNode": str(loop.GPUS_PER_NODE)}
 
@@ -138,7 +139,7 @@ async def _play(plan: loop.Plan, day: DemoDay, echo: Callable[[str], None],
             grpc.aio.insecure_channel(f"{HOST}:{app.grpc_port}"))
         stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
         sides = []
-        for name, metadata, behavior in (("predictive", PREDICTIVE, DEFAULT_BEHAVIOR),
+        for name, metadata, behavior in (("predictive", PREDICTIVE, PREDICTIVE_BEHAVIOR),
                                          ("reactive", REACTIVE, REACTIVE_BEHAVIOR)):
             side = loop.make_side(name, {**metadata, **SHARED}, Keda(stub), day.played,
                                   profile, plan, behavior)
