@@ -1,6 +1,7 @@
 """How much of the predictive policy's gap to the oracle is the forecast, and how much the rules.
 
-    python benchmarks/forecast_value.py [--trace NAME ...] [--plot out/forecast_value.png]
+    python benchmarks/forecast_value.py [--trace NAME ...] [--forecast KIND ...]
+        [--hpa-tolerance T] [--plot out/forecast_value.png]
 
 The same planner (``scaler.model.predictive.PredictivePlanner``: scale-down window, hold while
 replicas start, node plan) is replayed on each 14-day trace in ../shared/traces/ with three
@@ -15,6 +16,10 @@ forecasts in its place, all measured in this run next to the oracle:
   empirical 95% quantile of its own errors at that horizon over the last day (the forecasting
   benchmark's best baseline at these horizons; exact zeros are skipped as collection holes, as
   ours does, so both hold capacity through them).
+
+``--hpa-tolerance 0.1`` replays the predictive rows through an HPA that keeps the cluster's
+10 % tolerance (no HPAConfigurableTolerance) instead of the shipped ScaledObject's 0;
+``--forecast`` runs only those rows (the oracle always runs: every ratio is over it).
 
 Every row is swept over ``scaler bench``'s grid (bisection): the headroom, and for the oracle
 the miss share it plans for, and the first setting reaching 99% SLO attainment is shown. Two
@@ -150,15 +155,17 @@ class Row:
     runs: int
 
 
+KINDS = ["the future", "ours", "naive + band"]
 FORECASTS: dict[str, Callable[[], object]] = {
     "ours": lambda: DemandForecaster(step_s=FORECAST_STEP_S),
     "naive + band": lambda: NaiveBandForecaster(FORECAST_STEP_S),
 }
 
 
-def _run(trace_path: Path, forecast: str, knob: float) -> ReplayResult:
+def _run(trace_path: Path, forecast: str, knob: float, hpa_tolerance: float) -> ReplayResult:
     trace = read_trace(trace_path)
-    settings, profile = ReplaySettings(slo_target=SLO_TARGET), default_profile()
+    settings = ReplaySettings(slo_target=SLO_TARGET, hpa_tolerance=hpa_tolerance)
+    profile = default_profile()
     if forecast == "oracle":
         return replay(trace, make_policy("oracle", knob, trace, settings, profile),
                       settings=settings, profile=profile)
@@ -171,7 +178,7 @@ def _run(trace_path: Path, forecast: str, knob: float) -> ReplayResult:
     return replay(trace, policy, settings=settings, profile=profile)
 
 
-def cheapest(trace_path: Path, forecast: str) -> Row:
+def cheapest(trace_path: Path, forecast: str, hpa_tolerance: float = 0.0) -> Row:
     """Bisection over the knob's grid (``scaler bench``'s) for the first run reaching the SLO
     target: the headroom, and for the oracle the miss share it plans for."""
     grid = SWEEPS["oracle" if forecast == "oracle" else "predictive"]
@@ -179,7 +186,7 @@ def cheapest(trace_path: Path, forecast: str) -> Row:
 
     def run(i: int) -> ReplayResult:
         if i not in runs:
-            runs[i] = _run(trace_path, forecast, grid[i])
+            runs[i] = _run(trace_path, forecast, grid[i], hpa_tolerance)
             print(f"  {trace_path.stem:<22} {forecast:<13} knob {grid[i]:<8g} "
                   f"SLO {runs[i].slo_attainment:.2%}", flush=True)
         return runs[i]
@@ -217,7 +224,7 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     traces = sorted({r.trace for r in rows})
-    kinds = ["the future", "ours", "naive + band"]
+    kinds = KINDS
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     goals = {"gpu_hours": 1.35, "node_hours": 1.35}  # issue 15's goals against the oracle
     for ax, unit in zip(axes, ("gpu_hours", "node_hours"), strict=True):
@@ -243,17 +250,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trace", action="append",
                         help="trace name in ../shared/traces (default: the 14-day ones)")
+    parser.add_argument("--forecast", action="append", choices=KINDS,
+                        help="run only these rows (repeatable; default: all)")
+    parser.add_argument("--hpa-tolerance", type=float, default=0.0,
+                        help="the predictive rows' HPA tolerance (default 0, as shipped)")
     parser.add_argument("--plot", type=Path, default=Path("out/forecast_value.png"))
     args = parser.parse_args()
     names = args.trace or sorted(p.stem for p in TRACES.glob("servegen_*_14d.csv"))
-    jobs = [(TRACES / f"{n}.csv", f) for n in names
-            for f in ("oracle", "the future", "ours", "naive + band")]
+    kinds = ["oracle", *(args.forecast or KINDS)]
+    jobs = [(TRACES / f"{n}.csv", f, args.hpa_tolerance) for n in names for f in kinds]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
         rows = list(pool.map(cheapest, *zip(*jobs, strict=True)))
     print()
     print(table(rows))
-    plot(rows, args.plot)
+    if not args.forecast:
+        plot(rows, args.plot)
     print(f"\n{sum(r.runs for r in rows)} replays in {time.perf_counter() - started:.0f} s; "
           f"plot: {args.plot}")
 
