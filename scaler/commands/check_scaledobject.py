@@ -44,6 +44,7 @@ class Trigger:
     metadata: dict[str, str]
     polling_s: float
     problems: tuple[str, ...] = ()  # found reading the manifest, before the scaler's checks
+    notes: tuple[str, ...] = ()  # what the HPA's behavior does to the scaler's answer
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,7 +96,7 @@ def check(service: ScalerService, trigger: Trigger) -> tuple[list[str], list[str
     """(problems, notes) of one trigger, worded as the service refuses a call."""
     from scaler.service.errors import LimitExceeded, NamesPending, Unavailable
 
-    problems, notes = list(trigger.problems), list[str]()
+    problems, notes = list(trigger.problems), list(trigger.notes)
     idle = service.config.workloads.idle_timeout_s
     if trigger.polling_s >= idle:
         problems.append(f"pollingInterval ({trigger.polling_s:g} s) must be below the scaler's "
@@ -133,7 +134,37 @@ def triggers_in(path: Path, service: str) -> Iterator[Trigger]:
             if found is not None:
                 values, problems = found
                 yield Trigger(where, namespace, name, values, polling,
-                              tuple(problems + _route_problems(kind, metadata, namespace, name)))
+                              tuple(problems + _route_problems(kind, metadata, namespace, name)),
+                              tuple(behavior_notes(spec, values)))
+
+
+def behavior_notes(spec: Mapping[str, Any], metadata: Mapping[str, str]) -> list[str]:
+    """What the HPA KEDA creates would do to the scaler's count (notes, not problems: each
+    is a choice, but rarely the one intended). The answer is a replica count already
+    stabilised by the scaler, which the HPA should carry out exactly and at once."""
+    from scaler.sim.hpa import behavior_from_spec
+
+    advanced = (spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}
+    try:
+        behavior = behavior_from_spec(advanced.get("behavior") or {})
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"advanced.horizontalPodAutoscalerConfig.behavior not read: {exc}"]
+    notes = []
+    down, up = behavior.tolerances
+    if up > 0 or down > 0:
+        notes.append(
+            f"the HPA's tolerance ({up:g} up, {down:g} down) leaves the scaler's count unapplied "
+            f"while it is within that share of the running count (a plan of 21 over 20 "
+            f"running stays 20): set behavior.scaleUp.tolerance and scaleDown.tolerance to 0 "
+            f"(Kubernetes with HPAConfigurableTolerance) as deploy/examples/"
+            f"scaledobject-vllm.yaml does")
+    discovered = any(metadata.get(key) for key in ("deployment", "statefulSet", "labelSelector"))
+    if behavior.scale_down.stabilization_s > 0 and discovered:
+        notes.append(
+            f"the HPA's scale-down window ({behavior.scale_down.stabilization_s:g} s) comes on "
+            f"top of the scaler's own (scaleDownWindowSeconds) and delays every scale-down "
+            f"again: set behavior.scaleDown.stabilizationWindowSeconds to 0")
+    return notes
 
 
 def _ours(kind: Any, metadata: Mapping[str, Any], service: str

@@ -126,3 +126,23 @@ def test_the_command_exits_1_naming_each_problem(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ScaledObject llm/good trigger 1 (external): OK" in out
     assert "ScaledObject llm/bad trigger 1 (external-push): 1 problem(s)\n  metadata key" in out
+
+
+def test_an_hpa_that_would_not_carry_the_answer_out_is_noted(tmp_path, capsys):
+    """No ``behavior``: the HPA's 10% tolerance leaves a plan of 21 over 20 at 20, and its 300 s
+    scale-down window delays each scale-down the scaler already held for its own window."""
+    assert main(["check-scaledobject", str(manifest(tmp_path))]) == 1
+    good = capsys.readouterr().out.split("trigger 1 (external): OK\n", 1)[1].split("\n")
+    assert good[0].startswith("  note: the HPA's tolerance (0.1 up, 0.1 down) leaves")
+    assert good[1].startswith("  note: the HPA's scale-down window (300 s) comes on top")
+    exact = MANIFEST.replace("spec:\n  triggers:", """spec:
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleUp: {tolerance: 0}
+        scaleDown: {tolerance: "0", stabilizationWindowSeconds: 0}
+  triggers:""", 1)
+    main(["check-scaledobject", str(manifest(tmp_path, exact))])
+    assert "note: the HPA" not in capsys.readouterr().out.split("llm/bad")[0]
+    main(["check-scaledobject", *map(str, EXAMPLES)])
+    assert "note: the HPA" not in capsys.readouterr().out
