@@ -159,11 +159,18 @@ def behavior_notes(spec: Mapping[str, Any], metadata: Mapping[str, str]) -> list
             f"(Kubernetes with HPAConfigurableTolerance) as deploy/examples/"
             f"scaledobject-vllm.yaml does")
     discovered = any(metadata.get(key) for key in ("deployment", "statefulSet", "labelSelector"))
-    if behavior.scale_down.stabilization_s > 0 and discovered:
+    window = behavior.scale_down.stabilization_s
+    if window > 0 and discovered:
         notes.append(
-            f"the HPA's scale-down window ({behavior.scale_down.stabilization_s:g} s) comes on "
-            f"top of the scaler's own (scaleDownWindowSeconds) and delays every scale-down "
-            f"again: set behavior.scaleDown.stabilizationWindowSeconds to 0")
+            f"the HPA's scale-down window ({window:g} s) comes on top of the scaler's own "
+            f"(scaleDownWindowSeconds) and delays every scale-down again: set "
+            f"behavior.scaleDown.stabilizationWindowSeconds to 0")
+    elif window == 0 and not discovered and metadata.get("endpoints"):
+        notes.append(
+            "with static endpoints the scaler sees only the pods listed, not replicas still "
+            "starting, so it cannot hold a scale-down while they start; without the HPA's "
+            "scale-down window the count can drop before they serve: leave "
+            "behavior.scaleDown.stabilizationWindowSeconds out (300 s)")
     return notes
 
 

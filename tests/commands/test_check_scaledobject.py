@@ -146,3 +146,30 @@ def test_an_hpa_that_would_not_carry_the_answer_out_is_noted(tmp_path, capsys):
     assert "note: the HPA" not in capsys.readouterr().out.split("llm/bad")[0]
     main(["check-scaledobject", *map(str, EXAMPLES)])
     assert "note: the HPA" not in capsys.readouterr().out
+
+
+def test_static_endpoints_without_the_hpas_scale_down_window_are_noted(tmp_path, capsys):
+    """Static endpoints list serving pods only: the scaler cannot see replicas still starting
+    (the demo's predictive side flapped 21 -> 15 without the HPA's window)."""
+    text = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: static, namespace: llm}
+spec:
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleUp: {tolerance: 0}
+        scaleDown: {tolerance: 0, stabilizationWindowSeconds: 0}
+  triggers:
+    - type: external
+      metadata:
+        scalerAddress: llm-predictive-scaler.llm-scaler.svc:9090
+        endpoints: "http://10.0.3.17:8000/metrics"
+"""
+    assert main(["check-scaledobject", str(manifest(tmp_path, text))]) == 0
+    assert "note: with static endpoints the scaler sees only the pods listed" in (
+        capsys.readouterr().out)
+    kept = text.replace(", stabilizationWindowSeconds: 0", "")
+    assert main(["check-scaledobject", str(manifest(tmp_path, kept))]) == 0
+    assert "note:" not in capsys.readouterr().out
