@@ -26,7 +26,7 @@ import yaml
 
 from scaler.config.load import ConfigError, read_config
 from scaler.config.settings import KEDA_DEFAULT_POLLING_S, ServiceConfig
-from scaler.keda.metadata import MetadataError
+from scaler.keda.metadata import MetadataError, WorkloadSpec
 
 if TYPE_CHECKING:
     from scaler.service.service import ScalerService
@@ -44,7 +44,7 @@ class Trigger:
     metadata: dict[str, str]
     polling_s: float
     problems: tuple[str, ...] = ()  # found reading the manifest, before the scaler's checks
-    notes: tuple[str, ...] = ()  # what the HPA's behavior does to the scaler's answer
+    behavior: object = None  # advanced.horizontalPodAutoscalerConfig.behavior, as written
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,7 +96,7 @@ def check(service: ScalerService, trigger: Trigger) -> tuple[list[str], list[str
     """(problems, notes) of one trigger, worded as the service refuses a call."""
     from scaler.service.errors import LimitExceeded, NamesPending, Unavailable
 
-    problems, notes = list(trigger.problems), list(trigger.notes)
+    problems, notes = list(trigger.problems), list[str]()
     idle = service.config.workloads.idle_timeout_s
     if trigger.polling_s >= idle:
         problems.append(f"pollingInterval ({trigger.polling_s:g} s) must be below the scaler's "
@@ -105,7 +105,8 @@ def check(service: ScalerService, trigger: Trigger) -> tuple[list[str], list[str
     if problems:
         return problems, notes
     try:
-        service.spec_of(trigger.namespace, trigger.name, trigger.metadata)
+        spec = service.spec_of(trigger.namespace, trigger.name, trigger.metadata)
+        notes += behavior_notes(trigger.behavior, spec)
     except MetadataError as exc:
         problems += exc.problems
     except NamesPending as exc:
@@ -135,18 +136,27 @@ def triggers_in(path: Path, service: str) -> Iterator[Trigger]:
                 values, problems = found
                 yield Trigger(where, namespace, name, values, polling,
                               tuple(problems + _route_problems(kind, metadata, namespace, name)),
-                              tuple(behavior_notes(spec, values)))
+                              _hpa_behavior(spec))
 
 
-def behavior_notes(spec: Mapping[str, Any], metadata: Mapping[str, str]) -> list[str]:
+def _hpa_behavior(spec: Mapping[str, Any]) -> object:
+    """``advanced.horizontalPodAutoscalerConfig.behavior`` as written (None where absent)."""
+    advanced = spec.get("advanced")
+    config = advanced.get("horizontalPodAutoscalerConfig") if isinstance(advanced,
+                                                                        Mapping) else None
+    return config.get("behavior") if isinstance(config, Mapping) else None
+
+
+def behavior_notes(written: object, spec: WorkloadSpec) -> list[str]:
     """What the HPA KEDA creates would do to the scaler's count (notes, not problems: each
     is a choice, but rarely the one intended). The answer is a replica count already
     stabilised by the scaler, which the HPA should carry out exactly and at once."""
-    from scaler.sim.hpa import behavior_from_spec
+    from scaler.sim.hpa_behavior import behavior_from_spec
 
-    advanced = (spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}
     try:
-        behavior = behavior_from_spec(advanced.get("behavior") or {})
+        if not isinstance(written, Mapping | None):
+            raise ValueError(f"must be a mapping, got {written!r}")
+        behavior = behavior_from_spec(written or {})
     except (ValueError, KeyError, TypeError) as exc:
         return [f"advanced.horizontalPodAutoscalerConfig.behavior not read: {exc}"]
     notes = []
@@ -158,14 +168,14 @@ def behavior_notes(spec: Mapping[str, Any], metadata: Mapping[str, str]) -> list
             f"running stays 20): set behavior.scaleUp.tolerance and scaleDown.tolerance to 0 "
             f"(Kubernetes with HPAConfigurableTolerance) as deploy/examples/"
             f"scaledobject-vllm.yaml does")
-    discovered = any(metadata.get(key) for key in ("deployment", "statefulSet", "labelSelector"))
+    discovered = bool(spec.deployment or spec.stateful_set or spec.label_selector)
     window = behavior.scale_down.stabilization_s
     if window > 0 and discovered:
         notes.append(
             f"the HPA's scale-down window ({window:g} s) comes on top of the scaler's own "
             f"(scaleDownWindowSeconds) and delays every scale-down again: set "
             f"behavior.scaleDown.stabilizationWindowSeconds to 0")
-    elif window == 0 and not discovered and metadata.get("endpoints"):
+    elif window == 0 and spec.endpoints:
         notes.append(
             "with static endpoints the scaler sees only the pods listed, not replicas still "
             "starting, so it cannot hold a scale-down while they start; without the HPA's "

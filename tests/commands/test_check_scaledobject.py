@@ -173,3 +173,23 @@ spec:
     kept = text.replace(", stabilizationWindowSeconds: 0", "")
     assert main(["check-scaledobject", str(manifest(tmp_path, kept))]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_a_malformed_behavior_is_a_note_not_a_traceback(tmp_path, capsys):
+    for advanced in ('"oops"', "{horizontalPodAutoscalerConfig: {behavior: [1]}}",
+                     "{horizontalPodAutoscalerConfig: {behavior: {scaleUp: {policies: [{}]}}}}"):
+        text = f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: x, namespace: llm}}
+spec:
+  advanced: {advanced}
+  triggers:
+    - type: external
+      metadata: {{scalerAddress: "llm-predictive-scaler:9090", deployment: x}}
+"""
+        assert main(["check-scaledobject", str(manifest(tmp_path, text))]) == 0
+        out = capsys.readouterr().out
+        assert "trigger 1 (external): OK" in out, advanced
+        if advanced != '"oops"':  # no behavior at all: the default HPA's notes
+            assert "note: advanced.horizontalPodAutoscalerConfig.behavior not read" in out
