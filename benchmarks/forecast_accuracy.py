@@ -8,15 +8,20 @@ the given substrings):
 * each ServeGen CSV's request rate (requests/s every 600 s, 14 days) and its input-token rate
   (requests/s x mean input tokens: another real series, with the token means' 6-hour steps);
 * the Azure code trace's one hour binned into 1-minute windows: request rate and prompt-token
-  rate (horizons 1, 2 and 3 steps: 1, 2 and 3 minutes; too short for a daily season).
+  rate (horizons 1, 2 and 3 steps: 1, 2 and 3 minutes; too short for a daily season);
+* "first days": each ServeGen series cut into its 14 days, each day a new workload (every
+  model starts afresh on it, under the short protocol below, and the scores pool the 14
+  days). A workload's first day is the forecaster's own regime (no season yet), the one the
+  Azure hour tests; these give it a series to be tuned on (m-small's request rate) and
+  others to check on.
 
 The forecaster's constants were tuned on ``TUNING`` only (m-small's request rate); every other
 series is held out, and the report says which is which.
 
 For each series and each horizon of 1, 2 and 3 steps (10, 20, 30 minutes on the 14-day
-series): rolling-origin evaluation after a warm-up (two days; ten minutes on the one-hour
-series), every model forecasting from every origin with only the data up to it. Models, all
-run in this process:
+series): rolling-origin evaluation after a warm-up (two days; ten steps on a series shorter
+than two days and on each first day), every model forecasting from every origin with only the
+data up to it. Models, all run in this process:
 
 * ours: ``DemandForecaster`` fed the raw series one window at a time (it must find the
   collection holes itself; told how many requests a unit of a token rate stands for, the
@@ -68,7 +73,7 @@ from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.sim.traces import RateTrace, RequestTrace, read_trace
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
-TUNING = ("servegen_m-small_14d requests/s",)
+TUNING = ("servegen_m-small_14d requests/s", "servegen_m-small_14d requests/s, first days")
 """The series the forecaster's constants were tuned on; all others are held out."""
 HORIZONS = (1, 2, 3)
 DAY_S = 86400.0
@@ -99,12 +104,23 @@ class Series:
     times: FloatArray
     y: FloatArray
     arrivals_per_unit: float = 1.0
+    segment: int | None = None
+    """Steps per independent part ("first days"): each is a new workload to every model."""
 
     @property
     def day(self) -> int | None:
         """Steps per day, when the series is long enough for a daily season (two days)."""
         day = round(DAY_S / self.step_s)
-        return day if self.y.size >= WARMUP_DAYS * day + max(HORIZONS) else None
+        long = self.y.size >= WARMUP_DAYS * day + max(HORIZONS)
+        return day if long and self.segment is None else None
+
+    def parts(self) -> list[Series]:
+        """The series cut into its segments (itself when it has none)."""
+        if self.segment is None:
+            return [self]
+        n = self.segment
+        return [Series(self.name, self.step_s, self.times[i:i + n], self.y[i:i + n],
+                       self.arrivals_per_unit) for i in range(0, self.y.size - n + 1, n)]
 
     @property
     def warmup(self) -> int:
@@ -148,8 +164,14 @@ def all_series() -> list[Series]:
             rate = np.where(raw_zeros(path), 0.0, trace.rate)
             out.append(Series(f"{trace.name} requests/s", trace.step_s, trace.start_s, rate))
             tokens = rate * trace.mean_prompt
+            per_token = float(rate.sum() / tokens.sum())
             out.append(Series(f"{trace.name} input tokens/s", trace.step_s, trace.start_s,
-                              tokens, float(rate.sum() / tokens.sum())))
+                              tokens, per_token))
+            day = round(DAY_S / trace.step_s)
+            out.append(Series(f"{trace.name} requests/s, first days", trace.step_s,
+                              trace.start_s, rate, segment=day))
+            out.append(Series(f"{trace.name} input tokens/s, first days", trace.step_s,
+                              trace.start_s, tokens, per_token, segment=day))
         elif isinstance(trace, RequestTrace):
             out += binned(trace, AZURE_BIN_S)
     return out
@@ -316,14 +338,45 @@ def ours(series: Series, name: str) -> tuple[Model, Cost]:
 
 
 def score(y: FloatArray, valid: npt.NDArray[np.bool_], model: Model, h: int,
-          start: int) -> Score:
-    origins = np.arange(start, y.size - h)
+          origins: npt.NDArray[np.int64]) -> Score:
     origins = origins[valid[origins + h]]
     target, mean, upper = y[origins + h], model.mean[h][origins], model.upper[h][origins]
     miss = target - upper
     pinball = np.maximum(QUANTILE * miss, (QUANTILE - 1.0) * miss)
     return Score(float(np.mean(np.abs(target - mean))), float(np.mean(pinball)),
                  float(np.mean(target <= upper)))
+
+
+def scored_origins(parts: list[Series], h: int) -> npt.NDArray[np.int64]:
+    """Origins after each part's warm-up whose target ``h`` steps on lies in the same part."""
+    out, offset = [], 0
+    for part in parts:
+        out.append(np.arange(offset + part.warmup - 1, offset + part.y.size - h))
+        offset += part.y.size
+    return np.concatenate(out)
+
+
+def joined(parts: list[list[Model]]) -> list[Model]:
+    """Each model's forecasts over the parts, end to end (the parts' order kept)."""
+    return [Model(first.name,
+                  {h: np.concatenate([p[i].mean[h] for p in parts]) for h in HORIZONS},
+                  {h: np.concatenate([p[i].upper[h] for p in parts]) for h in HORIZONS})
+            for i, first in enumerate(parts[0])]
+
+
+def run_models(parts: list[Series]) -> tuple[list[Model], list[Model], list[Cost]]:
+    """Baselines and our variants on each part (each a new workload), joined."""
+    base, mine, costs = [], [], []
+    for part in parts:
+        base.append(baselines(part, np.isfinite(part.y) & (part.y != 0.0)))
+        ran = [ours(part, name) for name in VARIANTS]
+        mine.append([m for m, _ in ran])
+        costs.append([c for _, c in ran[:2]])
+    merged = [Cost(float(np.mean([c[i].observe_forecast_us for c in costs])),
+                   float(np.mean([c[i].observe_3_forecasts_us for c in costs])),
+                   sum(c[i].refit_s for c in costs), sum(c[i].refits for c in costs))
+              for i in range(2)]
+    return joined(base), joined(mine), merged
 
 
 @dataclass(frozen=True)
@@ -354,20 +407,21 @@ class Row:
 
 
 def evaluate(series: Series) -> tuple[list[Row], list[Cost]]:
-    y = series.y
+    parts = series.parts()
+    y = np.concatenate([p.y for p in parts])
     valid = np.isfinite(y) & (y != 0.0)
     started = time.perf_counter()
-    models = baselines(series, valid)
-    baseline_s = time.perf_counter() - started
-    mine = [ours(series, name) for name in VARIANTS]
-    print(f"\n{series.name} ({series.role}): {y.size} windows of {series.step_s:g} s, "
+    models, mine, costs = run_models(parts)
+    spent_s = time.perf_counter() - started
+    cut = f" in {len(parts)} new workloads of {parts[0].y.size}" if len(parts) > 1 else ""
+    print(f"\n{series.name} ({series.role}): {y.size} windows of {series.step_s:g} s{cut}, "
           f"{int((~valid).sum())} exactly zero (missing for scoring); origins scored after "
-          f"{series.warmup} steps; baselines took {baseline_s:.0f} s")
+          f"{parts[0].warmup} steps; all models took {spent_s:.0f} s")
     print(f"{'h':>4}  {'model':<18}{'MAE':>11}{'pinball':>11}{'coverage':>10}")
-    start = series.warmup - 1
     rows = []
     for h in HORIZONS:
-        scores = {m.name: score(y, valid, m, h, start) for m in [*(m for m, _ in mine), *models]}
+        origins = scored_origins(parts, h)
+        scores = {m.name: score(y, valid, m, h, origins) for m in [*mine, *models]}
         row = Row(series, h, scores["ours"], scores["naive"].mae,
                   min(scores[m.name].mae for m in models),
                   min(scores[m.name].pinball for m in models))
@@ -377,7 +431,7 @@ def evaluate(series: Series) -> tuple[list[Row], list[Cost]]:
         print(f"{'':>5} {'ours / naive':<18}{row.mae_vs_naive:11.3f}")
         print(f"{'':>5} {'ours / best':<18}{row.mae_ratio:11.3f}{row.pinball_ratio:11.3f}")
         rows.append(row)
-    return rows, [cost for _, cost in mine[:2]]
+    return rows, costs
 
 
 # -- report -----------------------------------------------------------------------------

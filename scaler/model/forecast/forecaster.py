@@ -164,8 +164,11 @@ class DemandForecaster:
         m = max(1.0, horizon_s / self.step_s) if math.isfinite(horizon_s) else 1.0
         model = core.mean_at(self._last_k, m)
         naive = model if self._naive is None else self._naive
-        w = self._guard.weight_at(m) if self.guard else 1.0
-        mean = naive + w * (model - naive)
+        if not core.ready:  # first day: the level draws the band only (smoother.py)
+            mean = naive
+        else:
+            w = self._guard.weight_at(m) if self.guard else 1.0
+            mean = naive + w * (model - naive)
         upper = model + max(core.last_resid, 0.0) + core.scale() * self._bound.z_at(m)
         if self._zero_run * self.step_s > self.zero_trust_s:  # an outage believed
             mean = 0.0
@@ -289,7 +292,7 @@ class DemandForecaster:
             return
         scale = core.scale()
         means = [core.predict(k, m) for m in self._buckets]
-        self._guard.record(k, naive, means)
+        self._guard.record(k, naive, means if core.ready else [naive] * len(means))
         burst = max(core.last_resid, 0.0)
         self._bound.record(k, [mu + burst for mu in means], scale)
 
