@@ -22,8 +22,9 @@ before it (``state.py`` names the forecaster for its types only):
   scores it (``ConformalBound.score``, ``NaiveGuard.score``), updates the smoother, keeps it in
   the ``ReplayHistory`` and records the new forecasts (``ConformalBound.record``,
   ``NaiveGuard.record``); ``forecast`` blends the smoother's mean with the last value by the
-  guard's weight and draws the bound; ``needs_refit``, ``fit_params``,
-  ``set_params`` and ``refit`` run the refit.
+  guard's weight (in a new workload's first day, before any season, the mean is the last
+  value and the smoother's robust level draws the band only) and draws the bound;
+  ``needs_refit``, ``fit_params``, ``set_params`` and ``refit`` run the refit.
 
 Importers import each name from the module that defines it; this package re-exports nothing.
 """

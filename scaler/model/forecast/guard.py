@@ -39,8 +39,8 @@ MEMORY_S = 3 * 86400.0
 MIN_SCORES = 20
 """Below this many scored forecasts in a bucket its weight is ``PRIOR``."""
 PRIOR = 1.0
-"""Weight of the model before the guard has seen enough (the model before its first day is
-naive anyway)."""
+"""Weight of the model before the guard has seen enough (before its first day the mean is the
+last value anyway: the first day's level draws the band only, ``smoother.py``)."""
 CLIP_SCALES = 5.0
 """Naive's error is clipped at this many times its mean absolute value before it counts."""
 
