@@ -50,8 +50,9 @@ Z_LIMIT = 1e6
 def prior_z(quantile: float) -> float:
     """Scale units per sqrt(step) of the band before a bucket has ``MIN_ERRORS`` errors: the
     Gaussian quantile in mean-absolute-error units (the scale is a mean absolute error, and a
-    Gaussian's is sigma * sqrt(2 / pi)): 2.06 at 0.95. A fixed 3 before (for every quantile)
-    was no safer on m-small's first days, the tuning series (pinball 0.3-1.7 % worse)."""
+    Gaussian's is sigma * sqrt(2 / pi)): 2.06 at 0.95. The fixed 3 used before, whatever the
+    quantile, scored 0.4-1.6 % worse in pinball loss on m-small's first days, the tuning series
+    (BENCHMARKS.md, "A new workload's first day")."""
     return NormalDist().inv_cdf(quantile) * math.sqrt(math.pi / 2.0)
 
 
