@@ -23,9 +23,10 @@ series): rolling-origin evaluation after a warm-up (two days; ten steps on a ser
 than two days and on each first day), every model forecasting from every origin with only the
 data up to it. Models, all run in this process:
 
-* ours: ``DemandForecaster`` fed the raw series one window at a time (it must find the
-  collection holes itself; told how many requests a unit of a token rate stands for, the
-  series' tokens per request, which its hole rule counts), refitted whenever
+* ours: ``DemandForecaster`` fed the raw series one window at a time, with ``zero_holes`` on
+  (it must find the collection holes itself; told how many requests a unit of a token rate
+  stands for, the series' tokens per request, which its hole rule counts; the service runs it
+  with the rule off, its missing readings being NaN, never 0), refitted whenever
   ``needs_refit`` says so (daily); also shown as ablations: without any refit (default
   parameters), without its naive guard, and with the daily season only (no weekly);
 * naive: the last value;
@@ -311,7 +312,7 @@ def ours(series: Series, name: str) -> tuple[Model, Cost]:
     refit = bool(options.pop("refit", True))
     step = series.step_s
     f = DemandForecaster(step, quantile=QUANTILE, arrivals_per_unit=series.arrivals_per_unit,
-                         **options)  # type: ignore[arg-type]
+                         zero_holes=True, **options)  # type: ignore[arg-type]
     n = series.y.size
     mean, upper = empty(n), empty(n)
     times, values = series.times.tolist(), series.y.tolist()

@@ -10,7 +10,14 @@ Missing data
 ------------
 * ``NaN``, infinities and negative readings are missing; a gap of several steps is walked
   through as missing steps (the level follows its damped trend, nothing is learnt).
-* An exact zero is a collection hole, not demand, when zero arrivals are improbable. The
+* An exact zero is data: no request arrived. In the service a reading is a rate of pods'
+  counters, and a pod that cannot be read gives no reading (NaN), never 0; there a run of
+  zeros is traffic that stopped, and after a sudden stop the forecast must let capacity go
+  (with zeros taken for holes, a workload whose history began in working hours kept its
+  day's replicas all night, every night: ``tests/model/test_predictive.py``).
+* Some series write their collection holes as zeros (the ServeGen traces). With
+  ``zero_holes`` (what ``benchmarks/forecast_accuracy.py`` feeds them with), an exact zero
+  is a collection hole, not demand, when zero arrivals are improbable. The
   readings are rates of arrivals (requests/s; ``arrivals_per_unit`` converts another unit,
   e.g. 1 / mean tokens per request for a token rate), so the one-step forecast times
   ``step_s`` is the count of arrivals expected in the step, and Poisson arrivals at that
@@ -85,7 +92,9 @@ class DemandForecaster:
     value per horizon (``guard.py``; off only to measure what it does); ``arrivals_per_unit``:
     the arrivals per second one unit of the reading stands for (1 for a request rate, what the
     service and the replay feed; 1 / mean tokens per request for a token rate), which tells an
-    exact zero that cannot be traffic from one that can (module docstring).
+    exact zero that cannot be traffic from one that can (module docstring); ``zero_holes``:
+    the series writes its collection holes as zeros (trace data; off for the service, whose
+    missing readings are NaN), so an improbable zero is a hole (module docstring).
 
     Memory per workload at 5-minute steps, measured with tracemalloc after 15 days: about
     760 KiB, flat from then on (the week of kept readings, the refit's checkpoints and the
@@ -97,7 +106,7 @@ class DemandForecaster:
                  zero_trust_s: float = 3600.0, zero_forget_s: float = 86400.0,
                  history_s: float = 7 * 86400.0, refit_every_s: float = 86400.0,
                  fit_horizon_s: float = 1800.0, guard: bool = True,
-                 arrivals_per_unit: float = 1.0) -> None:
+                 arrivals_per_unit: float = 1.0, zero_holes: bool = False) -> None:
         _check_config(step_s, seasons_s, quantile, max_horizon_s, arrivals_per_unit)
         self.step_s = float(step_s)
         self.seasons_s = tuple(float(s) for s in seasons_s)
@@ -110,6 +119,7 @@ class DemandForecaster:
         self.fit_horizon_s = float(fit_horizon_s)
         self.guard = bool(guard)
         self.arrivals_per_unit = float(arrivals_per_unit)
+        self.zero_holes = bool(zero_holes)
         self._periods = tuple(round(s / self.step_s) for s in self.seasons_s)
         taps = min(MAX_KERNEL_TAPS, round(KERNEL_S / self.step_s))
         self._kernels = tuple(kernel(min(taps, p // 4)) for p in self._periods)
@@ -241,10 +251,11 @@ class DemandForecaster:
         self._last_k += n
 
     def _screen(self, x: float | None) -> float | None:
-        """Exact zeros where zero arrivals are improbable are suspect (module docstring)."""
+        """With ``zero_holes``, exact zeros where zero arrivals are improbable are suspect
+        (module docstring)."""
         if x is None:
             return None
-        if x != 0.0 or not self._zero_is_suspect():
+        if x != 0.0 or not self.zero_holes or not self._zero_is_suspect():
             self._zero_run = 0
             return x
         self._zero_run += 1

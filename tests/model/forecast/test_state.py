@@ -60,13 +60,16 @@ def two_days_of(series: Callable[[float], float]) -> DemandForecaster:
 
 def saved_as(f: DemandForecaster, version: int) -> dict[str, Any]:
     """``f``'s state as that version saved it: version 2 had no ``arrivals_per_unit``,
-    versions 2 and 3 no count of the errors in the error scales."""
+    versions 2 and 3 no count of the errors in the error scales, versions before 5 no
+    ``zero_holes``."""
     state = f.to_dict()
     state["version"] = version
     if version == 2:
         del state["config"]["arrivals_per_unit"]
-    for core in [state["core"], *(c for _, c in state["checkpoints"])]:
-        del core["scale_errors"]
+    if version < 4:
+        for core in [state["core"], *(c for _, c in state["checkpoints"])]:
+            del core["scale_errors"]
+    del state["config"]["zero_holes"]
     return state
 
 
@@ -94,3 +97,12 @@ def test_a_version_3_state_is_read_with_its_scales_past_their_warm_up() -> None:
     f = two_days_of(series)
     goes_on_as(DemandForecaster.from_dict(saved_as(f, 3)),
                DemandForecaster.from_dict(f.to_dict()), series)
+
+
+def test_a_version_4_state_takes_improbable_zeros_for_holes_as_it_did() -> None:
+    """Every forecaster before version 5 took an improbable zero for a collection hole: read
+    back, it still does (a new one takes zeros for data)."""
+    f = two_days_of(noisy_sine(14))
+    old = DemandForecaster.from_dict(saved_as(f, 4))
+    assert old.zero_holes and not DemandForecaster.from_dict(f.to_dict()).zero_holes
+    goes_on_as(old, DemandForecaster.from_dict(f.to_dict()), noisy_sine(14))

@@ -1,5 +1,7 @@
-"""Exact zeros in DemandForecaster (scaler/model/forecast/forecaster.py): a collection hole is
-missing data until ``zero_trust_s``, then an outage believed; zeros of low traffic are data.
+"""Exact zeros in DemandForecaster (scaler/model/forecast/forecaster.py). By default a zero is
+data (the service's missing readings are NaN). With ``zero_holes`` (series that write their
+collection holes as zeros) a collection hole is missing data until ``zero_trust_s``, then an
+outage believed; zeros of low traffic are data.
 
 A hole is told from demand by the count: zero arrivals are improbable at the forecast rate
 (Poisson P(0) = exp(-rate x step) under 1e-3). The forecast's spread cannot tell: the bursty
@@ -20,10 +22,15 @@ from tests.model.forecast.series import STEP, STEPS_PER_DAY, bursty, fed, noisy_
 MINUTE = 60.0
 
 
+def holey() -> DemandForecaster:
+    """A forecaster of ``STEP``-long steps for a series whose holes are written as zeros."""
+    return DemandForecaster(STEP, zero_holes=True)
+
+
 def twins(series_seed: int, steps: int) -> tuple[DemandForecaster, DemandForecaster]:
     """Two forecasters of one-minute steps fed the same bursty requests/s."""
     series = bursty(series_seed)
-    f, g = DemandForecaster(MINUTE), DemandForecaster(MINUTE)
+    f, g = DemandForecaster(MINUTE, zero_holes=True), DemandForecaster(MINUTE, zero_holes=True)
     for i in range(steps):
         value = series(i * MINUTE)
         f.observe(i * MINUTE, value)
@@ -71,7 +78,7 @@ def test_a_run_of_zeros_amid_bursts_is_believed_past_zero_trust_s() -> None:
 def test_half_hour_zero_hole_does_not_drop_the_forecast() -> None:
     series = noisy_level(1000.0, 20.0, seed=4)
     n = 2 * STEPS_PER_DAY
-    f = fed(series, n)
+    f = fed(series, n, holey())
     for i in range(n, n + 3):  # 30 minutes of exact zeros
         f.observe(i * STEP, 0.0)
         assert f.forecast(STEP).mean > 900.0
@@ -82,7 +89,7 @@ def test_half_hour_zero_hole_does_not_drop_the_forecast() -> None:
 def test_long_zero_run_is_believed_and_recovered_from_at_once() -> None:
     series = noisy_level(1000.0, 20.0, seed=5)
     n = 2 * STEPS_PER_DAY
-    f = fed(series, n)
+    f = fed(series, n, holey())
     for i in range(n, n + 6):  # one hour: still suspect
         f.observe(i * STEP, 0.0)
     assert f.forecast(STEP).mean > 900.0
@@ -96,7 +103,7 @@ def test_long_zero_run_is_believed_and_recovered_from_at_once() -> None:
 
 def test_a_day_of_zeros_starts_over() -> None:
     n = 2 * STEPS_PER_DAY
-    f = fed(noisy_level(1000.0, 20.0, seed=6), n)
+    f = fed(noisy_level(1000.0, 20.0, seed=6), n, holey())
     f = fed(lambda t: 0.0, STEPS_PER_DAY + 2, f, start=n)
     fc = f.forecast(STEP)
     assert fc.mean == 0.0
@@ -113,14 +120,30 @@ def rare_requests(seed: int, per_request: float = 1.0) -> Callable[[float], floa
 
 
 def test_zeros_of_a_low_traffic_series_are_real() -> None:
-    f = fed(rare_requests(7), 3 * STEPS_PER_DAY)  # 0.3 requests a step
+    f = fed(rare_requests(7), 3 * STEPS_PER_DAY, holey())  # 0.3 requests a step
     assert f.forecast(STEP).mean < 0.6 / STEP
 
 
 def test_a_token_rate_counts_its_arrivals_by_arrivals_per_unit() -> None:
     tokens = 2000.0  # per request
     counted = fed(rare_requests(8, tokens), 3 * STEPS_PER_DAY,
-                  DemandForecaster(STEP, arrivals_per_unit=1 / tokens))
+                  DemandForecaster(STEP, arrivals_per_unit=1 / tokens, zero_holes=True))
     assert counted.forecast(STEP).mean < 0.6 * tokens / STEP
-    as_requests = fed(rare_requests(8, tokens), 3 * STEPS_PER_DAY)
+    as_requests = fed(rare_requests(8, tokens), 3 * STEPS_PER_DAY, holey())
     assert as_requests.forecast(STEP).mean > 0.9 * tokens / STEP  # 2,000 "requests" a step
+
+
+# -- zeros by default: traffic that stopped ---------------------------------------------
+
+
+def test_by_default_zeros_are_data_and_a_stop_is_followed() -> None:
+    """The service's missing readings are NaN, so a zero there is no request: two zeros
+    after a steady 1,000 req/s are a level shift (the smoother's rule), and the forecast
+    follows the stop at once instead of holding 1,000 as a hole."""
+    n = 2 * STEPS_PER_DAY
+    f = fed(noisy_level(1000.0, 20.0, seed=5), n)
+    for i in range(n, n + 2):
+        f.observe(i * STEP, 0.0)
+    fc = f.forecast(STEP)
+    assert fc.mean == 0.0
+    assert fc.upper < 500.0
