@@ -224,11 +224,10 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     traces = sorted({r.trace for r in rows})
-    kinds = KINDS
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     goals = {"gpu_hours": 1.35, "node_hours": 1.35}  # issue 15's goals against the oracle
     for ax, unit in zip(axes, ("gpu_hours", "node_hours"), strict=True):
-        for j, kind in enumerate(kinds):
+        for j, kind in enumerate(KINDS):
             ratios = []
             for t in traces:
                 oracle = next(r for r in rows if r.trace == t and r.forecast == "oracle")

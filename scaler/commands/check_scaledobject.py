@@ -27,6 +27,7 @@ import yaml
 from scaler.config.load import ConfigError, read_config
 from scaler.config.settings import KEDA_DEFAULT_POLLING_S, ServiceConfig
 from scaler.keda.metadata import MetadataError, WorkloadSpec
+from scaler.sim.hpa_behavior import behavior_from_spec
 
 if TYPE_CHECKING:
     from scaler.service.service import ScalerService
@@ -151,8 +152,6 @@ def behavior_notes(written: object, spec: WorkloadSpec) -> list[str]:
     """What the HPA KEDA creates would do to the scaler's count (notes, not problems: each
     is a choice, but rarely the one intended). The answer is a replica count already
     stabilised by the scaler, which the HPA should carry out exactly and at once."""
-    from scaler.sim.hpa_behavior import behavior_from_spec
-
     try:
         if not isinstance(written, Mapping | None):
             raise ValueError(f"must be a mapping, got {written!r}")
