@@ -7,6 +7,13 @@ import random
 
 import pytest
 
+from scaler.model.forecast.conformal import (
+    ERROR_WINDOW,
+    PRIOR_ERRORS,
+    ConformalBound,
+    bucket_steps,
+    prior_z,
+)
 from scaler.model.forecast.forecaster import DemandForecaster
 from scaler.model.forecast.smoother import Smoother, SmoothingParams
 from tests.model.forecast.series import (
@@ -55,18 +62,44 @@ def test_upper_bound_widens_with_the_horizon() -> None:
 
 
 @pytest.mark.parametrize("quantile", [0.9, 0.95, 0.99])
-def test_before_twenty_errors_the_band_is_the_gaussian_quantile(quantile: float) -> None:
-    """Until a horizon has 20 errors its band is the Gaussian quantile at the configured level
+def test_before_any_error_the_band_is_the_gaussian_quantile(quantile: float) -> None:
+    """Until a horizon has an error its band is the Gaussian quantile at the configured level
     in mean-absolute-error units (the scale's), per square root of a step: 1.61, 2.06 and
     2.92 scale units at 0.9, 0.95 and 0.99; not one width for every level."""
     f = DemandForecaster(STEP, quantile=quantile)
-    for i, x in enumerate([100.0, 104.0, 98.0, 103.0, 99.0, 101.0]):
+    for i, x in enumerate([100.0, 104.0]):
         f.observe(i * STEP, x)
     gaussian = {0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263}[quantile] * math.sqrt(math.pi / 2)
-    centre = max(f._core.level or 0.0, 101.0)  # the first day's band centre (smoother.py)
+    centre = max(f._core.level or 0.0, 104.0)  # the first day's band centre (smoother.py)
     for h in (1, 3):
         want = centre + f._core.scale() * gaussian * math.sqrt(h)
         assert f.forecast(h * STEP).upper == pytest.approx(want, rel=1e-3)
+
+
+def _bound_with_errors(errors: list[float]) -> ConformalBound:
+    bound = ConformalBound(bucket_steps(4), quantile=0.95)
+    for z in errors:
+        bound.windows[0].add(z)
+    return bound
+
+
+def test_one_outlier_among_few_errors_does_not_set_the_band() -> None:
+    """Twenty errors, one of them 8 scale units: the conformal rank at n = 20 is the largest,
+    so the empirical quantile alone would be 8, four times the prior, from one reading.
+    Pooled with the prior (worth ``PRIOR_ERRORS`` errors) the band widens by half at most."""
+    bound = _bound_with_errors([1.0] * 19 + [8.0])
+    assert bound.windows[0].quantile(0.95) == 8.0
+    assert bound.prior < bound.z_at(1) < 1.5 * bound.prior
+
+
+def test_the_band_moves_from_the_prior_to_the_evidence_as_errors_arrive() -> None:
+    """Errors steadily of one scale unit, half the prior: the band narrows towards 1 as they
+    accumulate, and a full window (a week of 10-minute steps) is mostly evidence."""
+    widths = [_bound_with_errors([1.0] * n).z_at(1) for n in (1, 20, 100, ERROR_WINDOW)]
+    assert widths == sorted(widths, reverse=True)
+    prior = prior_z(0.95)
+    assert widths[0] == pytest.approx((PRIOR_ERRORS * prior + 1.0) / (PRIOR_ERRORS + 1))
+    assert widths[-1] < 1.0 + 0.1 * (prior - 1.0)
 
 
 def test_in_the_first_day_one_low_reading_does_not_pull_the_band_down() -> None:
