@@ -24,16 +24,17 @@ from scaler.model.forecast.smoother import SLOW_RATE, Smoother, SmoothingParams
 if TYPE_CHECKING:
     from scaler.model.forecast.forecaster import DemandForecaster
 
-_FormatVersion = 5
+_FormatVersion = 6
 """2: the naive guard, the last usable reading and the weekly season's gathered first week.
 3: ``arrivals_per_unit`` in the config. 4: the count of errors in the error scales
-(``scale_errors``). 5: ``zero_holes`` in the config. A version-2 state is read with
-``arrivals_per_unit`` at 1 (every version-2 forecaster counted its readings as requests/s);
-version 2 and 3 states with their scales past their warm-up (``SCALES_WARM``); states before
-version 5 with ``zero_holes`` on (every forecaster before it took improbable zeros for
-holes); older ones are refused."""
+(``scale_errors``). 5: ``zero_holes`` in the config. 6: no ``zero_trust_s`` (a suspect zero
+is missing until ``zero_forget_s``; older states' ``zero_trust_s`` is ignored). A version-2
+state is read with ``arrivals_per_unit`` at 1 (every version-2 forecaster counted its
+readings as requests/s); version 2 and 3 states with their scales past their warm-up
+(``SCALES_WARM``); states before version 5 with ``zero_holes`` on (every forecaster before
+it took improbable zeros for holes); older ones are refused."""
 _READ_AS_CURRENT = {2: {"arrivals_per_unit": 1.0, "zero_holes": True},
-                    3: {"zero_holes": True}, 4: {"zero_holes": True}}
+                    3: {"zero_holes": True}, 4: {"zero_holes": True}, 5: {}}
 """Versions still read, and the config they lack."""
 SCALES_WARM = round(1.0 / SLOW_RATE)
 """Errors after which both error scales are exponentially weighted (the count a state older
@@ -63,7 +64,7 @@ def forecaster_to_dict(f: DemandForecaster) -> dict[str, Any]:
 def _config_dict(f: DemandForecaster) -> dict[str, Any]:
     return {"step_s": f.step_s, "seasons_s": list(f.seasons_s),
             "quantile": f.quantile, "max_horizon_s": f.max_horizon_s,
-            "zero_trust_s": f.zero_trust_s, "zero_forget_s": f.zero_forget_s,
+            "zero_forget_s": f.zero_forget_s,
             "history_s": f.history_s, "refit_every_s": f.refit_every_s,
             "fit_horizon_s": f.fit_horizon_s, "guard": f.guard,
             "arrivals_per_unit": f.arrivals_per_unit, "zero_holes": f.zero_holes}
@@ -94,8 +95,8 @@ def forecaster_from_dict(cls: type[DemandForecaster], d: dict[str, Any]) -> Dema
 
 def _from_config(cls: type[DemandForecaster], cfg: dict[str, Any]) -> DemandForecaster:
     return cls(cfg["step_s"], tuple(cfg["seasons_s"]), cfg["quantile"],
-               max_horizon_s=cfg["max_horizon_s"], zero_trust_s=cfg["zero_trust_s"],
-               zero_forget_s=cfg["zero_forget_s"], history_s=cfg["history_s"],
+               max_horizon_s=cfg["max_horizon_s"], zero_forget_s=cfg["zero_forget_s"],
+               history_s=cfg["history_s"],
                refit_every_s=cfg["refit_every_s"], fit_horizon_s=cfg["fit_horizon_s"],
                guard=bool(cfg["guard"]), arrivals_per_unit=cfg["arrivals_per_unit"],
                zero_holes=bool(cfg["zero_holes"]))

@@ -61,7 +61,7 @@ def two_days_of(series: Callable[[float], float]) -> DemandForecaster:
 def saved_as(f: DemandForecaster, version: int) -> dict[str, Any]:
     """``f``'s state as that version saved it: version 2 had no ``arrivals_per_unit``,
     versions 2 and 3 no count of the errors in the error scales, versions before 5 no
-    ``zero_holes``."""
+    ``zero_holes``, and versions before 6 had ``zero_trust_s`` (an hour)."""
     state = f.to_dict()
     state["version"] = version
     if version == 2:
@@ -69,7 +69,9 @@ def saved_as(f: DemandForecaster, version: int) -> dict[str, Any]:
     if version < 4:
         for core in [state["core"], *(c for _, c in state["checkpoints"])]:
             del core["scale_errors"]
-    del state["config"]["zero_holes"]
+    if version < 5:
+        del state["config"]["zero_holes"]
+    state["config"]["zero_trust_s"] = 3600.0
     return state
 
 
@@ -106,3 +108,12 @@ def test_a_version_4_state_takes_improbable_zeros_for_holes_as_it_did() -> None:
     old = DemandForecaster.from_dict(saved_as(f, 4))
     assert old.zero_holes and not DemandForecaster.from_dict(f.to_dict()).zero_holes
     goes_on_as(old, DemandForecaster.from_dict(f.to_dict()), noisy_sine(14))
+
+
+def test_a_version_5_state_goes_on_as_saved_and_its_zero_trust_s_is_ignored() -> None:
+    """Version 6 dropped ``zero_trust_s`` (a suspect zero is missing until ``zero_forget_s``):
+    a version-5 state, which has it, is read and goes on as the current one."""
+    series = noisy_sine(15)
+    f = two_days_of(series)
+    goes_on_as(DemandForecaster.from_dict(saved_as(f, 5)),
+               DemandForecaster.from_dict(f.to_dict()), series)
