@@ -96,6 +96,9 @@ class ErrorWindow:
         self.order.append(z)
         bisect.insort(self.sorted, z)
 
+    def __len__(self) -> int:
+        return len(self.sorted)
+
     def quantile(self, q: float) -> float | None:
         """Conformal quantile: the ceil((n + 1) q)-th smallest error (None if none yet)."""
         n = len(self.sorted)
@@ -162,5 +165,5 @@ class ConformalBound:
         empirical = window.quantile(self.quantile)
         if empirical is None:
             return prior
-        n = len(window.sorted)
+        n = len(window)
         return (PRIOR_ERRORS * prior + n * empirical) / (PRIOR_ERRORS + n)

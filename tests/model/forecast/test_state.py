@@ -71,7 +71,8 @@ def saved_as(f: DemandForecaster, version: int) -> dict[str, Any]:
             del core["scale_errors"]
     if version < 5:
         del state["config"]["zero_holes"]
-    state["config"]["zero_trust_s"] = 3600.0
+    if version < 6:
+        state["config"]["zero_trust_s"] = 3600.0
     return state
 
 

@@ -86,8 +86,8 @@ def test_half_hour_zero_hole_does_not_drop_the_forecast() -> None:
 
 def test_a_long_hole_holds_the_level_and_is_recovered_from_at_once() -> None:
     """Twelve hours of zeros in traffic steady at 1,000: the forecast holds 1,000 throughout
-    (the traces' holes end with demand back at its old level), and after it the first reading
-    finds the model where it was."""
+    (a hole is missing data, whatever demand does after it), and when demand comes back at its
+    old level the first reading finds the model where it was."""
     series = noisy_level(1000.0, 20.0, seed=5)
     n = 2 * STEPS_PER_DAY
     f = fed(series, n, holey())
